@@ -1,0 +1,101 @@
+# cowscope: one Makefile drives everything. See README.md.
+#
+#   make            build userspace, BPF and the module for the VM kernels
+#   make demo       the guided tour of fork and copy-on-write (does set-up)
+#   make test       every suite: unit, Python, host eBPF, in-VM for 6.1 and 6.12
+#   make bench      host benchmarks          make vm-bench   in-VM benchmarks
+#   make vm         interactive lab shell    make vm-test    in-VM test suite
+#   make vm-run CMD="..."                    make load / make unload (native)
+#
+# KERNEL=6.1|6.12 picks the VM kernel (default 6.12). V=1 for full commands.
+
+SHELL := /bin/bash
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := all
+
+BUILD   ?= build
+KERNEL  ?= 6.12
+KERNELS ?= 6.1 6.12
+PYTHON  := /usr/bin/python3
+JOBS    ?= $(shell nproc)
+Q       := $(if $(V),,@)
+export COWSCOPE_ROOT := $(CURDIR)
+
+SETUP_STAMP := $(BUILD)/.setup-done
+
+.PHONY: all setup userspace kmod test unit-test host-test python-test vm-test \
+	vm-test-all vm vm-run bench vm-bench demo load unload clean distclean
+
+all: userspace kmod
+
+# Set-up runs once per build folder (and again when scripts/setup changes);
+# `make setup` forces a full check.
+$(SETUP_STAMP): scripts/setup scripts/lib.sh
+	$(Q)scripts/setup
+	$(Q)mkdir -p $(BUILD) && touch $@
+
+setup:
+	$(Q)scripts/setup
+	$(Q)mkdir -p $(BUILD) && touch $(SETUP_STAMP)
+
+$(BUILD)/CMakeCache.txt: $(SETUP_STAMP) CMakeLists.txt
+	$(Q)cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DPython3_EXECUTABLE=$(PYTHON) -DPYTHON_EXECUTABLE=$(PYTHON) >/dev/null
+
+userspace: $(BUILD)/CMakeCache.txt
+	$(Q)cmake --build $(BUILD) -j $(JOBS) $(if $(V),-- VERBOSE=1)
+
+# The module, once per VM kernel, in build/kmod/<kernel>/cowscope.ko.
+kmod: $(SETUP_STAMP)
+	$(Q)for k in $(KERNELS); do scripts/build-kmod $$k || exit 1; done
+
+unit-test: userspace
+	$(Q)cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+
+# Host eBPF tests (root; they skip with the reason where BPF is unavailable).
+host-test: userspace
+	$(Q)cd $(BUILD) && ctest --output-on-failure -L bpf --no-tests=ignore
+
+python-test: userspace
+	$(Q)if [ -d tests/python ]; then \
+		PYTHONPATH=$(CURDIR)/$(BUILD)/python $(PYTHON) -m pytest -q -W error -p no:cacheprovider tests/python; fi
+
+vm-test: all
+	$(Q)scripts/vm --kernel $(KERNEL) test
+
+vm-test-all: all
+	$(Q)for k in $(KERNELS); do scripts/vm --kernel $$k test || exit $$?; done
+
+test: all
+	$(Q)scripts/run-tests $(KERNELS)
+
+vm: all
+	$(Q)scripts/vm --kernel $(KERNEL) shell
+
+vm-run: all
+	$(Q)scripts/vm --kernel $(KERNEL) run "$(CMD)"
+
+bench: all
+	$(Q)scripts/bench
+
+vm-bench: all
+	$(Q)scripts/vm --kernel $(KERNEL) bench
+
+demo: all
+	$(Q)scripts/demo $(if $(NATIVE),--native)
+
+# Native module load for a machine whose running kernel allows modules.
+load: $(SETUP_STAMP)
+	$(Q)$(MAKE) -C kmod KDIR=/lib/modules/$$(uname -r)/build
+	$(Q)insmod kmod/cowscope.ko && echo "cowscope: loaded; see /proc/cowscope"
+
+unload:
+	$(Q)rmmod cowscope
+
+clean:
+	$(Q)rm -rf $(BUILD)/bin $(BUILD)/kmod $(BUILD)/vm
+	$(Q)if [ -f $(BUILD)/Makefile ]; then cmake --build $(BUILD) --target clean; fi
+	$(Q)if [ -f kmod/Makefile ]; then $(MAKE) -s -C kmod clean >/dev/null 2>&1 || true; fi
+
+distclean:
+	$(Q)rm -rf $(BUILD)

@@ -1,0 +1,1 @@
+#define COWSCOPE_COMMIT "unknown"
