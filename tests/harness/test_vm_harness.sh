@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The VM harness must tell pass from fail from a VM that never finished:
+# exit 0 for a passing suite, 1 for a failing test, 2 for a kernel panic or
+# a hang (with the console's last lines), and `run` must pass the command's
+# own exit status through.
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+kernel=${1:-6.12}
+vm="$root/scripts/vm"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+
+expect() {
+	local want=$1 what=$2; shift 2
+	"$@" >"$tmp/out" 2>&1
+	local got=$?
+	if [ "$got" = "$want" ]; then
+		echo "  ok: $what (exit $got)"
+	else
+		echo "  FAIL: $what: expected exit $want, got $got; output:"
+		sed 's/^/    | /' "$tmp/out" | tail -n 20
+		fails=$((fails + 1))
+	fi
+}
+
+printf '#!/bin/sh\necho harness-selftest passing\nexit 0\n' >"$tmp/selftest_pass.sh"
+printf '#!/bin/sh\necho harness-selftest failing on purpose\nexit 1\n' >"$tmp/selftest_fail.sh"
+printf '#!/bin/sh\necho harness-selftest skipping\nexit 77\n' >"$tmp/selftest_skip.sh"
+printf '#!/bin/sh\necho c >/proc/sysrq-trigger\nsleep 60\n' >"$tmp/selftest_panic.sh"
+printf '#!/bin/sh\nwhile :; do sleep 1; done\n' >"$tmp/selftest_hang.sh"
+
+echo "VM harness self-test on $kernel:"
+expect 0 "a passing test passes" "$vm" --kernel "$kernel" --no-module --add "$tmp/selftest_pass.sh" --filter 'selftest_pass*' test
+expect 1 "a failing test fails the suite" "$vm" --kernel "$kernel" --no-module --add "$tmp/selftest_pass.sh" --add "$tmp/selftest_fail.sh" --filter 'selftest_*' test
+expect 1 "a suite where everything skips is no pass" "$vm" --kernel "$kernel" --no-module --add "$tmp/selftest_skip.sh" --filter 'selftest_skip*' test
+expect 2 "a kernel panic is 'never finished'" "$vm" --kernel "$kernel" --no-module --add "$tmp/selftest_panic.sh" --filter 'selftest_panic*' test
+grep -q 'last 40 console lines' "$tmp/out" || { echo "  FAIL: no console tail after a panic"; fails=$((fails + 1)); }
+grep -q 'Kernel panic' "$tmp/out" || { echo "  FAIL: the console tail does not show the panic"; fails=$((fails + 1)); }
+expect 2 "a hang hits the hard timeout" "$vm" --kernel "$kernel" --no-module --timeout 20 --add "$tmp/selftest_hang.sh" --filter 'selftest_hang*' test
+expect 3 "run passes the command's exit status through" "$vm" --kernel "$kernel" --no-module run 'echo hello; exit 3'
+grep -qx hello "$tmp/out" || { echo "  FAIL: run did not print the command's output"; fails=$((fails + 1)); }
+expect 2 "a bad --kernel is a usage error" "$vm" --kernel 5.10 run true
+
+[ $fails -eq 0 ] && echo "VM harness self-test: all passed" || echo "VM harness self-test: $fails failed"
+[ $fails -eq 0 ]
