@@ -12,6 +12,25 @@ if(NOT "${NEW_GLOB}" STREQUAL "${OLD_GLOB}")
   file(TOUCH_NOCREATE "/work/main/build/CMakeFiles/cmake.verify_globs")
 endif()
 
+# VM_TESTS at tests/vm/CMakeLists.txt:7 (file)
+file(GLOB NEW_GLOB LIST_DIRECTORIES true "/work/main/tests/vm/vmbench_*.cpp")
+set(OLD_GLOB
+  )
+if(NOT "${NEW_GLOB}" STREQUAL "${OLD_GLOB}")
+  message("-- GLOB mismatch!")
+  file(TOUCH_NOCREATE "/work/main/build/CMakeFiles/cmake.verify_globs")
+endif()
+
+# VM_TESTS at tests/vm/CMakeLists.txt:7 (file)
+file(GLOB NEW_GLOB LIST_DIRECTORIES true "/work/main/tests/vm/vmtest_*.cpp")
+set(OLD_GLOB
+  "/work/main/tests/vm/vmtest_smoke.cpp"
+  )
+if(NOT "${NEW_GLOB}" STREQUAL "${OLD_GLOB}")
+  message("-- GLOB mismatch!")
+  file(TOUCH_NOCREATE "/work/main/build/CMakeFiles/cmake.verify_globs")
+endif()
+
 # COWCORE_SOURCES at userspace/lib/CMakeLists.txt:2 (file)
 file(GLOB NEW_GLOB LIST_DIRECTORIES true "/work/main/userspace/lib/src/*.cpp")
 set(OLD_GLOB

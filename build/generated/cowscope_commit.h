@@ -1,1 +1,1 @@
-#define COWSCOPE_COMMIT "unknown"
+#define COWSCOPE_COMMIT "b4fdc1abfe42-dirty"
