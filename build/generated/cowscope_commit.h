@@ -1,1 +1,0 @@
-#define COWSCOPE_COMMIT "b4fdc1abfe42-dirty"
