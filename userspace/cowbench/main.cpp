@@ -1,0 +1,244 @@
+// cowbench: what fork and copy-on-write cost. A thin front end over the
+// cowcore library (cowscope/bench.hpp, cowscope/sweep.hpp).
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fmt/format.h>
+#include <iostream>
+#include <map>
+
+#include "cowscope/bench.hpp"
+#include "cowscope/error.hpp"
+#include "cowscope/fd.hpp"
+#include "cowscope/stats.hpp"
+#include "cowscope/sweep.hpp"
+#include "cowscope/units.hpp"
+
+using namespace cowscope;
+
+namespace {
+
+extern "C" void on_sigint(int)
+{
+	request_stop();
+}
+
+void install_sigint()
+{
+	struct sigaction sa {};
+	sa.sa_handler = on_sigint;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; // no SA_RESTART: blocking calls return EINTR
+	sigaction(SIGINT, &sa, nullptr);
+	sigaction(SIGTERM, &sa, nullptr);
+}
+
+struct Opts {
+	std::map<std::string, std::string> values;
+	bool read = false;
+	std::string json, csv, out;
+	bool quiet = false;
+};
+
+void add_bench_options(CLI::App &app, Opts &o, bool lists)
+{
+	const char *l = lists ? " (a comma-separated list sweeps it)" : "";
+	auto opt = [&](const std::string &name, const std::string &help) {
+		app.add_option_function<std::string>(
+			   "--" + name, [&o, name](const std::string &v) { o.values[name] = v; }, help)
+			->type_name("");
+	};
+	opt("heap", fmt::format("private anonymous heap, SIZE like 64M (K/M/G/T){}", l));
+	opt("write-ratio", fmt::format("share of pages written after fork, 0..1{}", l));
+	opt("writer", fmt::format("who writes after fork: child|parent|both{}", l));
+	opt("pattern", fmt::format("write order: seq|random|stride:N{}", l));
+	opt("children", fmt::format("concurrent children{}", l));
+	opt("thp", fmt::format("never|madvise|always (MADV_NOHUGEPAGE/MADV_HUGEPAGE) or system{}", l));
+	opt("spawn", fmt::format("fork|vfork|posix_spawn|fork-exec{}", l));
+	opt("repeat", "measured repetitions (after the warm-up)");
+	opt("warmup", "unmeasured warm-up repetitions (default 1)");
+	opt("pte-state", "writable (rewrite the heap before each fork, default) or readonly");
+	opt("timeout", "seconds a child may take per phase before it is killed (default 60)");
+	opt("seed", "seed for --pattern random");
+	app.add_flag("--read", o.read, "the writer also reads the pages it does not write");
+	app.add_flag("-q,--quiet", o.quiet, "no progress output");
+}
+
+void progress_bar(unsigned done, unsigned total, const std::string &label)
+{
+	if (!::isatty(2))
+		return;
+	unsigned width = 30;
+	unsigned fill = total ? done * width / total : width;
+	std::string bar(fill, '#');
+	bar.resize(width, ' ');
+	std::fprintf(stderr, "\r[%s] %u/%u %s\x1b[K", bar.c_str(), done, total, label.c_str());
+	if (done == total)
+		std::fprintf(stderr, "\r\x1b[K");
+	std::fflush(stderr);
+}
+
+int cmd_run(const Opts &o)
+{
+	auto values = o.values;
+	if (o.read)
+		values["read"] = "1";
+	BenchConfig cfg = config_from_options(values);
+	BenchResult r = run_bench(cfg, [&](unsigned d, unsigned t) {
+		if (!o.quiet)
+			progress_bar(d, t, "repetitions");
+	});
+	if (!o.json.empty())
+		write_file_atomic(o.json, to_json(r).dump(2) + "\n");
+	if (!o.csv.empty())
+		write_file_atomic(o.csv, to_csv(r));
+	std::cout << to_table(r);
+	if (r.interrupted) {
+		std::cerr << fmt::format("cowbench: interrupted; {} finished repetitions written\n",
+					 r.repetitions.size());
+		return 130;
+	}
+	if (r.timeouts) {
+		std::cerr << fmt::format("cowbench: {} repetition(s) timed out; their children were killed and reaped\n",
+					 r.timeouts);
+		return 1;
+	}
+	return 0;
+}
+
+int cmd_sweep(const Opts &o)
+{
+	auto values = o.values;
+	if (o.read)
+		values["read"] = "1";
+	auto points = expand_sweep(values);
+	auto out = run_sweep(points, o.out, [&](const SweepProgress &p) {
+		if (o.quiet)
+			return;
+		std::string label;
+		if (p.current)
+			label = fmt::format("heap={} ratio={} writer={} pattern={} thp={} children={} spawn={}",
+					    format_size(p.current->heap), p.current->write_ratio,
+					    to_string(p.current->writer), to_string(p.current->pattern),
+					    to_string(p.current->thp), p.current->children,
+					    to_string(p.current->spawn));
+		progress_bar(p.done, p.total, label);
+	});
+	std::cout << fmt::format("cowbench sweep: {} points, {} run, {} already in {}{}\n", out.total, out.ran,
+				 out.skipped, o.out, out.interrupted ? " (interrupted: rerun to resume)" : "");
+	return out.interrupted ? 130 : 0;
+}
+
+// `make bench`: the driver's own overhead and the cost of a COW fault
+// beside its floors. name=value lines with their targets.
+int cmd_selftest(unsigned rounds)
+{
+	std::vector<double> plain, driver, cycle;
+	BenchConfig empty;
+	empty.heap = 0;
+	empty.write_ratio = 0;
+	empty.repeat = 100;
+	for (unsigned i = 0; i < rounds; i++) {
+		auto p = plain_fork_loop(100, &cycle);
+		plain.insert(plain.end(), p.begin(), p.end());
+		auto r = run_bench(empty);
+		for (const auto &rep : r.repetitions)
+			driver.push_back(rep.fork_us);
+	}
+	Summary sp = summarize(plain), sd = summarize(driver), sc = summarize(cycle);
+	double ratio = sd.median / sp.median;
+	std::cout << fmt::format("latproc_fork_us={:.1f} (min {:.1f} max {:.1f}, n={})\n", sp.median, sp.min, sp.max, sp.n);
+	std::cout << fmt::format("latproc_cycle_us={:.1f} (fork+_exit+waitpid)\n", sc.median);
+	std::cout << fmt::format("cowbench_empty_fork_us={:.1f} (min {:.1f} max {:.1f}, n={})\n", sd.median, sd.min, sd.max, sd.n);
+	std::cout << fmt::format("driver_overhead_ratio={:.3f} target<=1.15 {}\n", ratio,
+				 ratio <= 1.15 && ratio >= 0.85 ? "OK" : "MISSED");
+
+	for (Thp thp : {Thp::never, Thp::always}) {
+		BenchConfig c;
+		c.heap = 64ull << 20;
+		c.write_ratio = 1;
+		c.thp = thp;
+		c.repeat = 5;
+		auto r = run_bench(c);
+		auto med = [&](const char *k) {
+			std::vector<double> v;
+			for (const auto &rep : r.repetitions)
+				v.push_back(repetition_value(rep, k));
+			return summarize(v);
+		};
+		std::string tag = thp == Thp::never ? "4k" : "thp";
+		auto nf = med("ns_per_cow_fault"), pc = med("ns_per_page_copy"), cf = med("cow_faults"),
+		     ratio2 = med("cow_eager_ratio");
+		std::cout << fmt::format("{}_heap_huge_kb={} (thp advice {}, system {})\n", tag, r.setup.anon_huge_kb,
+					 r.setup.thp_advice, r.setup.thp_system);
+		std::cout << fmt::format("{}_ns_per_cow_fault={:.0f} (min {:.0f} max {:.0f})\n", tag, nf.median, nf.min, nf.max);
+		std::cout << fmt::format("{}_ns_per_4k_memcpy={:.0f} (min {:.0f} max {:.0f}) floor of the copy\n", tag,
+					 pc.median, pc.min, pc.max);
+		std::cout << fmt::format("{}_ns_per_first_touch_fault={:.0f}\n", tag, r.setup.ns_per_first_touch_fault);
+		std::cout << fmt::format("{}_cow_faults={:.0f} for {} pages written\n", tag, cf.median, r.setup.pages_written);
+		std::cout << fmt::format("{}_cow_eager_ratio={:.2f} (min {:.2f} max {:.2f})\n", tag, ratio2.median,
+					 ratio2.min, ratio2.max);
+	}
+	for (PteState st : {PteState::writable, PteState::readonly}) {
+		BenchConfig c;
+		c.heap = 256ull << 20;
+		c.write_ratio = 0;
+		c.thp = Thp::never;
+		c.pte_state = st;
+		c.repeat = 5;
+		auto r = run_bench(c);
+		std::vector<double> v;
+		for (const auto &rep : r.repetitions)
+			v.push_back(rep.fork_us);
+		auto s = summarize(v);
+		std::cout << fmt::format("fork_256m_{}_us={:.0f} (min {:.0f} max {:.0f})\n", to_string(st), s.median,
+					 s.min, s.max);
+	}
+	return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && std::string_view(argv[1]) == "--exec-noop")
+		_exit(0);
+	CLI::App app{"cowbench: what fork() and copy-on-write cost, by heap size and write ratio"};
+	app.require_subcommand(0, 1);
+	Opts run, sw;
+	add_bench_options(app, run, false);
+	app.add_option("--json", run.json, "write every parameter and repetition as JSON to FILE");
+	app.add_option("--csv", run.csv, "write one CSV row per repetition to FILE");
+	auto *sweep = app.add_subcommand("sweep", "run every combination of the listed values");
+	add_bench_options(*sweep, sw, true);
+	sweep->add_option("-o,--out", sw.out, "JSON-lines results file (appended; a rerun resumes)")->required();
+	auto *self = app.add_subcommand("selftest", "driver overhead and COW fault cost (make bench)");
+	unsigned rounds = 3;
+	self->add_option("--rounds", rounds, "rounds of 100 forks each");
+	try {
+		app.parse(argc, argv);
+	} catch (const CLI::CallForHelp &e) {
+		return app.exit(e);
+	} catch (const CLI::CallForAllHelp &e) {
+		return app.exit(e);
+	} catch (const CLI::ParseError &e) {
+		std::cerr << "cowbench: " << e.what() << "\n";
+		return 2;
+	}
+	install_sigint();
+	try {
+		if (*sweep)
+			return cmd_sweep(sw);
+		if (*self)
+			return cmd_selftest(rounds);
+		return cmd_run(run);
+	} catch (const UsageError &e) {
+		std::cerr << "cowbench: " << e.what() << "\n";
+		return 2;
+	} catch (const std::exception &e) {
+		std::cerr << "cowbench: " << e.what() << "\n";
+		return 1;
+	}
+}

@@ -1,0 +1,660 @@
+// cowbench: the fork driver. Children run only async-signal-safe code (raw
+// syscalls on pipes, then _exit), so this is safe inside a threaded host
+// such as the Python interpreter. Parent and children synchronise through
+// pipes (never sleeps); every child is killed and reaped by ChildProc's
+// destructor whatever happens; a child past the timeout is killed and the
+// repetition reported as "timeout".
+#include "cowscope/bench.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fmt/format.h>
+
+#include "cowscope/error.hpp"
+#include "cowscope/fd.hpp"
+#include "cowscope/meta.hpp"
+#include "cowscope/proc.hpp"
+#include "cowscope/units.hpp"
+
+extern char **environ;
+
+namespace cowscope {
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+
+std::int64_t now_ns() noexcept
+{
+	struct timespec ts;
+	::clock_gettime(CLOCK_MONOTONIC, &ts);
+	return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+struct Interrupted {};
+
+constexpr std::size_t kHuge = 2u << 20;
+
+// A heap aligned to 2 MiB so that THP can back it.
+class Heap {
+public:
+	Heap() = default;
+	Heap(std::size_t len, Thp thp, bool dontfork)
+	{
+		if (len == 0)
+			return;
+		std::size_t total = len + kHuge;
+		void *p = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			throw SysError(fmt::format("mmap {}", format_size(len)));
+		auto base = reinterpret_cast<std::uintptr_t>(p);
+		std::uintptr_t aligned = (base + kHuge - 1) & ~(kHuge - 1);
+		if (aligned > base)
+			::munmap(p, aligned - base);
+		std::size_t tail = base + total - (aligned + len);
+		if (tail)
+			::munmap(reinterpret_cast<void *>(aligned + len), tail);
+		map_ = Mapping(reinterpret_cast<void *>(aligned), len);
+		int advice = thp == Thp::never ? MADV_NOHUGEPAGE : thp == Thp::system ? 0 : MADV_HUGEPAGE;
+		if (advice && ::madvise(map_.data(), len, advice) < 0)
+			throw SysError("madvise heap");
+		if (dontfork && ::madvise(map_.data(), len, MADV_DONTFORK) < 0)
+			throw SysError("madvise MADV_DONTFORK");
+	}
+	char *data() const { return map_.data(); }
+
+private:
+	Mapping map_;
+};
+
+// A child process: SIGKILLed and reaped on destruction unless already reaped.
+class ChildProc {
+public:
+	explicit ChildProc(pid_t pid) : pid_(pid)
+	{
+		int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+		if (fd >= 0)
+			pidfd_.reset(fd);
+	}
+	ChildProc(ChildProc &&o) noexcept : pid_(std::exchange(o.pid_, -1)), pidfd_(std::move(o.pidfd_)) {}
+	ChildProc(const ChildProc &) = delete;
+	ChildProc &operator=(const ChildProc &) = delete;
+	ChildProc &operator=(ChildProc &&) = delete;
+	~ChildProc() { kill_and_reap(); }
+
+	pid_t pid() const { return pid_; }
+	void kill_and_reap() noexcept
+	{
+		if (pid_ <= 0)
+			return;
+		::kill(pid_, SIGKILL);
+		int st;
+		while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+		}
+		pid_ = -1;
+	}
+	// Wait for the child to exit until `deadline` (now_ns clock). Returns
+	// false on timeout (the child is still running); fills the wait status.
+	bool wait_exit(std::int64_t deadline, int &status)
+	{
+		for (;;) {
+			pid_t r = ::waitpid(pid_, &status, WNOHANG);
+			if (r == pid_) {
+				pid_ = -1;
+				return true;
+			}
+			if (r < 0 && errno != EINTR)
+				throw SysError(fmt::format("waitpid {}", pid_));
+			if (g_stop)
+				throw Interrupted{};
+			std::int64_t left = deadline - now_ns();
+			if (left <= 0)
+				return false;
+			if (pidfd_) {
+				struct pollfd p = {pidfd_.get(), POLLIN, 0};
+				::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left / 1000000 + 1, 1000)));
+			} else {
+				struct timespec ts = {0, 100000};
+				::nanosleep(&ts, nullptr);
+			}
+		}
+	}
+
+private:
+	pid_t pid_ = -1;
+	UniqueFd pidfd_;
+};
+
+struct Msg {
+	std::int64_t kind = 0; // 1 ready, 2 report
+	std::int64_t start_ns = 0;
+	std::int64_t write_ns = 0;
+	std::int64_t read_ns = 0;
+	std::int64_t faults = 0;
+};
+
+// Everything a forked child needs, prepared before fork.
+struct ChildCtx {
+	char *heap = nullptr;
+	std::size_t psz = 0;
+	const std::uint32_t *wpages = nullptr;
+	std::size_t nw = 0;
+	const std::uint32_t *rpages = nullptr;
+	std::size_t nr = 0;
+	bool write = false;
+	bool hang = false;
+	int res_fd = -1, go_fd = -1;
+	const int *all_fds = nullptr;
+	std::size_t nfds = 0;
+	pid_t parent = 0;
+	char val = 0;
+};
+
+std::int64_t raw_minflt() noexcept
+{
+	struct rusage ru;
+	if (::syscall(SYS_getrusage, RUSAGE_SELF, &ru) < 0)
+		return -1;
+	return ru.ru_minflt;
+}
+
+bool raw_write(int fd, const void *p, std::size_t n) noexcept
+{
+	const char *c = static_cast<const char *>(p);
+	while (n) {
+		ssize_t r = ::write(fd, c, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		c += r;
+		n -= static_cast<std::size_t>(r);
+	}
+	return true;
+}
+
+char raw_read_byte(int fd) noexcept
+{
+	char c;
+	for (;;) {
+		ssize_t r = ::read(fd, &c, 1);
+		if (r == 1)
+			return c;
+		if (r < 0 && errno == EINTR)
+			continue;
+		return 0;
+	}
+}
+
+// Only async-signal-safe calls from here to _exit.
+[[noreturn]] void child_main(const ChildCtx &c) noexcept
+{
+	Msg m;
+	m.kind = 1;
+	m.start_ns = now_ns();
+	::prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (::getppid() != c.parent)
+		::_exit(3);
+	for (std::size_t i = 0; i < c.nfds; i++)
+		if (c.all_fds[i] != c.res_fd && c.all_fds[i] != c.go_fd)
+			::close(c.all_fds[i]);
+	if (!raw_write(c.res_fd, &m, sizeof(m)))
+		::_exit(4);
+	if (raw_read_byte(c.go_fd) != 'g')
+		::_exit(0);
+	if (c.hang)
+		for (;;)
+			::pause();
+	Msg r;
+	r.kind = 2;
+	if (c.write) {
+		volatile char *h = c.heap;
+		std::int64_t f0 = raw_minflt();
+		std::int64_t t0 = now_ns();
+		for (std::size_t i = 0; i < c.nw; i++)
+			h[static_cast<std::size_t>(c.wpages[i]) * c.psz] = c.val;
+		std::int64_t t1 = now_ns();
+		std::int64_t f1 = raw_minflt();
+		char sum = 0;
+		for (std::size_t i = 0; i < c.nr; i++)
+			sum = static_cast<char>(sum + h[static_cast<std::size_t>(c.rpages[i]) * c.psz]);
+		std::int64_t t2 = now_ns();
+		asm volatile("" ::"r"(sum));
+		r.write_ns = t1 - t0;
+		r.read_ns = t2 - t1;
+		r.faults = f1 - f0;
+	}
+	if (!raw_write(c.res_fd, &r, sizeof(r)))
+		::_exit(4);
+	raw_read_byte(c.go_fd); // 'x' or EOF: exit
+	::_exit(0);
+}
+
+// Read one Msg with a deadline. false = timeout.
+bool read_msg(int fd, Msg &m, std::int64_t deadline, pid_t pid)
+{
+	std::size_t got = 0;
+	auto *p = reinterpret_cast<char *>(&m);
+	while (got < sizeof(m)) {
+		if (g_stop)
+			throw Interrupted{};
+		std::int64_t left = deadline - now_ns();
+		if (left <= 0)
+			return false;
+		struct pollfd pf = {fd, POLLIN, 0};
+		int r = ::poll(&pf, 1, static_cast<int>(std::min<std::int64_t>(left / 1000000 + 1, 1000)));
+		if (r < 0 && errno != EINTR)
+			throw SysError("poll");
+		if (r <= 0)
+			continue;
+		ssize_t n = ::read(fd, p + got, sizeof(m) - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			throw SysError(fmt::format("read from child {}", pid));
+		if (n == 0)
+			throw Error(fmt::format("child {} exited before reporting", pid));
+		got += static_cast<std::size_t>(n);
+	}
+	return true;
+}
+
+__attribute__((noinline)) pid_t vfork_exec(const char *path, char *const *argv, char *const *envp)
+{
+	pid_t p = ::vfork();
+	if (p == 0) {
+		::execve(path, argv, envp);
+		::_exit(127);
+	}
+	return p;
+}
+
+std::uint64_t private_dirty_kb(pid_t pid)
+{
+	auto m = smaps_rollup(pid);
+	auto it = m.find("Private_Dirty");
+	return it == m.end() ? 0 : it->second;
+}
+
+struct Runner {
+	const BenchConfig &cfg;
+	std::size_t psz;
+	std::size_t pages;
+	Heap heap;
+	Heap eager;
+	std::vector<std::uint32_t> wpages, rpages;
+	std::vector<const char *> argv;
+
+	explicit Runner(const BenchConfig &c) : cfg(c)
+	{
+		psz = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+		pages = static_cast<std::size_t>((cfg.heap + psz - 1) / psz);
+		argv.push_back(cfg.exec_path.c_str());
+		for (const auto &a : cfg.exec_args)
+			argv.push_back(a.c_str());
+		argv.push_back(nullptr);
+	}
+
+	std::int64_t deadline() const
+	{
+		return now_ns() + static_cast<std::int64_t>(cfg.timeout_s * 1e9);
+	}
+
+	void touch_heap(char v)
+	{
+		volatile char *h = heap.data();
+		for (std::size_t i = 0; i < pages; i++)
+			h[i * psz] = v;
+	}
+
+	void prepare(char v)
+	{
+		touch_heap(v); // PTEs writable again (and pages exclusive)
+		if (cfg.pte_state == PteState::readonly && pages) {
+			pid_t p = ::fork();
+			if (p < 0)
+				throw SysError("fork");
+			if (p == 0)
+				::_exit(0);
+			ChildProc kid(p);
+			int st;
+			if (!kid.wait_exit(deadline(), st))
+				throw Error("write-protecting fork did not exit");
+		}
+	}
+
+	Repetition run_exec(unsigned index)
+	{
+		Repetition rep;
+		rep.index = index;
+		prepare(static_cast<char>(index));
+		auto *av = const_cast<char *const *>(argv.data());
+		std::int64_t t0 = now_ns();
+		pid_t pid = -1;
+		switch (cfg.spawn) {
+		case Spawn::vfork:
+			pid = vfork_exec(argv[0], av, environ);
+			break;
+		case Spawn::posix_spawn: {
+			int e = ::posix_spawn(&pid, argv[0], nullptr, nullptr, av, environ);
+			if (e)
+				throw SysError("posix_spawn " + cfg.exec_path, e);
+			break;
+		}
+		default:
+			pid = ::fork();
+			if (pid == 0) {
+				::execve(argv[0], av, environ);
+				::_exit(127);
+			}
+		}
+		std::int64_t t1 = now_ns();
+		if (pid < 0)
+			throw SysError(to_string(cfg.spawn));
+		ChildProc kid(pid);
+		int st = 0;
+		if (!kid.wait_exit(deadline(), st)) {
+			rep.status = fmt::format("timeout: child {} did not exit within {} s; killed with SIGKILL and reaped",
+						 pid, cfg.timeout_s);
+			return rep;
+		}
+		std::int64_t t2 = now_ns();
+		rep.fork_us = static_cast<double>(t1 - t0) / 1e3;
+		rep.fork_us_children = {rep.fork_us};
+		rep.exec_total_us = static_cast<double>(t2 - t0) / 1e3;
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			rep.status = fmt::format("error: {} exited with status {} (exec failed?)", cfg.exec_path,
+						 WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+		return rep;
+	}
+
+	Repetition run_fork(unsigned index)
+	{
+		Repetition rep;
+		rep.index = index;
+		const char val = static_cast<char>(index * 7 + 1);
+		prepare(static_cast<char>(val + 1));
+		const bool child_writes = cfg.writer != Writer::parent;
+		const bool parent_writes = cfg.writer != Writer::child;
+		const unsigned n = cfg.children;
+
+		std::vector<UniqueFd> fds;
+		std::vector<int> raw;
+		for (unsigned i = 0; i < 2 * n; i++) {
+			int p[2];
+			if (::pipe2(p, O_CLOEXEC) < 0)
+				throw SysError("pipe");
+			fds.emplace_back(p[0]);
+			fds.emplace_back(p[1]);
+			raw.push_back(p[0]);
+			raw.push_back(p[1]);
+		}
+		// Child i: result pipe fds[4i] (parent reads) / fds[4i+1] (child
+		// writes); go pipe fds[4i+2] (child reads) / fds[4i+3] (parent writes).
+		std::vector<ChildProc> kids;
+		kids.reserve(n);
+		std::vector<std::int64_t> t0s(n);
+		const pid_t self = ::getpid();
+		for (unsigned i = 0; i < n; i++) {
+			ChildCtx c;
+			c.heap = heap.data();
+			c.psz = psz;
+			c.wpages = wpages.data();
+			c.nw = wpages.size();
+			c.rpages = rpages.data();
+			c.nr = rpages.size();
+			c.write = child_writes;
+			c.hang = cfg.debug_child_hang;
+			c.res_fd = raw[4 * i + 1];
+			c.go_fd = raw[4 * i + 2];
+			c.all_fds = raw.data();
+			c.nfds = raw.size();
+			c.parent = self;
+			c.val = val;
+			std::int64_t t0 = now_ns();
+			pid_t pid = ::fork();
+			std::int64_t t1 = now_ns();
+			if (pid == 0)
+				child_main(c);
+			if (pid < 0)
+				throw SysError("fork");
+			kids.emplace_back(pid);
+			t0s[i] = t0;
+			rep.fork_us_children.push_back(static_cast<double>(t1 - t0) / 1e3);
+			fds[4 * i + 1].reset();
+			fds[4 * i + 2].reset();
+		}
+		rep.fork_us = rep.fork_us_children.front();
+		auto timeout = [&](unsigned i, const char *what) {
+			rep.status = fmt::format("timeout: child {} did not {} within {} s; killed with SIGKILL and reaped",
+						 kids[i].pid(), what, cfg.timeout_s);
+			return rep;
+		};
+		double start_sum = 0;
+		for (unsigned i = 0; i < n; i++) {
+			Msg m;
+			if (!read_msg(fds[4 * i].get(), m, deadline(), kids[i].pid()))
+				return timeout(i, "start");
+			start_sum += static_cast<double>(m.start_ns - t0s[i]) / 1e3;
+		}
+		rep.child_start_us = start_sum / n;
+		std::vector<std::uint64_t> pd0(n);
+		std::uint64_t ppd0 = 0;
+		if (child_writes)
+			for (unsigned i = 0; i < n; i++)
+				pd0[i] = private_dirty_kb(kids[i].pid());
+		if (parent_writes)
+			ppd0 = private_dirty_kb(self);
+		for (unsigned i = 0; i < n; i++)
+			if (!raw_write(fds[4 * i + 3].get(), "g", 1))
+				throw SysError("write to child");
+		double pw_ns = 0, pr_ns = 0, pfaults = 0;
+		if (parent_writes) {
+			volatile char *h = heap.data();
+			std::uint64_t f0 = minor_faults_thread();
+			std::int64_t t0 = now_ns();
+			for (auto p : wpages)
+				h[static_cast<std::size_t>(p) * psz] = val;
+			std::int64_t t1 = now_ns();
+			std::uint64_t f1 = minor_faults_thread();
+			char sum = 0;
+			for (auto p : rpages)
+				sum = static_cast<char>(sum + h[static_cast<std::size_t>(p) * psz]);
+			std::int64_t t2 = now_ns();
+			asm volatile("" ::"r"(sum));
+			pw_ns = static_cast<double>(t1 - t0);
+			pr_ns = static_cast<double>(t2 - t1);
+			pfaults = static_cast<double>(f1 - f0);
+		}
+		double cw_max = 0, cw_sum = 0, cr_max = 0, cfaults = 0, dirty = 0;
+		for (unsigned i = 0; i < n; i++) {
+			Msg m;
+			if (!read_msg(fds[4 * i].get(), m, deadline(), kids[i].pid()))
+				return timeout(i, "finish writing");
+			cw_max = std::max(cw_max, static_cast<double>(m.write_ns));
+			cw_sum += static_cast<double>(m.write_ns);
+			cr_max = std::max(cr_max, static_cast<double>(m.read_ns));
+			cfaults += static_cast<double>(m.faults);
+			if (child_writes)
+				dirty += static_cast<double>(private_dirty_kb(kids[i].pid())) -
+					 static_cast<double>(pd0[i]);
+		}
+		if (parent_writes)
+			dirty += static_cast<double>(private_dirty_kb(self)) - static_cast<double>(ppd0);
+		for (unsigned i = 0; i < n; i++)
+			raw_write(fds[4 * i + 3].get(), "x", 1);
+		for (unsigned i = 0; i < n; i++) {
+			int st = 0;
+			if (!kids[i].wait_exit(deadline(), st))
+				return timeout(i, "exit");
+			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+				rep.status = fmt::format("error: child exited with status {}",
+							 WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+		}
+
+		// The same pages copied eagerly into a populated buffer.
+		if (!wpages.empty()) {
+			char *dst = eager.data();
+			const char *src = heap.data();
+			std::int64_t t0 = now_ns();
+			for (std::size_t i = 0; i < wpages.size(); i++)
+				std::memcpy(dst + i * psz, src + static_cast<std::size_t>(wpages[i]) * psz, psz);
+			std::int64_t t1 = now_ns();
+			asm volatile("" ::"r"(dst) : "memory");
+			rep.eager_copy_us = static_cast<double>(t1 - t0) / 1e3;
+			rep.ns_per_page_copy = static_cast<double>(t1 - t0) / static_cast<double>(wpages.size());
+		}
+
+		double writers_ns = 0, nwriters = 0, faults = 0;
+		if (child_writes) {
+			rep.child_write_us = cw_max / 1e3;
+			writers_ns += cw_sum;
+			nwriters += n;
+			faults += cfaults;
+		} else {
+			rep.child_write_us = pw_ns / 1e3;
+		}
+		if (parent_writes) {
+			writers_ns += pw_ns;
+			nwriters += 1;
+			faults += pfaults;
+			rep.parent_write_us = pw_ns / 1e3;
+			rep.parent_cow_faults = pfaults;
+		}
+		if (cfg.read)
+			rep.child_read_us = (child_writes ? cr_max : pr_ns) / 1e3;
+		rep.cow_faults = faults;
+		rep.cow_private_dirty_kb = dirty;
+		if (faults > 0)
+			rep.ns_per_cow_fault = writers_ns / faults;
+		if (std::isfinite(rep.eager_copy_us) && rep.eager_copy_us > 0)
+			rep.cow_eager_ratio = writers_ns / nwriters / 1e3 / rep.eager_copy_us;
+		return rep;
+	}
+};
+
+} // namespace
+
+void request_stop() noexcept
+{
+	g_stop = 1;
+}
+void clear_stop() noexcept
+{
+	g_stop = 0;
+}
+bool stop_requested() noexcept
+{
+	return g_stop != 0;
+}
+
+BenchResult run_bench(const BenchConfig &cfg, const ProgressFn &progress)
+{
+	validate(cfg);
+	if (cfg.check_memory)
+		check_memory_fits(cfg, mem_available());
+
+	BenchResult res;
+	res.config = cfg;
+	res.machine = machine_metadata();
+	res.pte_state = to_string(cfg.pte_state);
+	Runner run(cfg);
+	BenchSetup &s = res.setup;
+	s.page_size = run.psz;
+	s.pages = run.pages;
+	s.thp_system = thp_mode();
+	s.thp_advice = cfg.thp == Thp::never ? "MADV_NOHUGEPAGE" : cfg.thp == Thp::system ? "none" : "MADV_HUGEPAGE";
+
+	const bool forks = cfg.spawn == Spawn::fork;
+	if (forks) {
+		run.wpages = pattern_pages(cfg.pattern, run.pages, cfg.write_ratio, cfg.seed);
+		if (cfg.read)
+			run.rpages = complement_pages(run.wpages, run.pages);
+	}
+	s.pages_written = run.wpages.size();
+	run.heap = Heap(run.pages * run.psz, cfg.thp, false);
+	if (run.pages) {
+		std::uint64_t f0 = minor_faults_thread();
+		std::int64_t t0 = now_ns();
+		run.touch_heap(1);
+		std::int64_t t1 = now_ns();
+		std::uint64_t f1 = minor_faults_thread();
+		s.populate_us = static_cast<double>(t1 - t0) / 1e3;
+		s.first_touch_faults = static_cast<double>(f1 - f0);
+		if (f1 > f0)
+			s.ns_per_first_touch_fault = static_cast<double>(t1 - t0) / static_cast<double>(f1 - f0);
+		try {
+			s.anon_huge_kb = smaps_rollup(::getpid())["AnonHugePages"];
+		} catch (const Error &) {
+		}
+	}
+	if (!run.wpages.empty()) {
+		run.eager = Heap(run.wpages.size() * run.psz, cfg.thp, true);
+		volatile char *e = run.eager.data();
+		for (std::size_t i = 0; i < run.wpages.size(); i++)
+			e[i * run.psz] = 1;
+	}
+
+	unsigned total = cfg.repeat;
+	for (unsigned i = 0; i < cfg.warmup + cfg.repeat; i++) {
+		if (g_stop) {
+			res.interrupted = true;
+			break;
+		}
+		Repetition rep;
+		try {
+			rep = forks ? run.run_fork(i) : run.run_exec(i);
+		} catch (const Interrupted &) {
+			res.interrupted = true;
+			break;
+		}
+		if (i < cfg.warmup)
+			continue;
+		rep.index = i - cfg.warmup;
+		if (rep.status.starts_with("timeout"))
+			res.timeouts++;
+		res.repetitions.push_back(std::move(rep));
+		if (progress)
+			progress(static_cast<unsigned>(res.repetitions.size()), total);
+	}
+	return res;
+}
+
+std::vector<double> plain_fork_loop(unsigned iterations, std::vector<double> *cycle_us)
+{
+	std::vector<double> out;
+	for (unsigned i = 0; i < iterations; i++) {
+		std::int64_t t0 = now_ns();
+		pid_t p = ::fork();
+		std::int64_t t1 = now_ns();
+		if (p == 0)
+			::_exit(0);
+		if (p < 0)
+			throw SysError("fork");
+		int st;
+		while (::waitpid(p, &st, 0) < 0 && errno == EINTR) {
+		}
+		std::int64_t t2 = now_ns();
+		out.push_back(static_cast<double>(t1 - t0) / 1e3);
+		if (cycle_us)
+			cycle_us->push_back(static_cast<double>(t2 - t0) / 1e3);
+	}
+	return out;
+}
+
+} // namespace cowscope
