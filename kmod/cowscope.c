@@ -1,0 +1,1242 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * cowscope.ko - /proc views of a task's VMAs, PTE write bits and page
+ * refcounts, to watch fork()'s copy-on-write happen.
+ *
+ * Interface (a stable contract; kmod/README.md has the long version):
+ *
+ *   /proc/cowscope/track        0600. Write "PID" (optionally followed by
+ *                               one newline) to track a process: this
+ *                               creates /proc/cowscope/PID/. Write "-PID"
+ *                               to stop. Bad input: -EINVAL; no such
+ *                               process: -ESRCH; more than
+ *                               COWSCOPE_MAX_TRACKED pids: -ENOSPC;
+ *                               untracking an untracked pid: -ENOENT.
+ *                               Reading lists the tracked pids.
+ *   /proc/cowscope/PID/maps     one line per VMA:
+ *                               "start-end perms label present writable
+ *                               cow shared" after a "# ..." header line.
+ *   /proc/cowscope/PID/ptes     "# vaddr pfn flags ref map", then one line
+ *                               per present 4 KiB page (one per subpage of
+ *                               a PMD-mapped huge page). flags letters:
+ *                               W D A U H a x z k f s, "-" when none.
+ *   /proc/cowscope/PID/range    write "START-END" (hex, 0x optional) to
+ *                               restrict ptes to [START, END); read it
+ *                               back. Applies to ptes files opened later.
+ *   /proc/cowscope/PID/summary  per segment label and "total": present
+ *                               writable cow shared exclusive huge.
+ *   /proc/cowscope/PID/pagemap  binary: struct cowscope_rec (see
+ *                               include/cowscope_uapi.h) per virtual page
+ *                               at offset (vaddr / 4096) * 24.
+ *
+ * Only CAP_SYS_ADMIN (in the initial user namespace, checked against the
+ * opener's credentials) may open any of these files. When the target has
+ * exited, reads fail with -ESRCH; kernel threads have empty views.
+ * Directories of exited targets are pruned on the next write to track.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include "compat.h"
+
+#include <linux/module.h>
+#include <linux/kernel.h>
+#include <linux/proc_fs.h>
+#include <linux/seq_file.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/task.h>
+#include <linux/sched/signal.h>
+#include <linux/mmap_lock.h>
+#include <linux/pid.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/capability.h>
+#include <linux/mutex.h>
+#include <linux/list.h>
+#include <linux/threads.h>
+#include <linux/ctype.h>
+
+#include <cowscope_uapi.h>
+
+#define COWSCOPE_MAX_TRACKED	256
+#define CS_TRACK_MAX_INPUT	64
+#define CS_RANGE_MAX_INPUT	64
+/* seq_file position past the last item */
+#define CS_POS_EOF		((loff_t)LLONG_MAX)
+
+struct cs_entry {
+	struct list_head node;
+	pid_t nr;			/* as seen by the tracker's namespace */
+	struct pid *pid;		/* reference held */
+	struct proc_dir_entry *dir;
+	spinlock_t range_lock;
+	unsigned long range_start, range_end;
+};
+
+static DEFINE_MUTEX(cs_lock);		/* protects cs_entries, cs_ntracked */
+static LIST_HEAD(cs_entries);
+static unsigned int cs_ntracked;
+static struct proc_dir_entry *cs_root;
+
+static bool cs_capable(const struct file *file)
+{
+	return file_ns_capable(file, &init_user_ns, CAP_SYS_ADMIN);
+}
+
+/* ---------------------------------------------------------------------
+ * The page-table walker.
+ *
+ * Locking design. walk_page_range() and __pte_offset_map_lock() are not
+ * exported, so cowscope descends the page tables itself:
+ *
+ *  - The mm is pinned with get_task_mm()/mmput() (mm_users, so the page
+ *    tables are not torn down by exit_mmap() under us) and the VMA tree
+ *    with mmap_read_lock_killable(). Every caller drops both before it
+ *    copies anything to user space; readers resume by *address* (the
+ *    seq_file position encodes an address, pagemap's offset is one), so
+ *    a changed VMA layout between two read() calls is never a problem.
+ *
+ *  - PGD, P4D and PUD tables are freed only by free_pgtables() under the
+ *    mmap write lock (or for VMAs already detached from the tree, which
+ *    find_vma() cannot return), so under the read lock they are stable.
+ *    PUD leaves (DAX) are skipped.
+ *
+ *  - The PMD entry is read and used only under the PMD lock (pmd_lock()).
+ *    Every path that changes a PMD that maps a PTE table or a huge page
+ *    holds it: THP split and zap (zap_huge_pmd, __split_huge_pmd), and
+ *    since 6.5 also khugepaged's retract_page_tables() and
+ *    collapse_pte_mapped_thp(), which detach and RCU-free PTE tables
+ *    under only the mmap *read* lock (or none). Holding the PMD lock thus
+ *    keeps a PTE table attached and allocated, which is what
+ *    __pte_offset_map_lock() achieves with RCU plus a re-check.
+ *
+ *  - With the PMD lock held the PTE table is mapped with
+ *    pte_offset_kernel() (x86-64 has no HIGHPTE) and its PTE lock taken,
+ *    nested, in the same order retract_page_tables() uses (pmd lock, then
+ *    pte lock; the same lock is not taken twice when ptlocks are not
+ *    split). Under the PTE lock no PTE can be zapped, so every page a
+ *    present PTE maps keeps at least that mapping's reference while we
+ *    read its refcount, mapcount and flags: no page reference is taken.
+ *
+ *  - A huge PMD is handled whole under the PMD lock (which zap and split
+ *    need), one record per 4 KiB subpage.
+ *
+ *  - Spinlocks are held for at most one PMD's worth of entries (512);
+ *    callers cond_resched() between PMDs and stop on a fatal signal.
+ * ---------------------------------------------------------------------
+ */
+
+/* Facts of one page mapped at one place, into rec (pfn/flags preset). */
+static void cs_page_facts(struct vm_area_struct *vma, struct page *page,
+			  struct page *excl_page, struct cowscope_rec *rec)
+{
+	struct folio *folio = page_folio(page);
+
+	rec->refcount = page_count(page);
+	rec->mapcount = cs_page_mapcount(page);
+	if (folio_test_anon(folio)) {
+		rec->flags |= COWSCOPE_F_ANON;
+		if (folio_test_ksm(folio))
+			rec->flags |= COWSCOPE_F_KSM;
+		else if (PageAnonExclusive(excl_page))
+			rec->flags |= COWSCOPE_F_ANON_EXCL;
+	} else if (READ_ONCE(folio->mapping)) {
+		rec->flags |= COWSCOPE_F_FILE;
+	}
+	if (folio_test_swapcache(folio))
+		rec->flags |= COWSCOPE_F_SWAPCACHE;
+}
+
+static void cs_finish_rec(struct vm_area_struct *vma, struct cowscope_rec *rec)
+{
+	if ((rec->flags & (COWSCOPE_F_PRESENT | COWSCOPE_F_ANON |
+			   COWSCOPE_F_WRITE)) ==
+	    (COWSCOPE_F_PRESENT | COWSCOPE_F_ANON) &&
+	    (vma->vm_flags & VM_WRITE))
+		rec->flags |= COWSCOPE_F_COW;
+}
+
+static void cs_huge_pmd(struct vm_area_struct *vma, pmd_t pmd,
+			unsigned long addr, unsigned long end,
+			struct cowscope_rec *rec)
+{
+	unsigned long pfn0 = pmd_pfn(pmd);
+	unsigned int base = (addr & ~PMD_MASK) >> PAGE_SHIFT;
+	u32 flags = COWSCOPE_F_PRESENT | COWSCOPE_F_HUGE;
+	struct page *head = NULL;
+	bool zero = false;
+	unsigned int i;
+
+	if (pmd_write(pmd))
+		flags |= COWSCOPE_F_WRITE;
+	if (pmd_dirty(pmd))
+		flags |= COWSCOPE_F_DIRTY;
+	if (pmd_young(pmd))
+		flags |= COWSCOPE_F_ACCESSED;
+	if (cs_pmd_user(pmd))
+		flags |= COWSCOPE_F_USER;
+	if (cs_pmd_devmap(pmd) || !pfn_valid(pfn0) ||
+	    (vma->vm_flags & (VM_PFNMAP | VM_IO)))
+		flags |= COWSCOPE_F_NOPAGE;
+	else
+		head = pfn_to_page(pfn0);
+	if (head && cs_is_huge_zero(vma, head)) {
+		zero = true;
+		flags |= COWSCOPE_F_ZERO;
+	}
+
+	for (i = 0; addr < end; addr += PAGE_SIZE, i++) {
+		unsigned long pfn = pfn0 + base + i;
+
+		rec[i].pfn = pfn;
+		rec[i].flags |= flags;
+		if (head && !zero) {
+			/* the exclusive bit of a PMD-mapped THP is the head's */
+			cs_page_facts(vma, pfn_to_page(pfn), head, &rec[i]);
+		} else if (zero) {
+			rec[i].refcount = page_count(pfn_to_page(pfn));
+			rec[i].mapcount = cs_page_mapcount(pfn_to_page(pfn));
+		}
+		cs_finish_rec(vma, &rec[i]);
+	}
+}
+
+static void cs_pte_range(struct vm_area_struct *vma, pte_t *ptep,
+			 unsigned long addr, unsigned long end,
+			 struct cowscope_rec *rec)
+{
+	for (; addr < end; addr += PAGE_SIZE, ptep++, rec++) {
+		pte_t pte = ptep_get(ptep);
+		unsigned long pfn;
+
+		if (pte_none(pte))
+			continue;
+		if (!pte_present(pte)) {
+			rec->flags |= COWSCOPE_F_SWAPENT;
+			continue;
+		}
+		pfn = pte_pfn(pte);
+		rec->pfn = pfn;
+		rec->flags |= COWSCOPE_F_PRESENT;
+		if (pte_write(pte))
+			rec->flags |= COWSCOPE_F_WRITE;
+		if (pte_dirty(pte))
+			rec->flags |= COWSCOPE_F_DIRTY;
+		if (pte_young(pte))
+			rec->flags |= COWSCOPE_F_ACCESSED;
+		if (cs_pte_user(pte))
+			rec->flags |= COWSCOPE_F_USER;
+		/* The zero page's PTE is special: test for it first. */
+		if (pte_special(pte)) {
+			if (is_zero_pfn(pfn)) {
+				struct page *zp = pfn_to_page(pfn);
+
+				rec->flags |= COWSCOPE_F_ZERO;
+				rec->refcount = page_count(zp);
+				rec->mapcount = cs_page_mapcount(zp);
+			} else {
+				rec->flags |= COWSCOPE_F_NOPAGE;
+			}
+		} else if ((vma->vm_flags & (VM_PFNMAP | VM_IO)) ||
+			   !pfn_valid(pfn)) {
+			rec->flags |= COWSCOPE_F_NOPAGE;
+		} else {
+			struct page *page = pfn_to_page(pfn);
+
+			cs_page_facts(vma, page, page, rec);
+		}
+		cs_finish_rec(vma, rec);
+	}
+}
+
+/* Label of a VMA, from the mm's code/data/brk/stack fields. */
+static u8 cs_segment(struct vm_area_struct *vma)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	unsigned long s = vma->vm_start, e = vma->vm_end;
+
+	if (vma->vm_ops && vma->vm_ops->name) {
+		const char *name = vma->vm_ops->name(vma);
+
+		if (name && !strcmp(name, "[vdso]"))
+			return COWSCOPE_SEG_VDSO;
+		if (name && !strncmp(name, "[vvar", 5))
+			return COWSCOPE_SEG_VVAR;
+		return COWSCOPE_SEG_OTHER;
+	}
+	if (s <= mm->start_stack && e >= mm->start_stack)
+		return COWSCOPE_SEG_STACK;
+	if (mm->brk > mm->start_brk && s < mm->brk && e > mm->start_brk)
+		return COWSCOPE_SEG_HEAP;
+	if (mm->end_code > mm->start_code && s < mm->end_code &&
+	    e > mm->start_code)
+		return COWSCOPE_SEG_TEXT;
+	if (mm->end_data > mm->start_data && s < mm->end_data &&
+	    e > mm->start_data)
+		return COWSCOPE_SEG_DATA;
+	if (!vma->vm_file && mm->start_brk > mm->end_data &&
+	    s < mm->start_brk && e > mm->end_data &&
+	    s <= PAGE_ALIGN(mm->end_data))
+		return COWSCOPE_SEG_BSS;
+	if (vma->vm_flags & (VM_PFNMAP | VM_IO))
+		return COWSCOPE_SEG_OTHER;
+	if (vma->vm_file)
+		return COWSCOPE_SEG_MMAP_FILE;
+	if (vma_is_anonymous(vma))
+		return COWSCOPE_SEG_MMAP_ANON;
+	return COWSCOPE_SEG_OTHER;
+}
+
+/*
+ * cs_fill - records for [addr, limit) inside @vma, at most up to the end
+ * of addr's PMD span. The caller holds the mmap read lock and has zeroed
+ * rec[]. Returns the end of the range covered: possibly beyond the PMD
+ * span when an upper level is empty (then rec[] is left untouched and
+ * the caller treats the whole range as "no page"); *filled tells which.
+ */
+static unsigned long cs_fill(struct mm_struct *mm, struct vm_area_struct *vma,
+			     unsigned long addr, unsigned long limit,
+			     struct cowscope_rec *rec, bool *filled)
+{
+	unsigned long end = pmd_addr_end(addr, limit);
+	spinlock_t *pml, *ptl;
+	pgd_t *pgd;
+	p4d_t *p4d;
+	pud_t *pudp, pud;
+	pmd_t *pmdp, pmd;
+	pte_t *pte;
+
+	*filled = false;
+	if (is_vm_hugetlb_page(vma)) {
+		/* hugetlb: not walked (own lock scheme); mark it NOPAGE */
+		unsigned long a;
+
+		*filled = true;
+		for (a = addr; a < end; a += PAGE_SIZE, rec++)
+			rec->flags |= COWSCOPE_F_NOPAGE;
+		return end;
+	}
+	pgd = pgd_offset(mm, addr);
+	if (pgd_none(READ_ONCE(*pgd)) || pgd_bad(READ_ONCE(*pgd)))
+		return pgd_addr_end(addr, limit);
+	p4d = p4d_offset(pgd, addr);
+	if (p4d_none(READ_ONCE(*p4d)) || p4d_bad(READ_ONCE(*p4d)))
+		return p4d_addr_end(addr, limit);
+	pudp = pud_offset(p4d, addr);
+	pud = cs_pud_read(pudp);
+	if (pud_none(pud) || cs_pud_leaf(pud) || pud_bad(pud))
+		return pud_addr_end(addr, limit);
+	pmdp = pmd_offset(pudp, addr);
+	if (pmd_none(cs_pmd_read(pmdp)))
+		return end;
+
+	*filled = true;
+	pml = pmd_lock(mm, pmdp);
+	pmd = cs_pmd_read(pmdp);
+	if (pmd_none(pmd))
+		goto out;
+	if (!pmd_present(pmd)) {
+		/* a PMD migration entry */
+		unsigned long a;
+
+		for (a = addr; a < end; a += PAGE_SIZE)
+			rec[(a - addr) >> PAGE_SHIFT].flags |=
+				COWSCOPE_F_SWAPENT;
+		goto out;
+	}
+	if (cs_pmd_leaf(pmd) || cs_pmd_devmap(pmd)) {
+		cs_huge_pmd(vma, pmd, addr, end, rec);
+		goto out;
+	}
+	if (pmd_bad(pmd))
+		goto out;
+	ptl = pte_lockptr(mm, pmdp);
+	if (ptl != pml)
+		spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
+	pte = pte_offset_kernel(pmdp, addr);
+	cs_pte_range(vma, pte, addr, end, rec);
+	if (ptl != pml)
+		spin_unlock(ptl);
+out:
+	spin_unlock(pml);
+	return end;
+}
+
+/* ---------------------------------------------------------------------
+ * Target lookup.
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * The target's mm with an mm_users reference, NULL for a kernel thread
+ * (an empty view), ERR_PTR(-ESRCH) once it has exited.
+ */
+static struct mm_struct *cs_get_mm(struct cs_entry *e)
+{
+	struct task_struct *task = get_pid_task(e->pid, PIDTYPE_PID);
+	struct mm_struct *mm;
+
+	if (!task)
+		return ERR_PTR(-ESRCH);
+	if (task->flags & PF_KTHREAD) {
+		put_task_struct(task);
+		return NULL;
+	}
+	mm = get_task_mm(task);
+	put_task_struct(task);
+	return mm ? mm : ERR_PTR(-ESRCH);
+}
+
+/* ---------------------------------------------------------------------
+ * Text views: maps, ptes, summary (seq_file). The position of an item is
+ * (address >> PAGE_SHIFT) + 1; 0 is the header line.
+ * ---------------------------------------------------------------------
+ */
+
+#define CS_CHUNK_RECS	PTRS_PER_PMD	/* one PMD span of records */
+
+struct cs_seq {
+	struct cs_entry *e;
+	struct mm_struct *mm;		/* between start and stop */
+	bool locked;
+	unsigned long range_start, range_end;	/* ptes only */
+	/* ptes: records of [chunk_start, chunk_end), valid until stop */
+	unsigned long chunk_start, chunk_end;
+	bool chunk_filled;
+	unsigned long cur;		/* address of the current item */
+	struct cowscope_rec *recs;
+};
+
+static void *cs_seq_lock(struct seq_file *m)
+{
+	struct cs_seq *st = m->private;
+	struct mm_struct *mm;
+
+	if (!cs_capable(m->file))
+		return ERR_PTR(-EPERM);
+	mm = cs_get_mm(st->e);
+	if (IS_ERR(mm))
+		return mm;
+	if (!mm)
+		return NULL;
+	if (mmap_read_lock_killable(mm)) {
+		mmput(mm);
+		return ERR_PTR(-EINTR);
+	}
+	st->mm = mm;
+	st->locked = true;
+	return st;
+}
+
+static void cs_seq_stop(struct seq_file *m, void *v)
+{
+	struct cs_seq *st = m->private;
+
+	st->chunk_end = 0;		/* never reuse records across reads */
+	if (st->locked) {
+		mmap_read_unlock(st->mm);
+		mmput(st->mm);
+		st->mm = NULL;
+		st->locked = false;
+	}
+}
+
+static int cs_seq_open(struct inode *inode, struct file *file,
+		       const struct seq_operations *ops, bool recs)
+{
+	struct cs_entry *e = pde_data(inode);
+	struct cs_seq *st;
+
+	if (!cs_capable(file))
+		return -EPERM;
+	st = __seq_open_private(file, ops, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->e = e;
+	spin_lock(&e->range_lock);
+	st->range_start = e->range_start;
+	st->range_end = e->range_end;
+	spin_unlock(&e->range_lock);
+	if (recs) {
+		st->recs = kvmalloc_array(CS_CHUNK_RECS, sizeof(*st->recs),
+					  GFP_KERNEL);
+		if (!st->recs) {
+			seq_release_private(inode, file);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static int cs_seq_release(struct inode *inode, struct file *file)
+{
+	struct seq_file *m = file->private_data;
+	struct cs_seq *st = m->private;
+
+	kvfree(st->recs);
+	return seq_release_private(inode, file);
+}
+
+/*
+ * Run fn over every 4 KiB page record of [start, end) of @vma, in chunks,
+ * cond_resched() between them. Stops early on a fatal signal.
+ */
+static void cs_for_each_rec(struct cs_seq *st, struct vm_area_struct *vma,
+			    unsigned long start, unsigned long end,
+			    void (*fn)(void *arg, unsigned long addr,
+				       const struct cowscope_rec *rec),
+			    void *arg)
+{
+	unsigned long a = start;
+
+	while (a < end) {
+		unsigned long next, x;
+		bool filled;
+
+		memset(st->recs, 0, CS_CHUNK_RECS * sizeof(*st->recs));
+		next = cs_fill(st->mm, vma, a, end, st->recs, &filled);
+		if (filled)
+			for (x = a; x < next; x += PAGE_SIZE)
+				fn(arg, x, &st->recs[(x - a) >> PAGE_SHIFT]);
+		a = next;
+		if (fatal_signal_pending(current))
+			break;
+		cond_resched();
+	}
+}
+
+/* maps */
+
+struct cs_counts {
+	unsigned long present, writable, cow, shared, excl, huge;
+};
+
+static void cs_count(void *arg, unsigned long addr,
+		     const struct cowscope_rec *rec)
+{
+	struct cs_counts *c = arg;
+
+	if (!(rec->flags & COWSCOPE_F_PRESENT))
+		return;
+	c->present++;
+	if (rec->flags & COWSCOPE_F_WRITE)
+		c->writable++;
+	if (rec->flags & COWSCOPE_F_COW)
+		c->cow++;
+	if (rec->mapcount > 1)
+		c->shared++;
+	if (rec->flags & COWSCOPE_F_ANON_EXCL)
+		c->excl++;
+	if ((rec->flags & COWSCOPE_F_HUGE) && !(addr & ~PMD_MASK))
+		c->huge++;
+}
+
+static void *cs_maps_find(struct cs_seq *st, unsigned long addr)
+{
+	struct vm_area_struct *vma = find_vma(st->mm, addr);
+
+	if (!vma)
+		return NULL;
+	st->cur = vma->vm_start;
+	return st;
+}
+
+static void *cs_maps_start(struct seq_file *m, loff_t *pos)
+{
+	struct cs_seq *st = m->private;
+	void *p;
+
+	if (*pos == CS_POS_EOF)
+		return NULL;
+	p = cs_seq_lock(m);
+	if (IS_ERR_OR_NULL(p))
+		return p;
+	if (*pos == 0)
+		return SEQ_START_TOKEN;
+	return cs_maps_find(st, (unsigned long)(*pos - 1) << PAGE_SHIFT);
+}
+
+static void *cs_maps_next(struct seq_file *m, void *v, loff_t *pos)
+{
+	struct cs_seq *st = m->private;
+	void *p;
+
+	if (v == SEQ_START_TOKEN) {
+		p = st->locked ? cs_maps_find(st, 0) : NULL;
+	} else {
+		struct vm_area_struct *vma = find_vma(st->mm, st->cur);
+
+		p = vma ? cs_maps_find(st, vma->vm_end) : NULL;
+	}
+	*pos = p ? (loff_t)(st->cur >> PAGE_SHIFT) + 1 : CS_POS_EOF;
+	return p;
+}
+
+static int cs_maps_show(struct seq_file *m, void *v)
+{
+	struct cs_seq *st = m->private;
+	struct vm_area_struct *vma;
+	struct cs_counts c = {};
+	vm_flags_t f;
+
+	if (v == SEQ_START_TOKEN) {
+		seq_puts(m, "# start-end perms label present writable cow shared\n");
+		return 0;
+	}
+	vma = find_vma(st->mm, st->cur);
+	if (!vma || vma->vm_start != st->cur)
+		return 0;
+	cs_for_each_rec(st, vma, vma->vm_start, vma->vm_end, cs_count, &c);
+	f = vma->vm_flags;
+	seq_printf(m, "%lx-%lx %c%c%c%c %s %lu %lu %lu %lu\n",
+		   vma->vm_start, vma->vm_end,
+		   f & VM_READ ? 'r' : '-', f & VM_WRITE ? 'w' : '-',
+		   f & VM_EXEC ? 'x' : '-', f & VM_MAYSHARE ? 's' : 'p',
+		   cowscope_segment_name(cs_segment(vma)),
+		   c.present, c.writable, c.cow, c.shared);
+	return 0;
+}
+
+static const struct seq_operations cs_maps_ops = {
+	.start = cs_maps_start,
+	.next = cs_maps_next,
+	.stop = cs_seq_stop,
+	.show = cs_maps_show,
+};
+
+static int cs_maps_open(struct inode *inode, struct file *file)
+{
+	return cs_seq_open(inode, file, &cs_maps_ops, true);
+}
+
+/* ptes */
+
+/* The first present page at or after addr inside the range, or NULL. */
+static void *cs_ptes_find(struct cs_seq *st, unsigned long addr)
+{
+	if (addr < st->range_start)
+		addr = st->range_start;
+	while (addr < st->range_end) {
+		struct vm_area_struct *vma;
+		unsigned long end, x;
+
+		if (!(st->chunk_start <= addr && addr < st->chunk_end)) {
+			vma = find_vma(st->mm, addr);
+			if (!vma || vma->vm_start >= st->range_end)
+				return NULL;
+			if (addr < vma->vm_start)
+				addr = vma->vm_start;
+			end = min(vma->vm_end, st->range_end);
+			memset(st->recs, 0,
+			       CS_CHUNK_RECS * sizeof(*st->recs));
+			st->chunk_start = addr;
+			st->chunk_end = cs_fill(st->mm, vma, addr, end,
+						st->recs, &st->chunk_filled);
+		}
+		if (st->chunk_filled) {
+			for (x = addr; x < st->chunk_end; x += PAGE_SIZE) {
+				const struct cowscope_rec *r =
+					&st->recs[(x - st->chunk_start) >>
+						  PAGE_SHIFT];
+
+				if (r->flags & COWSCOPE_F_PRESENT) {
+					st->cur = x;
+					return st;
+				}
+			}
+		}
+		addr = st->chunk_end;
+		if (fatal_signal_pending(current))
+			return NULL;
+		cond_resched();
+	}
+	return NULL;
+}
+
+static void *cs_ptes_start(struct seq_file *m, loff_t *pos)
+{
+	struct cs_seq *st = m->private;
+	void *p;
+
+	if (*pos == CS_POS_EOF)
+		return NULL;
+	p = cs_seq_lock(m);
+	if (IS_ERR_OR_NULL(p))
+		return p;
+	if (*pos == 0)
+		return SEQ_START_TOKEN;
+	return cs_ptes_find(st, (unsigned long)(*pos - 1) << PAGE_SHIFT);
+}
+
+static void *cs_ptes_next(struct seq_file *m, void *v, loff_t *pos)
+{
+	struct cs_seq *st = m->private;
+	void *p = NULL;
+
+	if (st->locked)
+		p = cs_ptes_find(st, v == SEQ_START_TOKEN ? 0 :
+				 st->cur + PAGE_SIZE);
+	*pos = p ? (loff_t)(st->cur >> PAGE_SHIFT) + 1 : CS_POS_EOF;
+	return p;
+}
+
+static const char cs_flag_letters[] = "WDAUHaxzkfs";
+
+static int cs_ptes_show(struct seq_file *m, void *v)
+{
+	struct cs_seq *st = m->private;
+	const struct cowscope_rec *r;
+	char flags[sizeof(cs_flag_letters)];
+	static const u32 bits[] = {
+		COWSCOPE_F_WRITE, COWSCOPE_F_DIRTY, COWSCOPE_F_ACCESSED,
+		COWSCOPE_F_USER, COWSCOPE_F_HUGE, COWSCOPE_F_ANON,
+		COWSCOPE_F_ANON_EXCL, COWSCOPE_F_ZERO, COWSCOPE_F_KSM,
+		COWSCOPE_F_FILE, COWSCOPE_F_SWAPCACHE,
+	};
+	unsigned int i, n = 0;
+
+	BUILD_BUG_ON(ARRAY_SIZE(bits) != sizeof(cs_flag_letters) - 1);
+	if (v == SEQ_START_TOKEN) {
+		seq_puts(m, "# vaddr pfn flags ref map\n");
+		return 0;
+	}
+	r = &st->recs[(st->cur - st->chunk_start) >> PAGE_SHIFT];
+	for (i = 0; i < ARRAY_SIZE(bits); i++)
+		if (r->flags & bits[i])
+			flags[n++] = cs_flag_letters[i];
+	if (!n)
+		flags[n++] = '-';
+	flags[n] = '\0';
+	seq_printf(m, "0x%lx %llx %s %u %u\n", st->cur,
+		   (unsigned long long)r->pfn, flags, r->refcount, r->mapcount);
+	return 0;
+}
+
+static const struct seq_operations cs_ptes_ops = {
+	.start = cs_ptes_start,
+	.next = cs_ptes_next,
+	.stop = cs_seq_stop,
+	.show = cs_ptes_show,
+};
+
+static int cs_ptes_open(struct inode *inode, struct file *file)
+{
+	return cs_seq_open(inode, file, &cs_ptes_ops, true);
+}
+
+/* summary */
+
+static void *cs_summary_start(struct seq_file *m, loff_t *pos)
+{
+	void *p;
+
+	if (*pos != 0)
+		return NULL;
+	p = cs_seq_lock(m);
+	if (IS_ERR(p))
+		return p;
+	/* a kernel thread (p == NULL) still gets an all-zero summary */
+	return SEQ_START_TOKEN;
+}
+
+static void *cs_summary_next(struct seq_file *m, void *v, loff_t *pos)
+{
+	*pos = CS_POS_EOF;
+	return NULL;
+}
+
+static void cs_summary_line(struct seq_file *m, const char *label,
+			    const struct cs_counts *c)
+{
+	seq_printf(m, "%s %lu %lu %lu %lu %lu %lu\n", label, c->present,
+		   c->writable, c->cow, c->shared, c->excl, c->huge);
+}
+
+static int cs_summary_show(struct seq_file *m, void *v)
+{
+	struct cs_seq *st = m->private;
+	struct cs_counts *c, total = {};
+	struct vm_area_struct *vma;
+	unsigned long addr = 0;
+	unsigned int i;
+
+	c = kcalloc(COWSCOPE_SEG_COUNT, sizeof(*c), GFP_KERNEL);
+	if (!c)
+		return -ENOMEM;
+	while (st->locked && (vma = find_vma(st->mm, addr))) {
+		cs_for_each_rec(st, vma, vma->vm_start, vma->vm_end, cs_count,
+				&c[cs_segment(vma)]);
+		addr = vma->vm_end;
+		if (fatal_signal_pending(current))
+			break;
+	}
+	seq_puts(m, "# label present writable cow shared exclusive huge\n");
+	for (i = 0; i < COWSCOPE_SEG_COUNT; i++) {
+		cs_summary_line(m, cowscope_segment_name(i), &c[i]);
+		total.present += c[i].present;
+		total.writable += c[i].writable;
+		total.cow += c[i].cow;
+		total.shared += c[i].shared;
+		total.excl += c[i].excl;
+		total.huge += c[i].huge;
+	}
+	cs_summary_line(m, "total", &total);
+	kfree(c);
+	return 0;
+}
+
+static const struct seq_operations cs_summary_ops = {
+	.start = cs_summary_start,
+	.next = cs_summary_next,
+	.stop = cs_seq_stop,
+	.show = cs_summary_show,
+};
+
+static int cs_summary_open(struct inode *inode, struct file *file)
+{
+	return cs_seq_open(inode, file, &cs_summary_ops, true);
+}
+
+static const struct proc_ops cs_maps_fops = {
+	.proc_open = cs_maps_open,
+	.proc_read = seq_read,
+	.proc_lseek = seq_lseek,
+	.proc_release = cs_seq_release,
+};
+
+static const struct proc_ops cs_ptes_fops = {
+	.proc_open = cs_ptes_open,
+	.proc_read = seq_read,
+	.proc_lseek = seq_lseek,
+	.proc_release = cs_seq_release,
+};
+
+static const struct proc_ops cs_summary_fops = {
+	.proc_open = cs_summary_open,
+	.proc_read = seq_read,
+	.proc_lseek = seq_lseek,
+	.proc_release = cs_seq_release,
+};
+
+/* ---------------------------------------------------------------------
+ * pagemap: binary records.
+ * ---------------------------------------------------------------------
+ */
+
+#define CS_PM_BATCH	(4 * CS_CHUNK_RECS)	/* records per lock hold */
+
+static int cs_pagemap_open(struct inode *inode, struct file *file)
+{
+	if (!cs_capable(file))
+		return -EPERM;
+	file->private_data = pde_data(inode);
+	return 0;
+}
+
+/* Records for n pages from vaddr into buf (zeroed here). */
+static int cs_pagemap_batch(struct mm_struct *mm, unsigned long vaddr,
+			    unsigned long n, struct cowscope_rec *buf)
+{
+	unsigned long end = vaddr + (n << PAGE_SHIFT);
+	unsigned long a = vaddr;
+
+	memset(buf, 0, n * sizeof(*buf));
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	while (a < end) {
+		struct vm_area_struct *vma = find_vma(mm, a);
+		unsigned long vend, x;
+		u8 seg;
+
+		if (!vma || vma->vm_start >= end)
+			break;
+		if (a < vma->vm_start)
+			a = vma->vm_start;
+		vend = min(vma->vm_end, end);
+		seg = cs_segment(vma);
+		for (x = a; x < vend; x += PAGE_SIZE) {
+			struct cowscope_rec *r =
+				&buf[(x - vaddr) >> PAGE_SHIFT];
+
+			r->flags = COWSCOPE_F_VMA;
+			r->segment = seg;
+			if (vma->vm_flags & VM_WRITE)
+				r->flags |= COWSCOPE_F_VMA_WRITE;
+		}
+		while (a < vend) {
+			bool filled;
+
+			a = cs_fill(mm, vma, a, vend,
+				    &buf[(a - vaddr) >> PAGE_SHIFT], &filled);
+		}
+	}
+	mmap_read_unlock(mm);
+	/* no VMA: segment "none" */
+	for (a = 0; a < n; a++)
+		if (!(buf[a].flags & COWSCOPE_F_VMA))
+			buf[a].segment = COWSCOPE_SEG_NONE;
+	return 0;
+}
+
+static ssize_t cs_pagemap_read(struct file *file, char __user *ubuf,
+			       size_t count, loff_t *ppos)
+{
+	struct cs_entry *e = file->private_data;
+	struct cowscope_rec *buf;
+	struct mm_struct *mm;
+	unsigned long vpage, npages, limit;
+	ssize_t done = 0;
+	int ret = 0;
+
+	if (!cs_capable(file))
+		return -EPERM;
+	if (*ppos < 0 || *ppos % COWSCOPE_REC_SIZE ||
+	    count % COWSCOPE_REC_SIZE)
+		return -EINVAL;
+	mm = cs_get_mm(e);
+	if (IS_ERR(mm))
+		return PTR_ERR(mm);
+	if (!mm)
+		return 0;
+	limit = mm->task_size >> PAGE_SHIFT;
+	vpage = *ppos / COWSCOPE_REC_SIZE;
+	if (vpage >= limit || !count) {
+		mmput(mm);
+		return 0;
+	}
+	npages = min_t(unsigned long, count / COWSCOPE_REC_SIZE,
+		       limit - vpage);
+	buf = kvmalloc_array(CS_PM_BATCH, sizeof(*buf), GFP_KERNEL);
+	if (!buf) {
+		mmput(mm);
+		return -ENOMEM;
+	}
+	while (npages) {
+		unsigned long n = min_t(unsigned long, npages, CS_PM_BATCH);
+		size_t bytes = n * sizeof(*buf);
+
+		ret = cs_pagemap_batch(mm, vpage << PAGE_SHIFT, n, buf);
+		if (ret)
+			break;
+		if (copy_to_user(ubuf + done, buf, bytes)) {
+			ret = -EFAULT;
+			break;
+		}
+		done += bytes;
+		vpage += n;
+		npages -= n;
+		cond_resched();
+	}
+	kvfree(buf);
+	mmput(mm);
+	if (!done)
+		return ret;
+	*ppos += done;
+	return done;
+}
+
+static const struct proc_ops cs_pagemap_fops = {
+	.proc_open = cs_pagemap_open,
+	.proc_read = cs_pagemap_read,
+	.proc_lseek = default_llseek,
+};
+
+/* ---------------------------------------------------------------------
+ * range
+ * ---------------------------------------------------------------------
+ */
+
+static int cs_range_show(struct seq_file *m, void *v)
+{
+	struct cs_entry *e = m->private;
+	unsigned long s, end;
+
+	spin_lock(&e->range_lock);
+	s = e->range_start;
+	end = e->range_end;
+	spin_unlock(&e->range_lock);
+	seq_printf(m, "0x%lx-0x%lx\n", s, end);
+	return 0;
+}
+
+static int cs_range_open(struct inode *inode, struct file *file)
+{
+	if (!cs_capable(file))
+		return -EPERM;
+	return single_open(file, cs_range_show, pde_data(inode));
+}
+
+/* Parse one hex number, "0x" optional, at *p; advance *p. */
+static int cs_parse_hex(const char **p, unsigned long *val)
+{
+	const char *s = *p;
+	unsigned long v = 0;
+	int digits = 0;
+
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+		s += 2;
+	for (; isxdigit(*s); s++, digits++) {
+		if (digits >= 16)
+			return -EINVAL;
+		v = (v << 4) | hex_to_bin(*s);
+	}
+	if (!digits)
+		return -EINVAL;
+	*val = v;
+	*p = s;
+	return 0;
+}
+
+static ssize_t cs_range_write(struct file *file, const char __user *ubuf,
+			      size_t count, loff_t *ppos)
+{
+	struct seq_file *m = file->private_data;
+	struct cs_entry *e = m->private;
+	char buf[CS_RANGE_MAX_INPUT + 1];
+	unsigned long s, end;
+	const char *p = buf;
+
+	if (!cs_capable(file))
+		return -EPERM;
+	if (!count || count > CS_RANGE_MAX_INPUT)
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, count))
+		return -EFAULT;
+	buf[count] = '\0';
+	if (count && buf[count - 1] == '\n')
+		buf[count - 1] = '\0';
+	if (cs_parse_hex(&p, &s) || *p++ != '-' || cs_parse_hex(&p, &end) ||
+	    *p != '\0' || s >= end)
+		return -EINVAL;
+	s &= PAGE_MASK;
+	end = end > ULONG_MAX - PAGE_SIZE + 1 ? ULONG_MAX & PAGE_MASK :
+	      PAGE_ALIGN(end);
+	if (s >= end)
+		return -EINVAL;
+	spin_lock(&e->range_lock);
+	e->range_start = s;
+	e->range_end = end;
+	spin_unlock(&e->range_lock);
+	return count;
+}
+
+static const struct proc_ops cs_range_fops = {
+	.proc_open = cs_range_open,
+	.proc_read = seq_read,
+	.proc_write = cs_range_write,
+	.proc_lseek = seq_lseek,
+	.proc_release = single_release,
+};
+
+/* ---------------------------------------------------------------------
+ * track
+ * ---------------------------------------------------------------------
+ */
+
+/* Called with cs_lock held; no fops of a PID directory takes cs_lock, so
+ * proc_remove() waiting for them cannot deadlock.
+ */
+static void cs_untrack_entry(struct cs_entry *e)
+{
+	list_del(&e->node);
+	cs_ntracked--;
+	proc_remove(e->dir);
+	put_pid(e->pid);
+	kfree(e);
+}
+
+static void cs_prune_exited(void)
+{
+	struct cs_entry *e, *tmp;
+
+	list_for_each_entry_safe(e, tmp, &cs_entries, node)
+		if (!pid_has_task(e->pid, PIDTYPE_PID))
+			cs_untrack_entry(e);
+}
+
+static struct cs_entry *cs_find_entry(pid_t nr)
+{
+	struct cs_entry *e;
+
+	list_for_each_entry(e, &cs_entries, node)
+		if (e->nr == nr)
+			return e;
+	return NULL;
+}
+
+static int cs_track(pid_t nr)
+{
+	struct cs_entry *e;
+	struct pid *pid;
+	char name[16];
+	int ret = 0;
+
+	mutex_lock(&cs_lock);
+	cs_prune_exited();
+	if (cs_find_entry(nr))
+		goto out;
+	ret = -ENOSPC;
+	if (cs_ntracked >= COWSCOPE_MAX_TRACKED)
+		goto out;
+	ret = -ESRCH;
+	pid = find_get_pid(nr);
+	if (!pid)
+		goto out;
+	if (!pid_has_task(pid, PIDTYPE_PID))
+		goto out_put;
+	ret = -ENOMEM;
+	e = kzalloc(sizeof(*e), GFP_KERNEL);
+	if (!e)
+		goto out_put;
+	e->nr = nr;
+	e->pid = pid;
+	spin_lock_init(&e->range_lock);
+	e->range_start = 0;
+	e->range_end = TASK_SIZE_MAX;
+	snprintf(name, sizeof(name), "%d", nr);
+	e->dir = proc_mkdir_mode(name, 0500, cs_root);
+	if (!e->dir)
+		goto out_free;
+	if (!proc_create_data("maps", 0400, e->dir, &cs_maps_fops, e) ||
+	    !proc_create_data("ptes", 0400, e->dir, &cs_ptes_fops, e) ||
+	    !proc_create_data("summary", 0400, e->dir, &cs_summary_fops, e) ||
+	    !proc_create_data("pagemap", 0400, e->dir, &cs_pagemap_fops, e) ||
+	    !proc_create_data("range", 0600, e->dir, &cs_range_fops, e)) {
+		proc_remove(e->dir);
+		goto out_free;
+	}
+	list_add_tail(&e->node, &cs_entries);
+	cs_ntracked++;
+	mutex_unlock(&cs_lock);
+	return 0;
+
+out_free:
+	kfree(e);
+out_put:
+	put_pid(pid);
+out:
+	mutex_unlock(&cs_lock);
+	return ret;
+}
+
+static int cs_untrack(pid_t nr)
+{
+	struct cs_entry *e;
+	int ret = -ENOENT;
+
+	mutex_lock(&cs_lock);
+	e = cs_find_entry(nr);
+	if (e) {
+		cs_untrack_entry(e);
+		ret = 0;
+	}
+	cs_prune_exited();
+	mutex_unlock(&cs_lock);
+	return ret;
+}
+
+/*
+ * Parse "PID" or "-PID", one optional trailing newline, nothing else.
+ * Returns the pid (> 0) and *neg, or -EINVAL.
+ */
+static int cs_parse_pid(const char *buf, size_t len, bool *neg)
+{
+	unsigned long v = 0;
+	size_t i = 0, digits = 0;
+
+	if (len && buf[len - 1] == '\n')
+		len--;
+	*neg = len && buf[0] == '-';
+	if (*neg)
+		i++;
+	for (; i < len; i++, digits++) {
+		if (buf[i] < '0' || buf[i] > '9' || digits >= 10)
+			return -EINVAL;
+		v = v * 10 + (buf[i] - '0');
+	}
+	if (!digits || v == 0 || v > PID_MAX_LIMIT)
+		return -EINVAL;
+	return (int)v;
+}
+
+static ssize_t cs_track_write(struct file *file, const char __user *ubuf,
+			      size_t count, loff_t *ppos)
+{
+	char buf[CS_TRACK_MAX_INPUT];
+	bool neg;
+	int nr, ret;
+
+	if (!cs_capable(file))
+		return -EPERM;
+	if (!count || count > CS_TRACK_MAX_INPUT)
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, count))
+		return -EFAULT;
+	nr = cs_parse_pid(buf, count, &neg);
+	if (nr < 0)
+		return nr;
+	ret = neg ? cs_untrack(nr) : cs_track(nr);
+	return ret ? ret : count;
+}
+
+static int cs_track_show(struct seq_file *m, void *v)
+{
+	struct cs_entry *e;
+
+	mutex_lock(&cs_lock);
+	list_for_each_entry(e, &cs_entries, node)
+		seq_printf(m, "%d\n", e->nr);
+	mutex_unlock(&cs_lock);
+	return 0;
+}
+
+static int cs_track_open(struct inode *inode, struct file *file)
+{
+	if (!cs_capable(file))
+		return -EPERM;
+	return single_open(file, cs_track_show, NULL);
+}
+
+static const struct proc_ops cs_track_fops = {
+	.proc_open = cs_track_open,
+	.proc_read = seq_read,
+	.proc_write = cs_track_write,
+	.proc_lseek = seq_lseek,
+	.proc_release = single_release,
+};
+
+/* ---------------------------------------------------------------------
+ * Module
+ * ---------------------------------------------------------------------
+ */
+
+static int __init cs_init(void)
+{
+	cs_root = proc_mkdir_mode("cowscope", 0500, NULL);
+	if (!cs_root)
+		return -ENOMEM;
+	if (!proc_create("track", 0600, cs_root, &cs_track_fops)) {
+		proc_remove(cs_root);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void __exit cs_exit(void)
+{
+	struct cs_entry *e, *tmp;
+
+	/* waits for every open file's in-flight operation and releases it */
+	proc_remove(cs_root);
+	list_for_each_entry_safe(e, tmp, &cs_entries, node) {
+		list_del(&e->node);
+		put_pid(e->pid);
+		kfree(e);
+	}
+}
+
+module_init(cs_init);
+module_exit(cs_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_AUTHOR("cowscope");
+MODULE_DESCRIPTION("/proc views of page tables to watch copy-on-write");

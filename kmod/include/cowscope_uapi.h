@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * cowscope_uapi.h - the record layout of /proc/cowscope/PID/pagemap.
+ *
+ * Shared by the kernel module and userspace (C and C++). The file holds
+ * one struct cowscope_rec per virtual page of the target; the record for
+ * virtual address V is at file offset (V / 4096) * COWSCOPE_REC_SIZE, read
+ * with pread(2) exactly as /proc/PID/pagemap is. All fields are
+ * little-endian (the module only supports little-endian x86-64 today).
+ *
+ * A page that is not present (no VMA, nothing mapped, or swapped out) has
+ * pfn == 0, refcount == 0 and mapcount == 0; its flags say which.
+ */
+#ifndef COWSCOPE_UAPI_H
+#define COWSCOPE_UAPI_H
+
+#ifdef __KERNEL__
+#include <linux/types.h>
+#include <linux/build_bug.h>
+#define COWSCOPE_STATIC_ASSERT(e, m) static_assert(e, m)
+#else
+#include <stdint.h>
+#ifdef __cplusplus
+#define COWSCOPE_STATIC_ASSERT(e, m) static_assert(e, m)
+#else
+#include <assert.h>
+#define COWSCOPE_STATIC_ASSERT(e, m) _Static_assert(e, m)
+#endif
+#endif
+
+#define COWSCOPE_PAGE_SIZE	4096u
+#define COWSCOPE_REC_SIZE	24u
+/* Version of this layout; bumped on any incompatible change. */
+#define COWSCOPE_ABI_VERSION	1u
+
+/* struct cowscope_rec.flags */
+#define COWSCOPE_F_PRESENT	(1u << 0)  /* PTE (or huge PMD) present */
+#define COWSCOPE_F_WRITE	(1u << 1)  /* W: writable in the page table */
+#define COWSCOPE_F_DIRTY	(1u << 2)  /* D */
+#define COWSCOPE_F_ACCESSED	(1u << 3)  /* A: young */
+#define COWSCOPE_F_USER		(1u << 4)  /* U: user-accessible */
+#define COWSCOPE_F_HUGE		(1u << 5)  /* H: mapped by a huge PMD */
+#define COWSCOPE_F_ANON		(1u << 6)  /* a: anonymous page */
+#define COWSCOPE_F_ANON_EXCL	(1u << 7)  /* x: PageAnonExclusive */
+#define COWSCOPE_F_ZERO		(1u << 8)  /* z: shared (or huge) zero page */
+#define COWSCOPE_F_KSM		(1u << 9)  /* k: KSM page */
+#define COWSCOPE_F_FILE		(1u << 10) /* f: file-backed (page cache) */
+#define COWSCOPE_F_SWAPCACHE	(1u << 11) /* s: in the swap cache */
+#define COWSCOPE_F_SWAPENT	(1u << 12) /* not present: swap/migration entry */
+#define COWSCOPE_F_VMA		(1u << 13) /* the address lies inside a VMA */
+#define COWSCOPE_F_VMA_WRITE	(1u << 14) /* ... and that VMA is VM_WRITE */
+#define COWSCOPE_F_COW		(1u << 15) /* present, anon, !W, VMA writable */
+#define COWSCOPE_F_NOPAGE	(1u << 16) /* present, no struct page looked at
+					    * (PFN/IO map, hugetlb, devmap) */
+
+/* struct cowscope_rec.segment: the VMA's label, as in maps/summary. */
+enum cowscope_segment {
+	COWSCOPE_SEG_TEXT = 0,
+	COWSCOPE_SEG_DATA,
+	COWSCOPE_SEG_BSS,
+	COWSCOPE_SEG_HEAP,
+	COWSCOPE_SEG_STACK,
+	COWSCOPE_SEG_MMAP_ANON,
+	COWSCOPE_SEG_MMAP_FILE,
+	COWSCOPE_SEG_VDSO,
+	COWSCOPE_SEG_VVAR,
+	COWSCOPE_SEG_OTHER,
+	COWSCOPE_SEG_COUNT,
+	COWSCOPE_SEG_NONE = 255		/* no VMA at this address */
+};
+
+struct cowscope_rec {
+	uint64_t pfn;		/* page frame number, 0 if not present */
+	uint32_t flags;		/* COWSCOPE_F_* */
+	uint32_t refcount;	/* page_count() of the page */
+	uint32_t mapcount;	/* as /proc/kpagecount reports it */
+	uint8_t segment;	/* enum cowscope_segment */
+	uint8_t reserved[3];	/* zero */
+};
+
+COWSCOPE_STATIC_ASSERT(sizeof(struct cowscope_rec) == COWSCOPE_REC_SIZE,
+		       "struct cowscope_rec must be 24 bytes");
+
+static inline const char *cowscope_segment_name(unsigned int seg)
+{
+	static const char *const names[COWSCOPE_SEG_COUNT] = {
+		"text", "data", "bss", "heap", "stack", "mmap-anon",
+		"mmap-file", "vdso", "vvar", "other",
+	};
+	return seg < COWSCOPE_SEG_COUNT ? names[seg] : "none";
+}
+
+#endif /* COWSCOPE_UAPI_H */
