@@ -1,0 +1,442 @@
+// cowtrace_core: probes, skeleton lifetime, map reading and formatting.
+#include "tracer.hpp"
+
+#include <linux/capability.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "cowscope/error.hpp"
+#include "cowtrace.h"
+#include "cowtrace.skel.h"
+
+using cowscope::Error;
+
+namespace cowtrace {
+
+namespace {
+
+constexpr const char *kBtfPath = "/sys/kernel/btf/vmlinux";
+
+bool g_verbose = false;
+
+int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	// failures surface as our own errors; -v shows libbpf's warnings
+	if (!g_verbose || level == LIBBPF_DEBUG)
+		return 0;
+	return std::vfprintf(stderr, fmt, ap);
+}
+
+std::string errstr(int err)
+{
+	return std::strerror(err < 0 ? -err : err);
+}
+
+bool path_exists(const char *p) { return access(p, F_OK) == 0; }
+
+// libbpf-tools' fentry_can_attach(): load a two-instruction tracing program
+// for the function's BTF id and attach it. Works only where the kernel has
+// BPF trampolines and the function is a real (not inlined) one.
+bool fentry_can_attach(const struct btf *vmlinux, const char *func)
+{
+	int id = btf__find_by_name_kind(vmlinux, func, BTF_KIND_FUNC);
+	if (id <= 0)
+		return false;
+	struct bpf_insn insns[2] = {};
+	insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;
+	insns[0].dst_reg = BPF_REG_0;
+	insns[1].code = BPF_JMP | BPF_EXIT;
+	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_FENTRY,
+		    .attach_btf_id = static_cast<__u32>(id));
+	int prog = bpf_prog_load(BPF_PROG_TYPE_TRACING, "cowtrace_probe", "GPL", insns, 2, &opts);
+	if (prog < 0)
+		return false;
+	int link = bpf_raw_tracepoint_open(nullptr, prog);
+	if (link >= 0)
+		close(link);
+	close(prog);
+	return link >= 0;
+}
+
+// Symbols kprobes could attach to: an exact name in /proc/kallsyms (an
+// inlined function has none; a ".isra"/".constprop" clone is another name).
+std::set<std::string> kallsyms_of(std::initializer_list<const char *> wanted)
+{
+	std::set<std::string> want(wanted.begin(), wanted.end()), found;
+	std::ifstream in("/proc/kallsyms");
+	std::string addr, type, name;
+	std::string line;
+	while (std::getline(in, line)) {
+		std::istringstream ls(line);
+		if (!(ls >> addr >> type >> name))
+			continue;
+		if (want.count(name))
+			found.insert(name);
+	}
+	return found;
+}
+
+bool kprobes_supported()
+{
+	return path_exists("/sys/bus/event_source/devices/kprobe/type") ||
+	       path_exists("/sys/kernel/tracing/kprobe_events") ||
+	       path_exists("/sys/kernel/debug/tracing/kprobe_events");
+}
+
+void vlog(const std::string &s)
+{
+	if (g_verbose)
+		std::fprintf(stderr, "cowtrace: %s\n", s.c_str());
+}
+
+} // namespace
+
+const char *method_name(Method m)
+{
+	switch (m) {
+	case Method::automatic: return "auto";
+	case Method::fentry: return "fentry";
+	case Method::kprobe: return "kprobe";
+	case Method::tracepoint: return "tracepoint";
+	}
+	return "?";
+}
+
+std::optional<Method> parse_method(const std::string &t)
+{
+	for (Method m : {Method::automatic, Method::fentry, Method::kprobe, Method::tracepoint})
+		if (t == method_name(m))
+			return m;
+	return std::nullopt;
+}
+
+std::string Plan::describe() const
+{
+	const char *tp = tp_btf ? "tp_btf" : "tracepoint";
+	switch (method) {
+	case Method::fentry:
+	case Method::kprobe: {
+		const char *e = method == Method::fentry ? "fentry" : "kprobe";
+		std::string s = fmt::format("{}: {}/do_wp_page window", method_name(method), e);
+		s += copy_hook ? fmt::format(", {}/wp_page_copy", e)
+			       : fmt::format(", wp_page_copy not attachable: {}/mm_page_alloc in window", tp);
+		s += huge_hook ? (method == Method::fentry ? ", fexit/do_huge_pmd_wp_page"
+							   : ", kretprobe/do_huge_pmd_wp_page")
+			       : ", no huge-PMD hook";
+		if (latency)
+			s += ", fexit latency histogram";
+		return s;
+	}
+	default:
+		return fmt::format("tracepoint: {}/page_fault_user (P|W|U) + {}/mm_page_alloc "
+				   "(order 0, movable) in the same fault", tp, tp);
+	}
+}
+
+std::string bpf_unavailable_reason()
+{
+	if (!path_exists(kBtfPath))
+		return fmt::format("no kernel BTF at {} (the kernel needs CONFIG_DEBUG_INFO_BTF)", kBtfPath);
+	__user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+	__user_cap_data_struct data[2]{};
+	if (syscall(SYS_capget, &hdr, data) != 0)
+		return fmt::format("capget: {}", std::strerror(errno));
+	auto has = [&](int cap) { return (data[cap / 32].effective >> (cap % 32)) & 1; };
+	constexpr int cap_perfmon = 38, cap_bpf = 39;
+	if (!has(CAP_SYS_ADMIN) && !(has(cap_bpf) && has(cap_perfmon)))
+		return "no permission: loading BPF needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)";
+	return "";
+}
+
+struct Tracer::Impl {
+	cowtrace_bpf *skel = nullptr;
+	int ncpus = 0;
+	~Impl()
+	{
+		if (skel)
+			cowtrace_bpf::destroy(skel);	// detaches links, frees maps
+	}
+};
+
+namespace {
+
+// Autoload exactly the programs of `plan`; false if the method has none.
+void select_programs(cowtrace_bpf *s, const Plan &p)
+{
+	bpf_program *all[] = {
+		s->progs.tp_btf_fault, s->progs.tp_fault, s->progs.tp_btf_alloc, s->progs.tp_alloc,
+		s->progs.fentry_do_wp_page, s->progs.fexit_do_wp_page, s->progs.fentry_wp_page_copy,
+		s->progs.fexit_huge_wp, s->progs.kprobe_do_wp_page, s->progs.kretprobe_do_wp_page,
+		s->progs.kprobe_wp_page_copy, s->progs.kretprobe_huge_wp,
+	};
+	for (bpf_program *prog : all)
+		bpf_program__set_autoload(prog, false);
+	auto on = [](bpf_program *prog) { bpf_program__set_autoload(prog, true); };
+	bpf_program *alloc = p.tp_btf ? s->progs.tp_btf_alloc : s->progs.tp_alloc;
+	switch (p.method) {
+	case Method::fentry:
+		on(s->progs.fentry_do_wp_page);
+		on(s->progs.fexit_do_wp_page);
+		on(p.copy_hook ? s->progs.fentry_wp_page_copy : alloc);
+		if (p.huge_hook)
+			on(s->progs.fexit_huge_wp);
+		break;
+	case Method::kprobe:
+		on(s->progs.kprobe_do_wp_page);
+		on(s->progs.kretprobe_do_wp_page);
+		on(p.copy_hook ? s->progs.kprobe_wp_page_copy : alloc);
+		if (p.huge_hook)
+			on(s->progs.kretprobe_huge_wp);
+		break;
+	default:
+		on(p.tp_btf ? s->progs.tp_btf_fault : s->progs.tp_fault);
+		on(alloc);
+		break;
+	}
+}
+
+} // namespace
+
+Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>())
+{
+	g_verbose = opts.verbose;
+	libbpf_set_print(libbpf_print);
+	if (!path_exists(kBtfPath))
+		throw Error(fmt::format("failed to find kernel BTF: {} is missing "
+					"(cowtrace needs a kernel built with CONFIG_DEBUG_INFO_BTF)", kBtfPath));
+	if (std::string why = bpf_unavailable_reason(); !why.empty())
+		throw Error(why);
+
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	if (!vmlinux)
+		throw Error(fmt::format("failed to load kernel BTF: {}", errstr(errno)));
+	bool tp_btf = btf__find_by_name_kind(vmlinux, "btf_trace_page_fault_user", BTF_KIND_TYPEDEF) > 0 &&
+		      btf__find_by_name_kind(vmlinux, "btf_trace_mm_page_alloc", BTF_KIND_TYPEDEF) > 0;
+	bool sched_btf = btf__find_by_name_kind(vmlinux, "btf_trace_sched_process_fork", BTF_KIND_TYPEDEF) > 0;
+
+	// Candidate plans, most precise first.
+	std::vector<Plan> plans;
+	auto want = [&](Method m) { return opts.method == Method::automatic || opts.method == m; };
+	if (want(Method::fentry)) {
+		bool ok = fentry_can_attach(vmlinux, "do_wp_page");
+		vlog(fmt::format("probe: fentry do_wp_page: {}", ok ? "yes" : "no"));
+		if (ok) {
+			Plan p{Method::fentry, tp_btf, fentry_can_attach(vmlinux, "wp_page_copy"),
+			       fentry_can_attach(vmlinux, "do_huge_pmd_wp_page"), true};
+			vlog(fmt::format("probe: fentry wp_page_copy: {}, do_huge_pmd_wp_page: {}",
+					 p.copy_hook ? "yes" : "no (inlined or absent)", p.huge_hook ? "yes" : "no"));
+			plans.push_back(p);
+		}
+	}
+	if (want(Method::kprobe)) {
+		bool kp = kprobes_supported();
+		auto syms = kp ? kallsyms_of({"do_wp_page", "wp_page_copy", "do_huge_pmd_wp_page"})
+			       : std::set<std::string>{};
+		vlog(fmt::format("probe: kprobes: {}, do_wp_page symbol: {}", kp ? "yes" : "no",
+				 syms.count("do_wp_page") ? "yes" : "no"));
+		if (kp && syms.count("do_wp_page"))
+			plans.push_back(Plan{Method::kprobe, tp_btf, syms.count("wp_page_copy") > 0,
+					     syms.count("do_huge_pmd_wp_page") > 0, false});
+	}
+	if (want(Method::tracepoint)) {
+		vlog(fmt::format("probe: BTF tracepoints (tp_btf): {}", tp_btf ? "yes" : "no"));
+		plans.push_back(Plan{Method::tracepoint, tp_btf, false, false, false});
+	}
+	btf__free(vmlinux);
+	if (!sched_btf)
+		throw Error("failed to find btf_trace_sched_process_fork in kernel BTF "
+			    "(cowtrace needs BTF tracepoints, Linux 5.5 or later)");
+	if (plans.empty())
+		throw Error(fmt::format("failed to probe method {}: the kernel does not offer it",
+					method_name(opts.method)));
+
+	std::string errors;
+	for (const Plan &p : plans) {
+		cowtrace_bpf *s = cowtrace_bpf::open(nullptr);
+		if (!s)
+			throw Error(fmt::format("failed to open BPF object: {}", errstr(errno)));
+		s->rodata->follow_children = opts.follow_children;
+		select_programs(s, p);
+		int err = cowtrace_bpf::load(s);
+		const char *verb = "load";
+		if (!err) {
+			err = cowtrace_bpf::attach(s);
+			verb = "attach";
+		}
+		if (!err) {
+			impl_->skel = s;
+			plan_ = p;
+			break;
+		}
+		std::string e = fmt::format("failed to {} BPF programs ({}): {}", verb, method_name(p.method),
+					    errstr(err));
+		vlog(e);
+		errors += (errors.empty() ? "" : "; ") + e;
+		cowtrace_bpf::destroy(s);
+	}
+	if (!impl_->skel)
+		throw Error(errors);
+	impl_->ncpus = libbpf_num_possible_cpus();
+	if (impl_->ncpus <= 0)
+		throw Error(fmt::format("failed to count CPUs: {}", errstr(impl_->ncpus)));
+	vlog("method " + plan_.describe());
+}
+
+Tracer::~Tracer() = default;
+
+void Tracer::track(pid_t tgid, pid_t ppid, const std::string &comm)
+{
+	__u32 key = static_cast<__u32>(tgid);
+	cow_info info{};
+	info.ppid = static_cast<__u32>(ppid);
+	std::strncpy(info.comm, comm.c_str(), sizeof(info.comm) - 1);
+	int infos = bpf_map__fd(impl_->skel->maps.infos);
+	int counts = bpf_map__fd(impl_->skel->maps.counts);
+	if (bpf_map_update_elem(infos, &key, &info, BPF_ANY))
+		throw Error(fmt::format("failed to track pid {}: {}", tgid, errstr(errno)));
+	std::vector<cow_counts> zero(impl_->ncpus);
+	bpf_map_delete_elem(counts, &key);
+	if (bpf_map_update_elem(counts, &key, zero.data(), BPF_ANY))
+		throw Error(fmt::format("failed to track pid {}: {}", tgid, errstr(errno)));
+}
+
+std::optional<ProcStats> Tracer::stats(pid_t tgid) const
+{
+	__u32 key = static_cast<__u32>(tgid);
+	std::vector<cow_counts> per_cpu(impl_->ncpus);
+	if (bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.counts), &key, per_cpu.data()))
+		return std::nullopt;
+	ProcStats s;
+	s.pid = tgid;
+	for (const cow_counts &c : per_cpu) {
+		s.wp_faults += c.wp_faults;
+		s.cow_copies += c.cow_copies;
+		s.thp_wp_faults += c.thp_wp_faults;
+		s.thp_fallbacks += c.thp_fallbacks;
+		for (int i = 0; i < kHistSlots; i++)
+			s.latency_log2_ns[i] += c.hist[i];
+	}
+	// A copy counted on one CPU may be read before the fault's count on
+	// another; never report a negative reuse.
+	s.cow_reuses = s.wp_faults > s.cow_copies ? s.wp_faults - s.cow_copies : 0;
+	cow_info info{};
+	if (!bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.infos), &key, &info)) {
+		s.ppid = static_cast<pid_t>(info.ppid);
+		s.exited = info.exited != 0;
+		s.comm.assign(info.comm, strnlen(info.comm, sizeof(info.comm)));
+	}
+	return s;
+}
+
+std::vector<ProcStats> Tracer::snapshot() const
+{
+	std::vector<ProcStats> out;
+	int fd = bpf_map__fd(impl_->skel->maps.counts);
+	__u32 key, next;
+	__u32 *prev = nullptr;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (auto s = stats(static_cast<pid_t>(key)))
+			out.push_back(*s);
+	}
+	std::sort(out.begin(), out.end(), [](const ProcStats &a, const ProcStats &b) { return a.pid < b.pid; });
+	return out;
+}
+
+std::pair<std::uint64_t, std::uint64_t> Tracer::run_stats() const
+{
+	std::uint64_t ns = 0, cnt = 0;
+	bpf_program *prog;
+	bpf_object__for_each_program(prog, impl_->skel->obj)
+	{
+		int fd = bpf_program__fd(prog);
+		if (fd < 0)
+			continue;
+		bpf_prog_info info{};
+		__u32 len = sizeof(info);
+		if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+			ns += info.run_time_ns;
+			cnt += info.run_cnt;
+		}
+	}
+	return {ns, cnt};
+}
+
+nlohmann::json to_json(const ProcStats &s, const Plan &plan)
+{
+	nlohmann::json j = {
+		{"pid", s.pid}, {"ppid", s.ppid}, {"comm", s.comm}, {"exited", s.exited},
+		{"wp_faults", s.wp_faults}, {"cow_copies", s.cow_copies}, {"cow_reuses", s.cow_reuses},
+		{"method", method_name(plan.method)},
+	};
+	if (plan.huge_hook) {
+		j["thp_wp_faults"] = s.thp_wp_faults;
+		j["thp_fallbacks"] = s.thp_fallbacks;
+	}
+	if (plan.latency) {
+		// {"<lo>": count} for each non-empty bucket [2^i, 2^(i+1)) ns
+		nlohmann::json h = nlohmann::json::object();
+		for (int i = 0; i < kHistSlots; i++)
+			if (s.latency_log2_ns[i])
+				h[std::to_string(i ? 1ULL << i : 0)] = s.latency_log2_ns[i];
+		j["wp_latency_ns_log2"] = h;
+	}
+	return j;
+}
+
+nlohmann::json to_json(const std::vector<ProcStats> &procs, const Plan &plan)
+{
+	nlohmann::json a = nlohmann::json::array();
+	for (const auto &p : procs)
+		a.push_back(to_json(p, plan));
+	return a;
+}
+
+std::string format_table(const std::vector<ProcStats> &procs, const Plan &plan)
+{
+	std::string out = fmt::format("{:>7} {:>7} {:<16} {:>11} {:>11} {:>11} {:<10}\n", "PID", "PPID",
+				      "COMM", "WP_FAULTS", "COW_COPIES", "COW_REUSES", "METHOD");
+	for (const auto &p : procs)
+		out += fmt::format("{:>7} {:>7} {:<16} {:>11} {:>11} {:>11} {:<10}\n",
+				   fmt::format("{}{}", p.exited ? "*" : "", p.pid), p.ppid, p.comm,
+				   p.wp_faults, p.cow_copies, p.cow_reuses, method_name(plan.method));
+	if (plan.latency) {
+		for (const auto &p : procs) {
+			std::uint64_t total = 0, max = 0;
+			for (auto v : p.latency_log2_ns) {
+				total += v;
+				max = std::max(max, v);
+			}
+			if (!total)
+				continue;
+			out += fmt::format("do_wp_page latency, pid {}:\n", p.pid);
+			for (int i = 0; i < kHistSlots; i++) {
+				if (!p.latency_log2_ns[i])
+					continue;
+				std::uint64_t lo = i ? 1ULL << i : 0, hi = (1ULL << (i + 1)) - 1;
+				int bar = static_cast<int>(40 * p.latency_log2_ns[i] / max);
+				out += fmt::format("  {:>10} -> {:<10} : {:<10} |{:<40}|\n", lo, hi,
+						   p.latency_log2_ns[i], std::string(bar, '*'));
+			}
+		}
+	}
+	return out;
+}
+
+} // namespace cowtrace
