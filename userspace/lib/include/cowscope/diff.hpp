@@ -32,16 +32,23 @@
 
 #include <cowscope_uapi.h>
 
+#include "cowscope/view.hpp"
+
 namespace cowscope {
 
-// One present page of one process.
-struct PageRecord {
-	std::uint64_t vaddr = 0;
-	cowscope_rec rec{};
-};
-// Present pages of one process, sorted by vaddr (what read_present() and
-// view.hpp's range reads produce once absent pages are dropped).
+// One page of one process (view.hpp's record: vaddr + struct cowscope_rec).
+using PageRecord = view::PageRecord;
+// Present pages of one process, sorted by vaddr (what read_present()
+// produces).
 using PageList = std::vector<PageRecord>;
+
+// Reading a live process through the module (diff_read.cpp). The pid must
+// exist; it is tracked first. Throws Error "no process with pid N" / "process
+// N exited" when it is gone, and view::require_module()'s message when the
+// module is not loaded.
+void ensure_tracked(pid_t pid);
+// Present pages of every VMA, or of [start, end) only when end > start.
+PageList read_present(pid_t pid, std::uint64_t start = 0, std::uint64_t end = 0);
 
 enum class PageState : std::uint8_t {
 	Shared,      // same PFN (and not COW-pending)
@@ -87,6 +94,8 @@ struct Diff {
 
 // Merge-join two sorted page lists. Throws Error if either is unsorted.
 Diff diff_pages(const PageList &parent, const PageList &child);
+// read_present() of both (restricted to [start, end) when end > start), joined.
+Diff diff_pids(pid_t parent, pid_t child, std::uint64_t start = 0, std::uint64_t end = 0);
 
 // The heap strip: one character per group of pages covering [start, end)
 // (page aligned), at most `width` characters:

@@ -1,0 +1,334 @@
+// cowscope: read the cowscope.ko views of a process, and diff a parent
+// against its forked child.
+//
+//   cowscope maps PID [--json]
+//   cowscope ptes PID [--range START-END] [--json]
+//   cowscope summary PID [--json]
+//   cowscope diff PARENT CHILD [--range START-END] [--width N] [--pages] [--json]
+//   cowscope watch PID [CHILD] [-i SECONDS] [-n COUNT]
+//
+// Exit status: 0 ok, 1 runtime error (module not loaded, no such process,
+// the process exited), 2 usage error, 130 interrupted.
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cowscope/diff.hpp"
+#include "cowscope/error.hpp"
+#include "cowscope/units.hpp"
+#include "cowscope/view.hpp"
+
+using namespace cowscope;
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+void on_sigint(int) { g_stop = 1; }
+
+std::string usage_msg(const std::string &arg, const std::string &expected, const std::string &got)
+{
+	return fmt::format("{}: expected {}, got \"{}\"", arg, expected, got);
+}
+
+pid_t parse_pid(const std::string &s, const std::string &arg)
+{
+	try {
+		size_t used = 0;
+		long v = std::stol(s, &used, 10);
+		if (used == s.size() && v > 0 && v <= 0x3fffffff)
+			return static_cast<pid_t>(v);
+	} catch (const std::exception &) {
+	}
+	throw UsageError(usage_msg(arg, "a process id (a positive integer)", s));
+}
+
+std::uint64_t parse_hex(const std::string &s)
+{
+	size_t used = 0;
+	std::uint64_t v = std::stoull(s, &used, 16);
+	if (used != s.size())
+		throw std::invalid_argument(s);
+	return v;
+}
+
+std::pair<std::uint64_t, std::uint64_t> parse_range(const std::string &s)
+{
+	if (s.empty())
+		return {0, 0};
+	auto dash = s.find('-');
+	try {
+		if (dash != std::string::npos) {
+			std::uint64_t a = parse_hex(s.substr(0, dash)), b = parse_hex(s.substr(dash + 1));
+			if (b > a)
+				return {a, b};
+		}
+	} catch (const std::exception &) {
+	}
+	throw UsageError(usage_msg("--range", "START-END in hex with START < END, like 0x7f0000-0x7f8000", s));
+}
+
+// ---- maps -------------------------------------------------------------
+
+int cmd_maps(pid_t pid, bool json)
+{
+	ensure_tracked(pid);
+	std::vector<view::MapsEntry> maps;
+	try {
+		maps = view::read_maps(pid);
+	} catch (const SysError &) {
+		read_present(pid, 1, 0);  // rethrows "process N exited" when it did
+		throw;
+	}
+	if (json) {
+		nlohmann::json arr = nlohmann::json::array();
+		for (const auto &m : maps)
+			arr.push_back({{"start", m.start}, {"end", m.end}, {"size", m.end - m.start},
+				       {"perms", m.perms}, {"label", m.label}, {"present", m.present},
+				       {"writable", m.writable}, {"cow", m.cow}, {"shared", m.shared}});
+		std::cout << nlohmann::json{{"pid", pid}, {"maps", arr}}.dump(2) << "\n";
+		return 0;
+	}
+	std::cout << fmt::format("pid {}: {} VMAs (present/writable/cow/shared in 4 KiB pages)\n",
+				 pid, maps.size());
+	std::cout << fmt::format("{:>18}  {:>18} {:>10}  {:<5} {:<10} {:>8} {:>8} {:>8} {:>8}\n",
+				 "start", "end", "size", "perms", "label", "present", "writable",
+				 "cow", "shared");
+	view::MapsEntry tot;
+	for (const auto &m : maps) {
+		std::cout << fmt::format("{:>#18x}  {:>#18x} {:>10}  {:<5} {:<10} {:>8} {:>8} {:>8} {:>8}\n",
+					 m.start, m.end, format_size(m.end - m.start), m.perms,
+					 m.label, m.present, m.writable, m.cow, m.shared);
+		tot.end += m.end - m.start;
+		tot.present += m.present;
+		tot.writable += m.writable;
+		tot.cow += m.cow;
+		tot.shared += m.shared;
+	}
+	std::cout << fmt::format("{:>18}  {:>18} {:>10}  {:<5} {:<10} {:>8} {:>8} {:>8} {:>8}\n", "",
+				 "total", format_size(tot.end), "", "", tot.present, tot.writable,
+				 tot.cow, tot.shared);
+	std::cout << fmt::format("present {}, of which cow-pending {} and shared {}\n",
+				 format_size(tot.present * COWSCOPE_PAGE_SIZE),
+				 format_size(tot.cow * COWSCOPE_PAGE_SIZE),
+				 format_size(tot.shared * COWSCOPE_PAGE_SIZE));
+	return 0;
+}
+
+// ---- ptes -------------------------------------------------------------
+
+int cmd_ptes(pid_t pid, const std::string &range, bool json)
+{
+	auto [lo, hi] = parse_range(range);
+	PageList pages = read_present(pid, lo, hi);
+	if (json) {
+		nlohmann::json arr = nlohmann::json::array();
+		for (const auto &p : pages)
+			arr.push_back({{"vaddr", p.vaddr}, {"pfn", p.rec.pfn}, {"flags", p.flags()},
+				       {"refcount", p.rec.refcount}, {"mapcount", p.rec.mapcount},
+				       {"cow", p.cow_pending()}, {"segment", p.segment()}});
+		std::cout << nlohmann::json{{"pid", pid}, {"ptes", arr}}.dump(2) << "\n";
+		return 0;
+	}
+	std::cout << fmt::format("pid {}: {} present pages{}\n", pid, pages.size(),
+				 hi > lo ? fmt::format(" in {:#x}-{:#x}", lo, hi) : "");
+	std::cout << fmt::format("{:>18} {:>10} {:<11} {:>4} {:>4} {:<3} {}\n", "vaddr", "pfn",
+				 "flags", "ref", "map", "cow", "segment");
+	std::string out;
+	for (const auto &p : pages)
+		out += fmt::format("{:>#18x} {:>10x} {:<11} {:>4} {:>4} {:<3} {}\n", p.vaddr, p.rec.pfn,
+				   p.flags(), p.rec.refcount, p.rec.mapcount,
+				   p.cow_pending() ? "C" : "-", p.segment());
+	std::cout << out;
+	std::cout << "flags: W writable D dirty A accessed U user H huge a anon x anon-exclusive "
+		     "z zero k KSM f file s swapcache; cow C = write-protected anon in a writable VMA\n";
+	return 0;
+}
+
+// ---- summary ----------------------------------------------------------
+
+std::vector<view::SummaryRow> summary_of(pid_t pid)
+{
+	ensure_tracked(pid);
+	try {
+		return view::read_summary(pid);
+	} catch (const SysError &) {
+		read_present(pid, 1, 0);
+		throw;
+	}
+}
+
+std::string format_summary(pid_t pid, const std::vector<view::SummaryRow> &rows)
+{
+	std::string out = fmt::format("pid {}: pages by segment (4 KiB pages)\n", pid);
+	out += fmt::format("{:<10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}  {:>10}\n", "segment",
+			   "present", "writable", "cow", "shared", "exclusive", "huge", "present");
+	for (const auto &r : rows) {
+		if (r.present == 0 && r.label != "total")
+			continue;
+		out += fmt::format("{:<10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}  {:>10}\n", r.label,
+				   r.present, r.writable, r.cow, r.shared, r.exclusive, r.huge,
+				   format_size(r.present * COWSCOPE_PAGE_SIZE));
+	}
+	return out;
+}
+
+nlohmann::json summary_json(pid_t pid, const std::vector<view::SummaryRow> &rows)
+{
+	nlohmann::json segs = nlohmann::json::object();
+	for (const auto &r : rows)
+		segs[r.label] = {{"present", r.present}, {"writable", r.writable}, {"cow", r.cow},
+				 {"shared", r.shared}, {"exclusive", r.exclusive}, {"huge", r.huge}};
+	return {{"pid", pid}, {"page_size", COWSCOPE_PAGE_SIZE}, {"segments", segs}};
+}
+
+int cmd_summary(pid_t pid, bool json)
+{
+	auto rows = summary_of(pid);
+	std::cout << (json ? summary_json(pid, rows).dump(2) + "\n" : format_summary(pid, rows));
+	return 0;
+}
+
+// ---- diff -------------------------------------------------------------
+
+int cmd_diff(pid_t parent, pid_t child, const std::string &range, unsigned width, bool pages,
+	     bool json)
+{
+	auto [lo, hi] = parse_range(range);
+	Diff d = diff_pids(parent, child, lo, hi);
+	if (json) {
+		std::cout << diff_json(d, pages).dump(2) << "\n";
+		return 0;
+	}
+	std::cout << format_diff(d, width);
+	if (pages) {
+		std::cout << fmt::format("{:>18} {:<11} {:>10} {:>10} {:<9} {:<9} {}\n", "vaddr",
+					 "state", "parent pfn", "child pfn", "p flags", "c flags",
+					 "segment");
+		for (const auto &p : d.pages)
+			std::cout << fmt::format("{:>#18x} {:<11} {:>10x} {:>10x} {:<9} {:<9} {}\n",
+						 p.vaddr, to_string(p.state), p.parent_pfn,
+						 p.child_pfn, view::flag_letters(p.parent_flags),
+						 view::flag_letters(p.child_flags),
+						 cowscope_segment_name(p.segment));
+	}
+	return 0;
+}
+
+// ---- watch ------------------------------------------------------------
+
+int cmd_watch(pid_t pid, pid_t child, double interval, long count, unsigned width)
+{
+	const bool tty = ::isatty(STDOUT_FILENO);
+	struct sigaction sa {};
+	sa.sa_handler = on_sigint;
+	sigaction(SIGINT, &sa, nullptr);  // no SA_RESTART: nanosleep returns
+	for (long i = 0; count < 0 || i < count; i++) {
+		std::string body;
+		if (child)
+			body = format_diff(diff_pids(pid, child), width);
+		else
+			body = format_summary(pid, summary_of(pid));
+		time_t now = ::time(nullptr);
+		char stamp[32];
+		std::strftime(stamp, sizeof(stamp), "%H:%M:%S", std::localtime(&now));
+		std::cout << (tty ? "\033[H\033[2J" : "")
+			  << fmt::format("cowscope watch {}{}  every {}s  {}  (Ctrl-C stops)\n", pid,
+					 child ? fmt::format(" {}", child) : "", interval, stamp)
+			  << body << (tty ? "" : "\n") << std::flush;
+		if (count >= 0 && i + 1 >= count)
+			break;
+		struct timespec ts;
+		ts.tv_sec = static_cast<time_t>(interval);
+		ts.tv_nsec = static_cast<long>((interval - std::floor(interval)) * 1e9);
+		if (g_stop || (::nanosleep(&ts, nullptr) != 0 && errno == EINTR && g_stop))
+			return 130;
+		if (g_stop)
+			return 130;
+	}
+	return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	CLI::App app{"cowscope: see fork()'s copy-on-write through the cowscope.ko /proc views.\n"
+		     "Needs the module (/proc/cowscope): the VM lab (make vm) or make load."};
+	app.require_subcommand(1);
+	std::string pid_s, child_s, range, interval_s = "1";
+	bool json = false, pages = false;
+	unsigned width = 64;
+	long count = -1;
+
+	auto *maps = app.add_subcommand("maps", "VMAs with their segment label and page counts");
+	maps->add_option("PID", pid_s, "process id")->required();
+	maps->add_flag("--json", json, "JSON for tools");
+	auto *ptes = app.add_subcommand("ptes", "every present page: PFN, PTE flags, refcount, mapcount");
+	ptes->add_option("PID", pid_s, "process id")->required();
+	ptes->add_option("--range", range, "only START-END (hex)");
+	ptes->add_flag("--json", json, "JSON for tools");
+	auto *summary = app.add_subcommand("summary", "page counts per segment");
+	summary->add_option("PID", pid_s, "process id")->required();
+	summary->add_flag("--json", json, "JSON for tools");
+	auto *diff = app.add_subcommand("diff", "join a parent and its forked child by address: "
+						"shared, cow-pending, copied, exclusive pages");
+	diff->add_option("PARENT", pid_s, "parent process id")->required();
+	diff->add_option("CHILD", child_s, "child process id")->required();
+	diff->add_option("--range", range, "only START-END (hex)");
+	diff->add_option("--width", width, "heap strip width in characters (0: no strip)");
+	diff->add_flag("--pages", pages, "also list every page");
+	diff->add_flag("--json", json, "JSON for tools");
+	auto *watch = app.add_subcommand("watch", "refresh summary PID (or diff PID CHILD) until Ctrl-C");
+	watch->add_option("PID", pid_s, "process id (the parent)")->required();
+	watch->add_option("CHILD", child_s, "child process id: watch the diff");
+	watch->add_option("-i,--interval", interval_s, "seconds between refreshes (default 1)");
+	watch->add_option("-n,--count", count, "stop after COUNT refreshes");
+	watch->add_option("--width", width, "heap strip width");
+
+	try {
+		app.parse(argc, argv);
+	} catch (const CLI::CallForHelp &e) {
+		return app.exit(e);
+	} catch (const CLI::ParseError &e) {
+		std::cerr << "cowscope: " << e.what() << "\n";
+		return 2;
+	}
+	try {
+		pid_t pid = parse_pid(pid_s, "PID");
+		if (*maps)
+			return cmd_maps(pid, json);
+		if (*ptes)
+			return cmd_ptes(pid, range, json);
+		if (*summary)
+			return cmd_summary(pid, json);
+		pid_t child = child_s.empty() ? 0 : parse_pid(child_s, "CHILD");
+		if (*diff)
+			return cmd_diff(pid, child, range, width, pages, json);
+		double interval = 0;
+		try {
+			size_t used = 0;
+			interval = std::stod(interval_s, &used);
+			if (used != interval_s.size() || !(interval > 0 && interval < 86400))
+				interval = 0;
+		} catch (const std::exception &) {
+		}
+		if (interval == 0)
+			throw UsageError(usage_msg("--interval", "SECONDS > 0 like 1 or 0.5", interval_s));
+		return cmd_watch(pid, child, interval, count, width);
+	} catch (const UsageError &e) {
+		std::cerr << "cowscope: " << e.what() << "\n";
+		return 2;
+	} catch (const std::exception &e) {
+		std::cerr << "cowscope: " << e.what() << "\n";
+		return 1;
+	}
+}
