@@ -87,23 +87,20 @@ static __always_inline struct cow_counts *tracked_current(void)
 
 static __always_inline int on_user_fault(unsigned long error_code, unsigned long ip)
 {
-	struct task_struct *task;
 	struct cow_counts *c;
 	struct task_state *st;
 
+	/* Cheapest test first: most faults are not write-protect faults. A
+	 * stale mark left by an earlier fault is harmless: on_page_alloc()
+	 * checks that the task is still in the fault at that ip. */
+	if ((error_code & X86_PF_MASK) != X86_PF_WP_USER)
+		return 0;
 	c = tracked_current();
 	if (!c)
 		return 0;
-	task = bpf_get_current_task_btf();
-	if ((error_code & X86_PF_MASK) != X86_PF_WP_USER) {
-		/* any other fault ends the previous one */
-		st = bpf_task_storage_get(&tstate, task, 0, 0);
-		if (st)
-			st->flags = 0;
-		return 0;
-	}
 	c->wp_faults++;
-	st = bpf_task_storage_get(&tstate, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	st = bpf_task_storage_get(&tstate, bpf_get_current_task_btf(), 0,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (st) {
 		st->ip = ip;
 		st->flags = ST_TP_PENDING;
@@ -133,8 +130,9 @@ static __always_inline int on_page_alloc(unsigned int order, unsigned int gfp)
 
 		if (!regs)
 			return 0;
-		orig_ax = BPF_CORE_READ(regs, orig_ax);
-		if (BPF_CORE_READ(regs, ip) != st->ip ||
+		/* BTF pointer: direct (CO-RE relocated) loads, no helper call */
+		orig_ax = regs->orig_ax;
+		if (regs->ip != st->ip ||
 		    (orig_ax != -1 && orig_ax != X86_PF_WP_USER))
 			return 0;
 		st->flags = 0;	/* one copy per fault at most */
@@ -149,7 +147,7 @@ SEC("tp_btf/page_fault_user")
 int BPF_PROG(tp_btf_fault, unsigned long address, struct pt_regs *regs,
 	     unsigned long error_code)
 {
-	return on_user_fault(error_code, BPF_CORE_READ(regs, ip));
+	return on_user_fault(error_code, regs->ip);
 }
 
 /* The exceptions events are not in BTF (no trace_event_raw_* type); the

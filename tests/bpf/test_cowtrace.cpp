@@ -253,7 +253,7 @@ TEST_F(Cowtrace, CliBadInput)
 	// a pid that exits while traced
 	pid_t victim = fork();
 	if (victim == 0) {
-		usleep(300000);
+		sleep(5);	// loading takes seconds under emulation (VM)
 		_exit(0);
 	}
 	r = cli("-p " + std::to_string(victim));

@@ -37,6 +37,7 @@ struct Args {
 	std::vector<std::string> interval;
 	std::string method = "auto";
 	bool verbose = false;
+	bool bpf_stats = false;
 	std::vector<std::string> cmd;
 	double seconds = 0;
 	long count = -1;
@@ -270,6 +271,12 @@ int run(const Args &a)
 		std::this_thread::sleep_for(std::chrono::milliseconds(50));
 	}
 	emit(a, tracer, true, a.seconds > 0);
+	if (a.bpf_stats) {
+		auto [ns, cnt] = tracer.run_stats();
+		std::fprintf(stderr, "cowtrace: bpf_run_time_ns=%llu bpf_run_cnt=%llu%s\n",
+			     static_cast<unsigned long long>(ns), static_cast<unsigned long long>(cnt),
+			     ns ? "" : " (sysctl kernel.bpf_stats_enabled=1 to measure)");
+	}
 	if (!ended.empty()) {
 		std::fprintf(stderr, "cowtrace: %s\n", ended.c_str());
 		return 1;
@@ -303,6 +310,7 @@ int main(int argc, char **argv)
 		->type_name("SECONDS [COUNT]");
 	app.add_option("-m,--method", a.method, "attach method: auto, fentry, kprobe, tracepoint");
 	app.add_flag("-v,--verbose", a.verbose, "print what the kernel probes found");
+	app.add_flag("--bpf-stats", a.bpf_stats, "at exit, print run_time_ns and run_cnt summed over the programs");
 	app.add_option("command", a.cmd, "the command to run and trace, after --")->type_name("CMD ARGS...");
 	try {
 		app.parse(argc, argv);

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# cowtrace's cost (`make bench`; root). A child writes every page of a
+# populated 256 MiB heap (65536 COW faults).
+#  - bpf_ns_per_cow_fault: with kernel.bpf_stats_enabled=1, run_time_ns summed
+#    over cowtrace's programs / COW faults of the workload; beside it the same
+#    for the bpftrace one-liner
+#      tracepoint:exceptions:page_fault_user /(args->error_code & 3) == 3/ { @[pid] = count(); }
+#    measured in the same run. Target: cowtrace <= the one-liner.
+#  - wall_overhead_ratio: median child write phase with cowtrace attached /
+#    without, five runs each (interleaved). Target <= 1.03 (coarse: faults are
+#    slow and noisy here).
+set -uo pipefail
+bin=${COWSCOPE_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/build/bin}
+cowtrace=$bin/cowtrace
+mib=${COWTRACE_BENCH_MIB:-256}
+runs=${COWTRACE_BENCH_RUNS:-5}
+pages=$((mib * 256))
+
+skip() { echo "cowtrace_bench=skipped reason=\"$*\""; exit 0; }
+[ "$(id -u)" = 0 ] || skip "not root: BPF needs root"
+[ -r /sys/kernel/btf/vmlinux ] || skip "no /sys/kernel/btf/vmlinux"
+[ -x "$cowtrace" ] || skip "$cowtrace not built"
+command -v cc >/dev/null || skip "no C compiler for the workload"
+
+tmp=$(mktemp -d)
+cowpid=""
+bt=""
+cleanup() {
+	[ -n "$cowpid" ] && kill "$cowpid" 2>/dev/null
+	[ -n "$bt" ] && kill "$bt" 2>/dev/null
+	[ -n "${old_stats:-}" ] && sysctl -q kernel.bpf_stats_enabled="$old_stats"
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# The workload: populate, fork, the child times writing one byte per page.
+cat >"$tmp/w.c" <<'C'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	size_t pages = strtoul(argv[1], 0, 10), i;
+	char *p = mmap(0, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) return 1;
+	madvise(p, pages * 4096, MADV_NOHUGEPAGE);
+	memset(p, 1, pages * 4096);
+	int fd[2];
+	if (pipe(fd)) return 1;
+	pid_t c = fork();
+	if (c == 0) {
+		struct timespec a, b;
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		for (i = 0; i < pages; i++) p[i * 4096] = 2;
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		long long ns = (b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec);
+		if (write(fd[1], &ns, sizeof ns) != sizeof ns) _exit(1);
+		_exit(0);
+	}
+	long long ns = 0;
+	if (read(fd[0], &ns, sizeof ns) != sizeof ns) return 1;
+	waitpid(c, 0, 0);
+	printf("%lld\n", ns);
+	return 0;
+}
+C
+cc -O2 -o "$tmp/w" "$tmp/w.c" || skip "workload did not compile"
+
+old_stats=$(sysctl -n kernel.bpf_stats_enabled)
+sysctl -q kernel.bpf_stats_enabled=1
+
+# 1. Exact in-kernel cost of cowtrace: run the workload under it.
+"$cowtrace" --bpf-stats --json "$tmp/ct.json" -- "$tmp/w" "$pages" >"$tmp/ct.out" 2>"$tmp/ct.err" ||
+	{ cat "$tmp/ct.err"; skip "cowtrace failed"; }
+ct_ns=$(sed -n 's/.*bpf_run_time_ns=\([0-9]*\).*/\1/p' "$tmp/ct.err")
+ct_cnt=$(sed -n 's/.*bpf_run_cnt=\([0-9]*\).*/\1/p' "$tmp/ct.err")
+method=$(sed -n 's/^cowtrace: \([a-z]*\): .*/\1/p' "$tmp/ct.err" | head -n1)
+copies=$(python3 -c 'import json,sys; print(max(p["cow_copies"] for p in json.load(open(sys.argv[1]))))' "$tmp/ct.json")
+
+# 2. The bpftrace one-liner in the same run.
+bt_ns="" bt_cnt=""
+if command -v bpftrace >/dev/null && command -v bpftool >/dev/null; then
+	bpftrace -e 'tracepoint:exceptions:page_fault_user /(args->error_code & 3) == 3/ { @[pid] = count(); }' \
+		>"$tmp/bt.out" 2>&1 &
+	bt=$!
+	for _ in $(seq 100); do grep -q Attaching "$tmp/bt.out" && break; sleep 0.1; done
+	sleep 0.5
+	id=$(bpftool prog show | sed -n 's/^\([0-9]*\): tracepoint  name page_fault_user.*/\1/p' | tail -n1)
+	[ -n "$id" ] || id=$(bpftool prog show | awk -F: '/tracepoint/ && /page_fault/ {print $1}' | tail -n1)
+	read -r b0 c0 < <(bpftool prog show id "$id" 2>/dev/null | sed -n 's/.*run_time_ns \([0-9]*\) run_cnt \([0-9]*\).*/\1 \2/p')
+	"$tmp/w" "$pages" >/dev/null
+	read -r b1 c1 < <(bpftool prog show id "$id" 2>/dev/null | sed -n 's/.*run_time_ns \([0-9]*\) run_cnt \([0-9]*\).*/\1 \2/p')
+	kill -INT "$bt"; wait "$bt" 2>/dev/null; bt=""
+	if [ -n "${b1:-}" ]; then bt_ns=$((b1 - b0)); bt_cnt=$((c1 - c0)); fi
+fi
+
+# 3. Wall clock, interleaved: without, with (bpf_stats off: it costs time).
+sysctl -q kernel.bpf_stats_enabled=0
+base=() traced=()
+for _ in $(seq "$runs"); do
+	base+=("$("$tmp/w" "$pages")")
+	"$cowtrace" -- "$tmp/w" "$pages" >"$tmp/one" 2>/dev/null
+	traced+=("$(head -n1 "$tmp/one")")
+done
+
+python3 - "$pages" "$copies" "$ct_ns" "$ct_cnt" "${bt_ns:-}" "${bt_cnt:-}" "$method" \
+	"${base[*]}" "${traced[*]}" <<'PY'
+import statistics as st, sys
+pages, copies, ct_ns, ct_cnt, bt_ns, bt_cnt, method, base, traced = sys.argv[1:]
+pages, copies, ct_ns, ct_cnt = int(pages), int(copies), int(ct_ns or 0), int(ct_cnt or 0)
+print(f"cowtrace_method={method}")
+print(f"cow_faults_workload={pages} cowtrace_cow_copies={copies}")
+ct = ct_ns / pages
+print(f"cowtrace_bpf_runs={ct_cnt} cowtrace_bpf_ns_per_run={ct_ns / max(ct_cnt, 1):.1f}")
+if bt_ns:
+    bt = int(bt_ns) / pages
+    print(f"bpftrace_oneliner_runs={bt_cnt} bpftrace_oneliner_ns_per_run={int(bt_ns) / max(int(bt_cnt), 1):.1f}")
+    print(f"bpftrace_oneliner_ns_per_cow_fault={bt:.1f}")
+    print(f"cowtrace_bpf_ns_per_cow_fault={ct:.1f} target<={bt:.1f} (one-liner) "
+          f"{'ok' if ct <= bt else 'MISSED'}")
+else:
+    print(f"cowtrace_bpf_ns_per_cow_fault={ct:.1f} target<=one-liner (bpftrace unavailable: not compared)")
+b = [int(x) for x in base.split()]; t = [int(x) for x in traced.split()]
+mb, mt = st.median(b), st.median(t)
+print(f"wall_child_ms_median_without={mb / 1e6:.1f} with={mt / 1e6:.1f} runs={len(b)}")
+r = mt / mb
+print(f"wall_overhead_ratio={r:.3f} target<=1.03 {'ok' if r <= 1.03 else 'MISSED'}")
+PY
