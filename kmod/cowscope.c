@@ -248,6 +248,20 @@ static void cs_pte_range(struct vm_area_struct *vma, pte_t *ptep,
 	}
 }
 
+/*
+ * Is this file VMA another segment of the main executable (its ELF
+ * header, rodata, relro)? Same inode as the VMA holding start_code.
+ */
+static bool cs_is_exe_vma(struct vm_area_struct *vma)
+{
+	struct vm_area_struct *text = find_vma(vma->vm_mm,
+					       vma->vm_mm->start_code);
+
+	return text && text->vm_file &&
+	       text->vm_start <= vma->vm_mm->start_code &&
+	       file_inode(text->vm_file) == file_inode(vma->vm_file);
+}
+
 /* Label of a VMA, from the mm's code/data/brk/stack fields. */
 static u8 cs_segment(struct vm_area_struct *vma)
 {
@@ -273,6 +287,9 @@ static u8 cs_segment(struct vm_area_struct *vma)
 	if (mm->end_data > mm->start_data && s < mm->end_data &&
 	    e > mm->start_data)
 		return COWSCOPE_SEG_DATA;
+	if (vma->vm_file && cs_is_exe_vma(vma))
+		return vma->vm_flags & VM_WRITE ? COWSCOPE_SEG_DATA :
+		       COWSCOPE_SEG_TEXT;
 	if (!vma->vm_file && mm->start_brk > mm->end_data &&
 	    s < mm->start_brk && e > mm->end_data &&
 	    s <= PAGE_ALIGN(mm->end_data))
@@ -889,8 +906,9 @@ static ssize_t cs_pagemap_read(struct file *file, char __user *ubuf,
 
 	if (!cs_capable(file))
 		return -EPERM;
-	if (*ppos < 0 || *ppos % COWSCOPE_REC_SIZE ||
-	    count % COWSCOPE_REC_SIZE)
+	/* whole records only, at record-aligned offsets (as pagemap) */
+	count -= count % COWSCOPE_REC_SIZE;
+	if (*ppos < 0 || *ppos % COWSCOPE_REC_SIZE)
 		return -EINVAL;
 	mm = cs_get_mm(e);
 	if (IS_ERR(mm))

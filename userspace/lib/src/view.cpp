@@ -1,0 +1,247 @@
+#include "cowscope/view.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <sstream>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "cowscope/error.hpp"
+#include "cowscope/fd.hpp"
+
+namespace cowscope::view {
+
+namespace {
+
+const std::string kTrack = std::string(kRoot) + "/track";
+
+void write_all(const std::string &path, const std::string &data)
+{
+	UniqueFd fd = UniqueFd::open(path, O_WRONLY);
+	ssize_t n = ::write(fd.get(), data.data(), data.size());
+	if (n < 0)
+		throw SysError(fmt::format("write \"{}\" to {}", data, path));
+	if (static_cast<size_t>(n) != data.size())
+		throw Error(fmt::format("short write to {}", path));
+}
+
+// read_file() for a view, with "no such process" spelled out.
+std::string read_view(pid_t pid, const char *name)
+{
+	const std::string path = dir(pid) + "/" + name;
+	UniqueFd fd = UniqueFd::open(path, O_RDONLY);
+	std::string out;
+	char buf[65536];
+	for (;;) {
+		ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			throw SysError("read " + path);
+		}
+		if (n == 0)
+			break;
+		out.append(buf, static_cast<size_t>(n));
+	}
+	return out;
+}
+
+std::uint64_t to_u64(const std::string &s, int base, const std::string &what)
+{
+	try {
+		size_t used = 0;
+		std::uint64_t v = std::stoull(s, &used, base);
+		if (used != s.size())
+			throw Error("");
+		return v;
+	} catch (const std::exception &) {
+		throw Error(fmt::format("cowscope: bad number \"{}\" in {}", s, what));
+	}
+}
+
+} // namespace
+
+bool module_loaded()
+{
+	return ::access(kTrack.c_str(), F_OK) == 0;
+}
+
+void require_module()
+{
+	if (module_loaded())
+		return;
+	throw Error(fmt::format(
+		"{} not found: the cowscope kernel module is not loaded. Use the VM "
+		"lab (`make vm`, where it is loaded at boot), or load it natively "
+		"with `make load` (or install it with DKMS: see kmod/README.md)",
+		kTrack));
+}
+
+std::string dir(pid_t pid)
+{
+	return fmt::format("{}/{}", kRoot, pid);
+}
+
+void track(pid_t pid)
+{
+	require_module();
+	write_all(kTrack, fmt::format("{}\n", pid));
+}
+
+void untrack(pid_t pid)
+{
+	require_module();
+	write_all(kTrack, fmt::format("-{}\n", pid));
+}
+
+bool tracked(pid_t pid)
+{
+	return ::access(dir(pid).c_str(), F_OK) == 0;
+}
+
+std::string flag_letters(std::uint32_t flags)
+{
+	static const struct {
+		std::uint32_t bit;
+		char c;
+	} table[] = {
+		{COWSCOPE_F_WRITE, 'W'}, {COWSCOPE_F_DIRTY, 'D'},
+		{COWSCOPE_F_ACCESSED, 'A'}, {COWSCOPE_F_USER, 'U'},
+		{COWSCOPE_F_HUGE, 'H'}, {COWSCOPE_F_ANON, 'a'},
+		{COWSCOPE_F_ANON_EXCL, 'x'}, {COWSCOPE_F_ZERO, 'z'},
+		{COWSCOPE_F_KSM, 'k'}, {COWSCOPE_F_FILE, 'f'},
+		{COWSCOPE_F_SWAPCACHE, 's'},
+	};
+	std::string s;
+	for (const auto &t : table)
+		if (flags & t.bit)
+			s += t.c;
+	return s.empty() ? "-" : s;
+}
+
+std::string PageRecord::flags() const
+{
+	return flag_letters(rec.flags);
+}
+
+std::vector<PageRecord> read_records(pid_t pid, std::uint64_t start,
+				     std::uint64_t end)
+{
+	const std::uint64_t psz = COWSCOPE_PAGE_SIZE;
+	start &= ~(psz - 1);
+	end = (end + psz - 1) & ~(psz - 1);
+	std::vector<PageRecord> out;
+	if (end <= start)
+		return out;
+	const std::string path = dir(pid) + "/pagemap";
+	UniqueFd fd = UniqueFd::open(path, O_RDONLY);
+	const std::uint64_t pages = (end - start) / psz;
+	std::vector<cowscope_rec> recs(pages);
+	auto *p = reinterpret_cast<char *>(recs.data());
+	std::uint64_t want = pages * COWSCOPE_REC_SIZE, got = 0;
+	const off_t base = static_cast<off_t>(start / psz * COWSCOPE_REC_SIZE);
+	while (got < want) {
+		ssize_t n = ::pread(fd.get(), p + got, want - got,
+				    base + static_cast<off_t>(got));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			throw SysError("pread " + path);
+		}
+		if (n == 0)
+			break;	// end of the address space
+		got += static_cast<std::uint64_t>(n);
+	}
+	const std::uint64_t have = got / COWSCOPE_REC_SIZE;
+	out.reserve(have);
+	for (std::uint64_t i = 0; i < have; i++)
+		out.push_back(PageRecord{start + i * psz, recs[i]});
+	return out;
+}
+
+std::vector<MapsEntry> parse_maps(const std::string &text)
+{
+	std::vector<MapsEntry> out;
+	std::istringstream in(text);
+	std::string line;
+	while (std::getline(in, line)) {
+		if (line.empty() || line[0] == '#')
+			continue;
+		std::istringstream ls(line);
+		std::string range;
+		MapsEntry e;
+		if (!(ls >> range >> e.perms >> e.label >> e.present >> e.writable >>
+		      e.cow >> e.shared))
+			throw Error("cowscope: bad maps line \"" + line + "\"");
+		auto dash = range.find('-');
+		if (dash == std::string::npos)
+			throw Error("cowscope: bad maps range \"" + range + "\"");
+		e.start = to_u64(range.substr(0, dash), 16, "maps");
+		e.end = to_u64(range.substr(dash + 1), 16, "maps");
+		out.push_back(std::move(e));
+	}
+	return out;
+}
+
+std::vector<MapsEntry> read_maps(pid_t pid)
+{
+	return parse_maps(read_view(pid, "maps"));
+}
+
+std::vector<PteLine> parse_ptes(const std::string &text)
+{
+	std::vector<PteLine> out;
+	std::istringstream in(text);
+	std::string line;
+	while (std::getline(in, line)) {
+		if (line.empty() || line[0] == '#')
+			continue;
+		std::istringstream ls(line);
+		std::string va, pfn;
+		PteLine p;
+		if (!(ls >> va >> pfn >> p.flags >> p.ref >> p.map))
+			throw Error("cowscope: bad ptes line \"" + line + "\"");
+		p.vaddr = to_u64(va, 16, "ptes");	// stoull accepts 0x
+		p.pfn = to_u64(pfn, 16, "ptes");
+		out.push_back(std::move(p));
+	}
+	return out;
+}
+
+std::vector<PteLine> read_ptes(pid_t pid)
+{
+	return parse_ptes(read_view(pid, "ptes"));
+}
+
+void set_range(pid_t pid, std::uint64_t start, std::uint64_t end)
+{
+	write_all(dir(pid) + "/range", fmt::format("{:#x}-{:#x}\n", start, end));
+}
+
+std::vector<SummaryRow> parse_summary(const std::string &text)
+{
+	std::vector<SummaryRow> out;
+	std::istringstream in(text);
+	std::string line;
+	while (std::getline(in, line)) {
+		if (line.empty() || line[0] == '#')
+			continue;
+		std::istringstream ls(line);
+		SummaryRow r;
+		if (!(ls >> r.label >> r.present >> r.writable >> r.cow >> r.shared >>
+		      r.exclusive >> r.huge))
+			throw Error("cowscope: bad summary line \"" + line + "\"");
+		out.push_back(std::move(r));
+	}
+	return out;
+}
+
+std::vector<SummaryRow> read_summary(pid_t pid)
+{
+	return parse_summary(read_view(pid, "summary"));
+}
+
+} // namespace cowscope::view
