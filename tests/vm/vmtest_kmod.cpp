@@ -1,0 +1,402 @@
+// cowscope.ko against the kernel's own ground truth (/proc/PID/pagemap and
+// /proc/kpagecount), modelled on tools/testing/selftests/mm/cow.c: one
+// parametrised test per memory kind (4 KiB anon, THP, shared zero page,
+// private file mapping). The parent forks, the child writes on command
+// over a pipe, and the parent reads both processes' views. No sleeps.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cowscope/error.hpp"
+#include "cowscope/fd.hpp"
+#include "cowscope/proc.hpp"
+#include "cowscope/view.hpp"
+
+using namespace cowscope;
+
+namespace {
+
+constexpr size_t kPage = 4096;
+constexpr size_t kHuge = 2u << 20;
+
+enum class Kind { Anon4K, Thp, ZeroPage, FilePrivate };
+
+const char *kind_name(Kind k)
+{
+	switch (k) {
+	case Kind::Anon4K: return "Anon4K";
+	case Kind::Thp: return "THP";
+	case Kind::ZeroPage: return "ZeroPage";
+	case Kind::FilePrivate: return "FilePrivate";
+	}
+	return "?";
+}
+
+bool thp_available()
+{
+	try {
+		std::string s = read_file("/sys/kernel/mm/transparent_hugepage/enabled");
+		return s.find("[never]") == std::string::npos;
+	} catch (const Error &) {
+		return false;
+	}
+}
+
+struct Region {
+	char *addr = nullptr;
+	size_t len = 0;
+	void *map = nullptr;
+	size_t map_len = 0;
+	~Region()
+	{
+		if (map)
+			munmap(map, map_len);
+	}
+};
+
+// One page's facts from every source.
+struct Facts {
+	view::PageRecord rec;
+	PagemapEntry pm;
+	std::uint64_t kpc = 0;
+};
+
+Facts facts(pid_t pid, std::uintptr_t va)
+{
+	Facts f;
+	auto recs = view::read_records(pid, va, va + kPage);
+	if (recs.size() != 1)
+		throw Error("no record for page");
+	f.rec = recs[0];
+	f.pm = Pagemap(pid).at(va);
+	if (f.pm.present() && f.pm.pfn())
+		f.kpc = kpagecount(f.pm.pfn());
+	return f;
+}
+
+// The module's record agrees with pagemap and kpagecount.
+void expect_ground_truth(const Facts &f, bool check_excl_bit, const char *who)
+{
+	SCOPED_TRACE(who);
+	EXPECT_EQ(f.rec.present(), f.pm.present());
+	if (!f.rec.present())
+		return;
+	EXPECT_EQ(f.rec.pfn(), f.pm.pfn());
+	EXPECT_EQ(f.rec.rec.mapcount, f.kpc) << "mapcount vs /proc/kpagecount";
+	EXPECT_GE(f.rec.rec.refcount, f.rec.rec.mapcount > 0 ? 1u : 0u);
+	if (check_excl_bit && !f.rec.has(COWSCOPE_F_ZERO)) {
+		EXPECT_EQ(f.pm.exclusive(), f.rec.rec.mapcount == 1)
+			<< "pagemap bit 56 vs mapcount";
+	}
+}
+
+void xwrite(int fd, const void *p, size_t n)
+{
+	if (write(fd, p, n) != static_cast<ssize_t>(n))
+		_exit(90);
+}
+
+void xread(int fd, void *p, size_t n)
+{
+	if (read(fd, p, n) != static_cast<ssize_t>(n))
+		_exit(91);
+}
+
+class KmodCow : public ::testing::TestWithParam<Kind> {
+protected:
+	void SetUp() override
+	{
+		if (!view::module_loaded())
+			GTEST_SKIP() << "cowscope.ko not loaded";
+		kind_ = GetParam();
+		if (kind_ == Kind::Thp && !thp_available())
+			GTEST_SKIP() << "THP unavailable in this kernel";
+		populate();
+		if (HasFatalFailure() || IsSkipped())
+			return;
+		view::track(getpid());
+	}
+
+	void populate()
+	{
+		const size_t pages = kind_ == Kind::Thp ? kHuge / kPage : 16;
+		r_.len = pages * kPage;
+		if (kind_ == Kind::FilePrivate) {
+			char path[] = "/tmp/cowscope-kmod-XXXXXX";
+			int fd = mkstemp(path);
+			ASSERT_GE(fd, 0);
+			UniqueFd f(fd);
+			unlink(path);
+			std::vector<char> data(r_.len, 0x33);
+			ASSERT_EQ(write(fd, data.data(), data.size()),
+				  static_cast<ssize_t>(data.size()));
+			r_.map = mmap(nullptr, r_.len, PROT_READ | PROT_WRITE,
+				      MAP_PRIVATE, fd, 0);
+			ASSERT_NE(r_.map, MAP_FAILED);
+			r_.map_len = r_.len;
+			r_.addr = static_cast<char *>(r_.map);
+			for (size_t i = 0; i < r_.len; i += kPage)
+				(void)*static_cast<volatile char *>(r_.addr + i);
+			return;
+		}
+		r_.map_len = r_.len + (kind_ == Kind::Thp ? kHuge : 0);
+		r_.map = mmap(nullptr, r_.map_len, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ASSERT_NE(r_.map, MAP_FAILED);
+		auto base = reinterpret_cast<std::uintptr_t>(r_.map);
+		if (kind_ == Kind::Thp) {
+			base = (base + kHuge - 1) & ~(kHuge - 1);
+			r_.addr = reinterpret_cast<char *>(base);
+			ASSERT_EQ(madvise(r_.addr, r_.len, MADV_HUGEPAGE), 0);
+		} else {
+			r_.addr = reinterpret_cast<char *>(base);
+			ASSERT_EQ(madvise(r_.addr, r_.len, MADV_NOHUGEPAGE), 0);
+		}
+		if (kind_ == Kind::ZeroPage) {
+			for (size_t i = 0; i < r_.len; i += kPage)
+				(void)*static_cast<volatile char *>(r_.addr + i);
+		} else {
+			std::memset(r_.addr, 0x5a, r_.len);
+		}
+		if (kind_ == Kind::Thp) {
+			Facts f = facts(getpid(), va(0));
+			if (!f.rec.has(COWSCOPE_F_HUGE))
+				GTEST_SKIP() << "no THP could be allocated here";
+		}
+	}
+
+	std::uintptr_t va(size_t page) const
+	{
+		return reinterpret_cast<std::uintptr_t>(r_.addr) + page * kPage;
+	}
+
+	Kind kind_{};
+	Region r_;
+};
+
+TEST_P(KmodCow, ForkSharesThenCopiesThenReuses)
+{
+	const pid_t self = getpid();
+	const bool small = kind_ != Kind::Thp;
+	const Facts before = facts(self, va(0));
+	ASSERT_TRUE(before.rec.present());
+	expect_ground_truth(before, small, "parent before fork");
+	if (kind_ == Kind::ZeroPage) {
+		EXPECT_TRUE(before.rec.has(COWSCOPE_F_ZERO)) << before.rec.flags();
+	}
+	if (kind_ == Kind::FilePrivate) {
+		EXPECT_TRUE(before.rec.has(COWSCOPE_F_FILE)) << before.rec.flags();
+	}
+	if (kind_ == Kind::Anon4K || kind_ == Kind::Thp) {
+		EXPECT_TRUE(before.rec.has(COWSCOPE_F_ANON_EXCL)) << before.rec.flags();
+		EXPECT_TRUE(before.rec.writable());
+	}
+
+	int to_child[2], to_parent[2];
+	ASSERT_EQ(pipe(to_child), 0);
+	ASSERT_EQ(pipe(to_parent), 0);
+	UniqueFd c_r(to_child[0]), c_w(to_child[1]), p_r(to_parent[0]),
+		p_w(to_parent[1]);
+	pid_t pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		char cmd;
+		// fork() copies no PTEs of a VMA without anon_vma (the zero page
+		// and file cases): read-fault page 0 so both map the same page.
+		(void)*static_cast<volatile char *>(r_.addr);
+		xwrite(p_w.get(), "r", 1);
+		xread(c_r.get(), &cmd, 1);	// 'w': write page 0
+		r_.addr[0] = 1;
+		xwrite(p_w.get(), "w", 1);
+		xread(c_r.get(), &cmd, 1);	// 'q'
+		_exit(0);
+	}
+	char ack;
+	ASSERT_EQ(read(p_r.get(), &ack, 1), 1);
+	view::track(pid);
+
+	// Right after fork: the same page in both, W clear, mapped twice.
+	Facts p0 = facts(self, va(0)), c0 = facts(pid, va(0));
+	expect_ground_truth(p0, small, "parent after fork");
+	expect_ground_truth(c0, small, "child after fork");
+	EXPECT_EQ(p0.rec.pfn(), before.rec.pfn());
+	EXPECT_EQ(c0.rec.pfn(), p0.rec.pfn()) << "child maps the parent's page";
+	EXPECT_FALSE(p0.rec.writable()) << p0.rec.flags();
+	EXPECT_FALSE(c0.rec.writable()) << c0.rec.flags();
+	if (kind_ == Kind::ZeroPage) {
+		EXPECT_TRUE(c0.rec.has(COWSCOPE_F_ZERO));
+	} else {
+		EXPECT_EQ(p0.rec.rec.mapcount, 2u);
+		EXPECT_FALSE(p0.rec.anon_exclusive());
+	}
+	if (kind_ == Kind::Anon4K || kind_ == Kind::Thp) {
+		EXPECT_TRUE(p0.rec.cow_pending() && c0.rec.cow_pending());
+	}
+	if (kind_ == Kind::Thp) {
+		EXPECT_TRUE(c0.rec.has(COWSCOPE_F_HUGE)) << c0.rec.flags();
+	}
+
+	// The child writes: its copy is new, writable, exclusive.
+	ASSERT_EQ(write(c_w.get(), "w", 1), 1);
+	ASSERT_EQ(read(p_r.get(), &ack, 1), 1);
+	Facts p1 = facts(self, va(0)), c1 = facts(pid, va(0));
+	expect_ground_truth(p1, small, "parent after child write");
+	expect_ground_truth(c1, true, "child after its write");
+	EXPECT_NE(c1.rec.pfn(), p0.rec.pfn()) << "child got a copy";
+	EXPECT_TRUE(c1.rec.writable()) << c1.rec.flags();
+	EXPECT_EQ(c1.rec.rec.mapcount, 1u);
+	EXPECT_TRUE(c1.rec.anon_exclusive()) << c1.rec.flags();
+	EXPECT_TRUE(c1.rec.has(COWSCOPE_F_ANON));
+	EXPECT_EQ(p1.rec.pfn(), p0.rec.pfn()) << "parent keeps its page";
+	EXPECT_FALSE(p1.rec.writable()) << "parent's PTE stays write-protected";
+
+	// The parent writes: an anonymous 4 KiB page is reused in place.
+	r_.addr[0] = 2;
+	Facts p2 = facts(self, va(0));
+	expect_ground_truth(p2, small, "parent after its write");
+	EXPECT_TRUE(p2.rec.writable()) << p2.rec.flags();
+	EXPECT_TRUE(p2.rec.anon_exclusive()) << p2.rec.flags();
+	if (kind_ == Kind::Anon4K) {
+		EXPECT_EQ(p2.rec.pfn(), p0.rec.pfn()) << "reused in place";
+	} else if (kind_ != Kind::Thp) {
+		EXPECT_NE(p2.rec.pfn(), p0.rec.pfn()) << "zero/file page copied";
+	}
+
+	// The ptes view agrees with the binary one on page 0.
+	view::set_range(self, va(0), va(1));
+	auto ptes = view::read_ptes(self);
+	ASSERT_EQ(ptes.size(), 1u);
+	EXPECT_EQ(ptes[0].vaddr, va(0));
+	EXPECT_EQ(ptes[0].pfn, p2.rec.pfn());
+	EXPECT_EQ(ptes[0].flags, p2.rec.flags());
+	view::set_range(self, 0, ~0ULL);
+
+	ASSERT_EQ(write(c_w.get(), "q", 1), 1);
+	int st = 0;
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+	// Exited and reaped: reads fail with ESRCH (or the directory is gone).
+	try {
+		view::read_maps(pid);
+		ADD_FAILURE() << "read of an exited pid succeeded";
+	} catch (const SysError &e) {
+		EXPECT_TRUE(e.code() == ESRCH || e.code() == ENOENT) << e.what();
+	}
+	try {
+		view::untrack(pid);
+	} catch (const Error &) {
+	}
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, KmodCow,
+			 ::testing::Values(Kind::Anon4K, Kind::Thp, Kind::ZeroPage,
+					   Kind::FilePrivate),
+			 [](const auto &info) { return kind_name(info.param); });
+
+// A PMD-mapped THP: one ptes line per subpage, all with H.
+TEST(KmodThp, OneLinePerSubpage)
+{
+	if (!view::module_loaded() || !thp_available())
+		GTEST_SKIP() << "module or THP unavailable";
+	Mapping m = Mapping::anonymous(2 * kHuge);
+	auto base = (reinterpret_cast<std::uintptr_t>(m.data()) + kHuge - 1) &
+		    ~(kHuge - 1);
+	ASSERT_EQ(madvise(reinterpret_cast<void *>(base), kHuge, MADV_HUGEPAGE), 0);
+	std::memset(reinterpret_cast<void *>(base), 1, kHuge);
+	view::track(getpid());
+	auto recs = view::read_records(getpid(), base, base + kHuge);
+	ASSERT_EQ(recs.size(), kHuge / kPage);
+	if (!recs[0].has(COWSCOPE_F_HUGE))
+		GTEST_SKIP() << "no THP allocated";
+	view::set_range(getpid(), base, base + kHuge);
+	auto ptes = view::read_ptes(getpid());
+	view::set_range(getpid(), 0, ~0ULL);
+	ASSERT_EQ(ptes.size(), kHuge / kPage);
+	for (size_t i = 0; i < ptes.size(); i++) {
+		EXPECT_EQ(ptes[i].vaddr, base + i * kPage);
+		EXPECT_EQ(ptes[i].pfn, recs[0].pfn() + i);
+		EXPECT_NE(ptes[i].flags.find('H'), std::string::npos);
+	}
+	auto sum = view::read_summary(getpid());
+	ASSERT_FALSE(sum.empty());
+	EXPECT_EQ(sum.back().label, "total");
+	EXPECT_GE(sum.back().huge, 1u);
+}
+
+// Segment labels of this (static) program.
+int g_data = 42;
+char g_bss[1 << 20];
+
+std::string label_of(const std::vector<view::MapsEntry> &maps, std::uintptr_t a)
+{
+	for (const auto &e : maps)
+		if (e.start <= a && a < e.end)
+			return e.label;
+	return "(none)";
+}
+
+TEST(KmodLabels, StaticBinary)
+{
+	if (!view::module_loaded())
+		GTEST_SKIP() << "cowscope.ko not loaded";
+	view::track(getpid());
+	g_bss[sizeof(g_bss) - 1] = 1;
+	void *heap = std::malloc(64);
+	ASSERT_NE(heap, nullptr);
+	int local = 0;
+	auto maps = view::read_maps(getpid());
+	auto addr = [](const void *p) { return reinterpret_cast<std::uintptr_t>(p); };
+	EXPECT_EQ(label_of(maps, reinterpret_cast<std::uintptr_t>(&label_of)), "text");
+	EXPECT_EQ(label_of(maps, addr(&g_data)), "data");
+	const std::string bss = label_of(maps, addr(&g_bss[sizeof(g_bss) - 1]));
+	EXPECT_TRUE(bss == "bss" || bss == "data") << bss;
+	EXPECT_EQ(label_of(maps, addr(heap)), "heap");
+	EXPECT_EQ(label_of(maps, addr(&local)), "stack");
+	EXPECT_EQ(label_of(maps, getauxval(AT_SYSINFO_EHDR)), "vdso");
+	std::free(heap);
+	Mapping m = Mapping::anonymous(kPage);
+	EXPECT_EQ(label_of(maps = view::read_maps(getpid()), addr(m.data())),
+		  "mmap-anon");
+}
+
+// The dynamic-binary case needs a dynamic loader in the image.
+TEST(KmodLabels, DynamicBinary)
+{
+	if (access("/lib64/ld-linux-x86-64.so.2", X_OK) != 0)
+		GTEST_SKIP() << "no dynamic loader in this image: only static "
+				"binaries can run here";
+	GTEST_SKIP() << "dynamic-binary label test not written yet";
+}
+
+TEST(KmodTrack, BadInputsRefused)
+{
+	if (!view::module_loaded())
+		GTEST_SKIP() << "cowscope.ko not loaded";
+	const char *bad[] = {"", "\n", "abc", " 1", "1 ", "1x", "0", "-0",
+			     "+1", "1\n\n", "99999999999", "4194305", "--1",
+			     "12345678901234567890123456789012345678901234567890"
+			     "12345678901234567"};
+	for (const char *b : bad) {
+		UniqueFd fd = UniqueFd::open("/proc/cowscope/track", O_WRONLY);
+		errno = 0;
+		ssize_t n = write(fd.get(), b, std::strlen(b));
+		if (!std::strlen(b)) {
+			EXPECT_LE(n, 0);	// the VFS may not even call us
+			continue;
+		}
+		EXPECT_LT(n, 0) << '"' << b << '"';
+		EXPECT_EQ(errno, EINVAL) << '"' << b << '"';
+	}
+}
+
+} // namespace
