@@ -46,7 +46,7 @@ constexpr std::uint64_t P = COWSCOPE_PAGE_SIZE;
 
 // Something in each segment, to point at in step 2.
 int g_data = 42;            // initialised: .data
-char g_bss[8192];           // zero: .bss
+char g_bss[65536];          // zero: .bss (its first bytes may share data's last page)
 
 bool g_module = false;      // read the module's views (else /proc/PID/pagemap)
 nlohmann::json g_json;
@@ -252,7 +252,7 @@ void step_layout(const char *heap_buf, const char *mmap_buf)
 	} things[] = {
 		{"main() (code)", reinterpret_cast<const void *>(&step_layout)},
 		{"g_data = 42 (initialised global)", &g_data},
-		{"g_bss[] (zero global)", g_bss},
+		{"g_bss[] (zero global), its end", g_bss + sizeof(g_bss) - 1},
 		{"malloc'd demo buffer", heap_buf},
 		{"mmap'd anonymous buffer", mmap_buf},
 		{"a local variable", &local},
