@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -400,3 +401,69 @@ TEST(KmodTrack, BadInputsRefused)
 }
 
 } // namespace
+
+namespace {
+
+// Only CAP_SYS_ADMIN may open the views: an unprivileged user (and root
+// without CAP_SYS_ADMIN) is refused with EACCES or EPERM.
+int child_open_errors(bool drop_uid)
+{
+	if (drop_uid) {
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			return 10;
+	} else {
+		// root without any capability
+		struct {
+			std::uint32_t version;
+			int pid;
+		} hdr = {0x20080522, 0};	// _LINUX_CAPABILITY_VERSION_3
+		std::uint32_t data[6] = {};
+		if (syscall(SYS_capset, &hdr, data) != 0)
+			return 11;
+	}
+	const std::string views[] = {
+		"/proc/cowscope/track", "/proc/cowscope/1/maps",
+		"/proc/cowscope/1/ptes", "/proc/cowscope/1/pagemap",
+		"/proc/cowscope/1/summary", "/proc/cowscope/1/range",
+	};
+	for (const auto &v : views) {
+		int fd = open(v.c_str(), O_RDONLY);
+		if (fd >= 0)
+			return 20;
+		if (errno != EACCES && errno != EPERM)
+			return 21;
+		fd = open(v.c_str(), O_WRONLY);
+		if (fd >= 0 || (errno != EACCES && errno != EPERM))
+			return 22;
+	}
+	return 0;
+}
+
+void expect_refused(bool drop_uid)
+{
+	view::track(1);
+	pid_t pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0)
+		_exit(child_open_errors(drop_uid));
+	int st = 0;
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		<< "child status " << st;
+}
+
+} // namespace
+
+TEST(KmodSecurity, UnprivilegedUserRefused)
+{
+	if (!view::module_loaded())
+		GTEST_SKIP() << "cowscope.ko not loaded";
+	expect_refused(true);
+}
+
+TEST(KmodSecurity, RootWithoutCapSysAdminRefused)
+{
+	if (!view::module_loaded())
+		GTEST_SKIP() << "cowscope.ko not loaded";
+	expect_refused(false);
+}
