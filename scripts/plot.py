@@ -1,0 +1,332 @@
+#!/usr/bin/python3
+"""scripts/plot.py: plots and findings from a scripts/sweep results folder.
+
+    scripts/plot.py results/<date>-<host>     writes <exp>.png beside the JSON
+                                              and findings.json, prints them
+
+One PNG per experiment found (fork-heap, cow-ratio, spawn, writer,
+children). Every point is drawn as its median with the min..max spread of
+its repetitions as an error bar, and the repetitions themselves as faint
+dots. findings.json holds the derived numbers results/README.md quotes:
+fork cost per GiB of heap, the COW/eager crossover write ratio, per-fault
+costs, and so on. Uses Debian's python3-matplotlib (Agg backend, no display).
+"""
+import json
+import math
+import os
+import statistics
+import sys
+import warnings
+
+# Debian 12's pyparsing warns about matplotlib's own mathtext grammar (used
+# for log-axis tick labels); not ours to fix, and noise under -W error.
+for _msg in ("warn_name_set_on_empty_Forward", "warn_ungrouped_named_tokens", "Forward defined here"):
+    warnings.filterwarnings("ignore", message=_msg)
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+MIB = 1 << 20
+
+
+def load(path):
+    points = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                points.append(json.loads(line))
+    return points
+
+
+def values(point, key):
+    """The finite values of one figure over a point's ok repetitions."""
+    out = []
+    for rep in point.get("repetitions", []):
+        v = rep.get(key)
+        if rep.get("status", "ok") == "ok" and isinstance(v, (int, float)) and math.isfinite(v):
+            out.append(float(v))
+    return out
+
+
+def med(point, key):
+    v = values(point, key)
+    return statistics.median(v) if v else float("nan")
+
+
+def draw(ax, xs, points, key, label, scale=1.0, **kw):
+    """Medians joined by a line, min..max error bars, faint repetition dots."""
+    mx, lo, hi, dx, dy = [], [], [], [], []
+    for x, p in zip(xs, points):
+        v = [a * scale for a in values(p, key)]
+        if not v:
+            continue
+        m = statistics.median(v)
+        mx.append((x, m))
+        lo.append(m - min(v))
+        hi.append(max(v) - m)
+        dx += [x] * len(v)
+        dy += v
+    if not mx:
+        return None
+    line = ax.errorbar([a for a, _ in mx], [b for _, b in mx], yerr=[lo, hi], marker="o", capsize=3,
+                       label=label, **kw)
+    ax.scatter(dx, dy, s=8, alpha=0.25, color=line[0].get_color())
+    return line
+
+
+def subtitle(meta):
+    if not meta:
+        return ""
+    return (f"{meta.get('hostname', '?')}: {meta.get('cpu_model', '?')}, {meta.get('cores', '?')} cores, "
+            f"kernel {meta.get('kernel', '?')}, THP {meta.get('thp', '?')}"
+            f"{', VM' if meta.get('virtualized') else ''}")
+
+
+def finish(fig, ax, title, meta, out):
+    ax.set_title(title)
+    fig.suptitle(subtitle(meta), fontsize=8, y=0.995)
+    for a in fig.axes:
+        a.grid(True, which="both", alpha=0.3)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def heap_mib(p):
+    return p["params"]["heap_bytes"] / MIB
+
+
+def slope(xs, ys):
+    """Least-squares slope and intercept."""
+    n = len(xs)
+    if n < 2:
+        return float("nan"), float("nan")
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return float("nan"), float("nan")
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    return b, my - b * mx
+
+
+def plot_fork_heap(points, meta, out, F):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    F["fork_heap"] = {}
+    for thp, label in (("never", "4 KiB pages (MADV_NOHUGEPAGE)"), ("always", "THP (MADV_HUGEPAGE)")):
+        ps = sorted((p for p in points if p["params"]["thp"] == thp), key=heap_mib)
+        if not ps:
+            continue
+        draw(ax, [heap_mib(p) for p in ps], ps, "fork_us", label, scale=1e-3)
+        gib = [p["params"]["heap_bytes"] / (1 << 30) for p in ps]
+        fk = [med(p, "fork_us") for p in ps]
+        big = [(g, f) for g, f in zip(gib, fk) if g >= 0.25 and math.isfinite(f)]
+        b, a = slope([g for g, _ in big], [f for _, f in big])
+        F["fork_heap"][thp] = {
+            "heap_mib": [heap_mib(p) for p in ps],
+            "fork_us_median": fk,
+            "fork_us_min": [min(values(p, "fork_us") or [float("nan")]) for p in ps],
+            "fork_us_max": [max(values(p, "fork_us") or [float("nan")]) for p in ps],
+            "anon_huge_kb": [p["setup"].get("anon_huge_kb") for p in ps],
+            "fit_us_per_gib": b, "fit_intercept_us": a,
+            "ns_per_4k_page": b * 1e3 / 262144 if math.isfinite(b) else None,
+        }
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("heap size (MiB, log scale)")
+    ax.set_ylabel("fork() call in the parent (ms, log scale)")
+    finish(fig, ax, "fork latency against heap size (median, min..max of repetitions)", meta, out)
+
+
+def plot_cow_ratio(points, meta, out, F):
+    ps = sorted(points, key=lambda p: p["params"]["write_ratio"])
+    xs = [p["params"]["write_ratio"] for p in ps]
+    heap = ps[0]["params"]["heap_bytes"]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    draw(ax, xs, ps, "child_write_us", "COW: child's write phase", scale=1e-3)
+    draw(ax, xs, ps, "eager_copy_us", "eager copy of the same pages (memcpy)", scale=1e-3)
+    # The cost of COW to the child: fork + write phase. The cost of an eager
+    # fork: copying the whole heap up front (the ratio-1 eager copy).
+    full = [p for p in ps if p["params"]["write_ratio"] == 1]
+    eager_full = med(full[0], "eager_copy_us") if full else float("nan")
+    cow_total = [med(p, "fork_us") + med(p, "child_write_us") for p in ps]
+    ax.plot(xs, [c / 1e3 for c in cow_total], "k--", lw=1, label="COW total: fork + write phase")
+    cross = None
+    if math.isfinite(eager_full):
+        ax.axhline(eager_full / 1e3, color="gray", ls=":", label="eager copy of the whole heap")
+        for (x0, c0), (x1, c1) in zip(zip(xs, cow_total), zip(xs[1:], cow_total[1:])):
+            if c0 <= eager_full < c1:
+                cross = x0 + (x1 - x0) * (eager_full - c0) / (c1 - c0)
+                break
+        if cross is None and cow_total and cow_total[0] > eager_full:
+            cross = 0.0
+        if cross is not None:
+            ax.axvline(cross, color="red", lw=1)
+            ax.annotate(f"crossover ≈ {cross:.3f}", (cross, eager_full / 1e3), xytext=(8, 20),
+                        textcoords="offset points", color="red", fontsize=9)
+    ax.set_xlabel("write ratio (share of the heap's pages written by the child)")
+    ax.set_ylabel("time (ms)")
+    ax.set_title(f"write phase vs eager copy, {heap // MIB} MiB heap, 4 KiB pages")
+    draw(ax2, xs, ps, "cow_private_dirty_kb", "measured: Private_Dirty growth", scale=1 / 1024)
+    ax2.plot(xs, [x * heap / MIB for x in xs], "k--", lw=1, label="expected: ratio x heap")
+    ax2.set_xlabel("write ratio")
+    ax2.set_ylabel("COW memory: child's Private_Dirty growth (MiB)")
+    ax2.set_title("copy-on-write memory against write ratio")
+    F["cow_ratio"] = {
+        "heap_mib": heap / MIB,
+        "write_ratio": xs,
+        "fork_us_median": [med(p, "fork_us") for p in ps],
+        "child_write_us_median": [med(p, "child_write_us") for p in ps],
+        "eager_copy_us_median": [med(p, "eager_copy_us") for p in ps],
+        "cow_faults_median": [med(p, "cow_faults") for p in ps],
+        "ns_per_cow_fault_median": [med(p, "ns_per_cow_fault") for p in ps],
+        "ns_per_page_copy_median": [med(p, "ns_per_page_copy") for p in ps],
+        "cow_eager_ratio_median": [med(p, "cow_eager_ratio") for p in ps],
+        "private_dirty_mib_median": [med(p, "cow_private_dirty_kb") / 1024 for p in ps],
+        "eager_copy_whole_heap_us": eager_full,
+        "crossover_write_ratio": cross,
+    }
+    finish(fig, ax, ax.get_title(), meta, out)
+
+
+SPAWNS = [("fork", "fork"), ("vfork", "vfork"), ("posix_spawn", "posix_spawn"), ("fork-exec", "fork+exec")]
+
+
+def plot_spawn(points, meta, out, F):
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    F["spawn"] = {}
+    for spawn, label in SPAWNS:
+        ps = sorted((p for p in points if p["params"]["spawn"] == spawn), key=heap_mib)
+        if not ps:
+            continue
+        xs = [heap_mib(p) for p in ps]
+        draw(ax, xs, ps, "fork_us", label, scale=1e-3)
+        if spawn != "fork":
+            draw(ax2, xs, ps, "exec_total_us", label, scale=1e-3)
+        F["spawn"][spawn] = {"heap_mib": xs, "call_us_median": [med(p, "fork_us") for p in ps],
+                             "exec_total_us_median": [med(p, "exec_total_us") for p in ps]}
+    for a in (ax, ax2):
+        a.set_xscale("log", base=2)
+        a.set_yscale("log")
+        a.set_xlabel("parent's heap (MiB, log scale)")
+    ax.set_ylabel("the spawn call in the parent (ms, log scale)")
+    ax.set_title("creating the child: fork vs vfork, posix_spawn, fork+exec")
+    ax2.set_ylabel("spawn call -> child exec'd /bin/true... reaped (ms, log)")
+    ax2.set_title("whole spawn+exec+exit cycle (exec modes)")
+    finish(fig, ax, ax.get_title(), meta, out)
+
+
+def plot_writer(points, meta, out, F):
+    heaps = sorted({p["params"]["heap_bytes"] for p in points})
+    writers = ["child", "parent", "both"]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / len(heaps)
+    F["writer"] = {}
+    for i, h in enumerate(heaps):
+        xs, ps = [], []
+        for j, w in enumerate(writers):
+            p = [q for q in points if q["params"]["heap_bytes"] == h and q["params"]["writer"] == w]
+            if p:
+                xs.append(j + (i - (len(heaps) - 1) / 2) * width)
+                ps.append(p[0])
+        ms = [med(p, "child_write_us") / 1e3 for p in ps]
+        bars = ax.bar(xs, ms, width * 0.9, label=f"{h // MIB} MiB heap, write ratio {ps[0]['params']['write_ratio']}",
+                      alpha=0.6)
+        draw(ax, xs, ps, "child_write_us", None, scale=1e-3, ls="none", color=bars.patches[0].get_facecolor()[:3])
+        F["writer"][str(h // MIB)] = {
+            w: {"write_us_median": med(p, "child_write_us"), "cow_faults_median": med(p, "cow_faults"),
+                "parent_write_us_median": med(p, "parent_write_us"),
+                "private_dirty_mib_median": med(p, "cow_private_dirty_kb") / 1024}
+            for w, p in zip([q["params"]["writer"] for q in ps], ps)}
+    ax.set_xticks(range(len(writers)), ["child writes", "parent writes", "both write"])
+    ax.set_ylabel("write phase (ms; both: the slower side)")
+    finish(fig, ax, "who writes after fork: child vs parent vs both", meta, out)
+
+
+def plot_children(points, meta, out, F):
+    ps = sorted(points, key=lambda p: p["params"]["children"])
+    xs = [p["params"]["children"] for p in ps]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    draw(ax, xs, ps, "child_write_us", "write phase (slowest child)", scale=1e-3)
+    base = med(ps[0], "child_write_us") / 1e3
+    ncpu = (ps[0].get("machine") or {}).get("cores") or os.cpu_count() or 1
+    ax.plot(xs, [base * max(1.0, n / ncpu) for n in xs], "k--", lw=1,
+            label=f"one child's time x children / {ncpu} cores")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("children writing the same heap concurrently")
+    ax.set_ylabel("time (ms)")
+    ax.set_title(f"one to many children, {ps[0]['params']['heap_bytes'] // MIB} MiB heap, "
+                 f"write ratio {ps[0]['params']['write_ratio']}")
+    draw(ax2, xs, ps, "cow_private_dirty_kb", "Private_Dirty growth, all children", scale=1 / 1024)
+    ax2.plot(xs, [n * ps[0]["params"]["write_ratio"] * ps[0]["params"]["heap_bytes"] / MIB for n in xs], "k--",
+             lw=1, label="expected: children x ratio x heap")
+    ax2.set_xscale("log", base=2)
+    ax2.set_xlabel("children")
+    ax2.set_ylabel("COW memory (MiB)")
+    ax2.set_title("copies made: one per writing child")
+    F["children"] = {"children": xs, "write_us_median": [med(p, "child_write_us") for p in ps],
+                     "fork_us_median": [med(p, "fork_us") for p in ps],
+                     "cow_faults_median": [med(p, "cow_faults") for p in ps],
+                     "ns_per_cow_fault_median": [med(p, "ns_per_cow_fault") for p in ps],
+                     "private_dirty_mib_median": [med(p, "cow_private_dirty_kb") / 1024 for p in ps]}
+    finish(fig, ax, ax.get_title(), meta, out)
+
+
+PLOTS = [("fork-heap", plot_fork_heap), ("cow-ratio", plot_cow_ratio), ("spawn", plot_spawn),
+         ("writer", plot_writer), ("children", plot_children)]
+
+
+def main(argv):
+    if len(argv) != 2 or argv[1] in ("-h", "--help"):
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    d = argv[1]
+    meta = None
+    try:
+        with open(os.path.join(d, "sweep.json")) as f:
+            meta = json.load(f).get("machine")
+    except (OSError, ValueError):
+        pass
+    F, made = {}, []
+    for name, fn in PLOTS:
+        path = os.path.join(d, name + ".jsonl")
+        if not os.path.exists(path):
+            continue
+        points = [p for p in load(path) if p.get("repetitions")]
+        if not points:
+            continue
+        meta = meta or points[0].get("machine")
+        out = os.path.join(d, name + ".png")
+        fn(points, meta, out, F)
+        made.append(out)
+    if not made:
+        print(f"plot.py: no results (*.jsonl from scripts/sweep) in {d}", file=sys.stderr)
+        return 1
+    F["machine"] = meta
+
+    def clean(o):  # NaN -> null: strict JSON
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return o
+    F = clean(F)
+    tmp = os.path.join(d, ".findings.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(F, f, indent=1, sort_keys=True, default=str, allow_nan=False)
+        f.write("\n")
+    os.rename(tmp, os.path.join(d, "findings.json"))
+    for m in made:
+        print(m)
+    print(os.path.join(d, "findings.json"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
