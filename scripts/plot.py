@@ -142,54 +142,73 @@ def plot_fork_heap(points, meta, out, F):
     finish(fig, ax, "fork latency against heap size (median, min..max of repetitions)", meta, out)
 
 
+def crossover(xs, cow_total, eager_full):
+    """First write ratio where fork + write phase reaches the eager copy of
+    the whole heap (linear interpolation); 0 if COW never pays off."""
+    if not math.isfinite(eager_full):
+        return None
+    for (x0, c0), (x1, c1) in zip(zip(xs, cow_total), zip(xs[1:], cow_total[1:])):
+        if c0 <= eager_full < c1:
+            return x0 + (x1 - x0) * (eager_full - c0) / (c1 - c0)
+    if cow_total and cow_total[0] > eager_full:
+        return 0.0
+    return None
+
+
 def plot_cow_ratio(points, meta, out, F):
-    ps = sorted(points, key=lambda p: p["params"]["write_ratio"])
-    xs = [p["params"]["write_ratio"] for p in ps]
-    heap = ps[0]["params"]["heap_bytes"]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    draw(ax, xs, ps, "child_write_us", "COW: child's write phase", scale=1e-3)
-    draw(ax, xs, ps, "eager_copy_us", "eager copy of the same pages (memcpy)", scale=1e-3)
-    # The cost of COW to the child: fork + write phase. The cost of an eager
-    # fork: copying the whole heap up front (the ratio-1 eager copy).
-    full = [p for p in ps if p["params"]["write_ratio"] == 1]
-    eager_full = med(full[0], "eager_copy_us") if full else float("nan")
-    cow_total = [med(p, "fork_us") + med(p, "child_write_us") for p in ps]
-    ax.plot(xs, [c / 1e3 for c in cow_total], "k--", lw=1, label="COW total: fork + write phase")
-    cross = None
-    if math.isfinite(eager_full):
-        ax.axhline(eager_full / 1e3, color="gray", ls=":", label="eager copy of the whole heap")
-        for (x0, c0), (x1, c1) in zip(zip(xs, cow_total), zip(xs[1:], cow_total[1:])):
-            if c0 <= eager_full < c1:
-                cross = x0 + (x1 - x0) * (eager_full - c0) / (c1 - c0)
-                break
-        if cross is None and cow_total and cow_total[0] > eager_full:
-            cross = 0.0
+    heap = points[0]["params"]["heap_bytes"]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    F["cow_ratio"] = {}
+    names = {"never": "4 KiB pages", "always": "THP"}
+    for thp in ("never", "always", "madvise", "system"):
+        ps = sorted((p for p in points if p["params"]["thp"] == thp), key=lambda p: p["params"]["write_ratio"])
+        if not ps:
+            continue
+        name = names.get(thp, "thp " + thp)
+        xs = [p["params"]["write_ratio"] for p in ps]
+        draw(ax, xs, ps, "child_write_us", f"COW write phase, {name}", scale=1e-3)
+        if thp == "never":
+            draw(ax, xs, ps, "eager_copy_us", "eager copy of the same pages (memcpy)", scale=1e-3)
+        # COW's cost to the child: fork + write phase. An eager fork's cost:
+        # copying the whole heap up front (the ratio-1 eager copy).
+        full = [p for p in ps if p["params"]["write_ratio"] == 1]
+        eager_full = med(full[0], "eager_copy_us") if full else float("nan")
+        cow_total = [med(p, "fork_us") + med(p, "child_write_us") for p in ps]
+        ax.plot(xs, [c / 1e3 for c in cow_total], "--", lw=1, label=f"COW total (fork + write), {name}")
+        cross = crossover(xs, cow_total, eager_full)
+        if thp == "never" and math.isfinite(eager_full):
+            ax.axhline(eager_full / 1e3, color="gray", ls=":", label="eager copy of the whole heap")
         if cross is not None:
-            ax.axvline(cross, color="red", lw=1)
-            ax.annotate(f"crossover ≈ {cross:.3f}", (cross, eager_full / 1e3), xytext=(8, 20),
-                        textcoords="offset points", color="red", fontsize=9)
+            ax.axvline(cross, color="red", lw=1, ls="-" if thp == "never" else "-.")
+            ax.annotate(f"crossover {name} ≈ {cross:.3f}", (cross, eager_full / 1e3),
+                        xytext=(8, 20 if thp == "never" else 45), textcoords="offset points", color="red",
+                        fontsize=9)
+        draw(ax2, xs, ps, "cow_private_dirty_kb", f"measured Private_Dirty growth, {name}", scale=1 / 1024)
+        if thp == "never":
+            ax2.plot(xs, [x * heap / MIB for x in xs], "k:", lw=1.5, label="expected: ratio x heap")
+        F["cow_ratio"][thp] = {
+            "heap_mib": heap / MIB,
+            "write_ratio": xs,
+            "anon_huge_kb": ps[0]["setup"].get("anon_huge_kb"),
+            "fork_us_median": [med(p, "fork_us") for p in ps],
+            "child_write_us_median": [med(p, "child_write_us") for p in ps],
+            "child_write_us_min": [min(values(p, "child_write_us") or [float("nan")]) for p in ps],
+            "child_write_us_max": [max(values(p, "child_write_us") or [float("nan")]) for p in ps],
+            "eager_copy_us_median": [med(p, "eager_copy_us") for p in ps],
+            "cow_faults_median": [med(p, "cow_faults") for p in ps],
+            "ns_per_cow_fault_median": [med(p, "ns_per_cow_fault") for p in ps],
+            "ns_per_page_copy_median": [med(p, "ns_per_page_copy") for p in ps],
+            "cow_eager_ratio_median": [med(p, "cow_eager_ratio") for p in ps],
+            "private_dirty_mib_median": [med(p, "cow_private_dirty_kb") / 1024 for p in ps],
+            "eager_copy_whole_heap_us": eager_full,
+            "crossover_write_ratio": cross,
+        }
     ax.set_xlabel("write ratio (share of the heap's pages written by the child)")
     ax.set_ylabel("time (ms)")
-    ax.set_title(f"write phase vs eager copy, {heap // MIB} MiB heap, 4 KiB pages")
-    draw(ax2, xs, ps, "cow_private_dirty_kb", "measured: Private_Dirty growth", scale=1 / 1024)
-    ax2.plot(xs, [x * heap / MIB for x in xs], "k--", lw=1, label="expected: ratio x heap")
+    ax.set_title(f"write phase vs eager copy, {heap // MIB} MiB heap")
     ax2.set_xlabel("write ratio")
     ax2.set_ylabel("COW memory: child's Private_Dirty growth (MiB)")
     ax2.set_title("copy-on-write memory against write ratio")
-    F["cow_ratio"] = {
-        "heap_mib": heap / MIB,
-        "write_ratio": xs,
-        "fork_us_median": [med(p, "fork_us") for p in ps],
-        "child_write_us_median": [med(p, "child_write_us") for p in ps],
-        "eager_copy_us_median": [med(p, "eager_copy_us") for p in ps],
-        "cow_faults_median": [med(p, "cow_faults") for p in ps],
-        "ns_per_cow_fault_median": [med(p, "ns_per_cow_fault") for p in ps],
-        "ns_per_page_copy_median": [med(p, "ns_per_page_copy") for p in ps],
-        "cow_eager_ratio_median": [med(p, "cow_eager_ratio") for p in ps],
-        "private_dirty_mib_median": [med(p, "cow_private_dirty_kb") / 1024 for p in ps],
-        "eager_copy_whole_heap_us": eager_full,
-        "crossover_write_ratio": cross,
-    }
     finish(fig, ax, ax.get_title(), meta, out)
 
 
