@@ -171,8 +171,11 @@ def plot_cow_ratio(points, meta, out, F):
             draw(ax, xs, ps, "eager_copy_us", "eager copy of the same pages (memcpy)", scale=1e-3)
         # COW's cost to the child: fork + write phase. An eager fork's cost:
         # copying the whole heap up front (the ratio-1 eager copy).
-        full = [p for p in ps if p["params"]["write_ratio"] == 1]
-        eager_full = med(full[0], "eager_copy_us") if full else float("nan")
+        # The whole-heap eager copy: the median per-page memcpy cost over every
+        # repetition of every ratio, times the heap's pages (one ratio-1 point
+        # alone is too noisy on a shared VM).
+        per_page = [v for p in ps for v in values(p, "ns_per_page_copy")]
+        eager_full = (statistics.median(per_page) * ps[0]["setup"]["pages"] / 1e3) if per_page else float("nan")
         cow_total = [med(p, "fork_us") + med(p, "child_write_us") for p in ps]
         ax.plot(xs, [c / 1e3 for c in cow_total], "--", lw=1, label=f"COW total (fork + write), {name}")
         cross = crossover(xs, cow_total, eager_full)
@@ -201,6 +204,9 @@ def plot_cow_ratio(points, meta, out, F):
             "cow_eager_ratio_median": [med(p, "cow_eager_ratio") for p in ps],
             "private_dirty_mib_median": [med(p, "cow_private_dirty_kb") / 1024 for p in ps],
             "eager_copy_whole_heap_us": eager_full,
+            "ns_per_page_copy_pooled_median": statistics.median(per_page) if per_page else None,
+            "ns_per_cow_fault_pooled_median": statistics.median(
+                [v for p in ps for v in values(p, "ns_per_cow_fault")] or [float("nan")]),
             "crossover_write_ratio": cross,
         }
     ax.set_xlabel("write ratio (share of the heap's pages written by the child)")
