@@ -1,0 +1,396 @@
+// snapdemo: a toy in-memory key-value store that forks snapshot children,
+// the way Redis's BGSAVE does - a live program to point cowtrace and
+// `cowscope diff` at (docs/lab.md, "Live processes").
+//
+//   snapdemo [--mem SIZE] [--keys N] [--rate UPDATES/S] [--interval SECONDS]
+//            [--snapshot-seconds SECONDS] [--out DIR|/dev/null] [--snapshots N]
+//
+// The store is --keys records filling --mem bytes of the heap (brk), all
+// touched at start. The main loop updates random records at --rate per
+// second. Every --interval seconds (if no snapshot is running) it forks a
+// child that walks the whole store read-only and writes it to
+// DIR/snapdemo-PARENTPID.snap (temporary file, fsync, rename) or to
+// /dev/null, paced to take --snapshot-seconds. The child only reads the
+// store, so the pages that get copied are the ones the PARENT writes while
+// the child lives: the parent takes the copies, the child keeps the
+// original pages (its frozen view).
+//
+// Prints its pid at start, each child's pid when forked and one line per
+// finished snapshot. Ctrl-C (SIGINT/SIGTERM): kills and reaps a running
+// child, removes its temporary file, exits 0. The child also dies with the
+// parent (PR_SET_PDEATHSIG), so none is left behind even after SIGKILL.
+// Exit status: 0 ok, 1 runtime error, 2 usage error.
+#include <fcntl.h>
+#include <malloc.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "cowscope/error.hpp"
+#include "cowscope/units.hpp"
+
+using namespace cowscope;
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+
+void on_signal(int) { g_stop = 1; }
+
+void say(const std::string &s) { std::cout << s << std::flush; }
+
+double now()
+{
+	timespec ts{};
+	::clock_gettime(CLOCK_MONOTONIC, &ts);
+	return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+void sleep_for(double s)
+{
+	if (s <= 0)
+		return;
+	timespec ts{static_cast<time_t>(s), static_cast<long>((s - std::floor(s)) * 1e9)};
+	::nanosleep(&ts, nullptr); // EINTR just ends the nap early
+}
+
+// ---- option parsing: messages like `--rate: expected ..., got "..."` ----
+
+std::uint64_t parse_count(const std::string &text, const char *what, const char *expected,
+			  std::uint64_t lo, std::uint64_t hi)
+{
+	bool ok = !text.empty() && text.size() <= 19 &&
+		  text.find_first_not_of("0123456789") == std::string::npos;
+	std::uint64_t v = ok ? std::stoull(text) : 0;
+	if (!ok || v < lo || v > hi)
+		throw UsageError(fmt::format("{}: expected {}, got \"{}\"", what, expected, text));
+	return v;
+}
+
+double parse_seconds(const std::string &text, const char *what, const char *expected, double lo,
+		     double hi)
+{
+	char *end = nullptr;
+	errno = 0;
+	double v = text.empty() ? NAN : std::strtod(text.c_str(), &end);
+	if (text.empty() || errno != 0 || end == nullptr || *end != '\0' || !std::isfinite(v) ||
+	    v < lo || v > hi || text.find_first_not_of("0123456789.") != std::string::npos)
+		throw UsageError(fmt::format("{}: expected {}, got \"{}\"", what, expected, text));
+	return v;
+}
+
+// ---- the store --------------------------------------------------------
+
+struct Record {
+	std::uint64_t key;
+	std::uint64_t version;
+	// then record_size - 16 bytes of value
+};
+
+struct Store {
+	char *base = nullptr;
+	std::uint64_t keys = 0, record = 0, bytes = 0;
+	std::uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+	Record *at(std::uint64_t k) const { return reinterpret_cast<Record *>(base + k * record); }
+
+	std::uint64_t next()
+	{
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		return rng;
+	}
+	void update()
+	{
+		std::uint64_t k = next() % keys;
+		Record *r = at(k);
+		r->version++;
+		std::memcpy(reinterpret_cast<char *>(r) + sizeof(Record), &rng,
+			    std::min<std::uint64_t>(8, record - sizeof(Record)));
+	}
+};
+
+// ---- the snapshot child -------------------------------------------------
+
+// Writes the store to fd in chunks, paced so the whole takes `seconds`.
+// Reads the store only. Returns the bytes written.
+std::uint64_t write_paced(const Store &st, int fd, double seconds)
+{
+	constexpr std::uint64_t chunk = 64 * 1024;
+	const double t0 = now();
+	std::uint64_t done = 0;
+	while (done < st.bytes) {
+		std::uint64_t n = std::min(chunk, st.bytes - done);
+		ssize_t k = ::write(fd, st.base + done, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			throw SysError("write snapshot");
+		done += static_cast<std::uint64_t>(k);
+		if (seconds > 0)
+			sleep_for(t0 + seconds * static_cast<double>(done) / static_cast<double>(st.bytes) -
+				  now());
+	}
+	return done;
+}
+
+[[noreturn]] void child_main(const Store &st, const std::string &out, double seconds, int report_fd,
+			     pid_t parent)
+{
+	int rc = 0;
+	std::uint64_t bytes = 0;
+	std::string tmp;
+	try {
+		if (out == "/dev/null") {
+			int fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+			if (fd < 0)
+				throw SysError("open /dev/null");
+			bytes = write_paced(st, fd, seconds);
+			::close(fd);
+		} else {
+			std::string path = fmt::format("{}/snapdemo-{}.snap", out, parent);
+			tmp = fmt::format("{}/.snapdemo-{}.snap.tmp.{}", out, parent, ::getpid());
+			int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+			if (fd < 0)
+				throw SysError("open " + tmp);
+			bytes = write_paced(st, fd, seconds);
+			if (::fsync(fd) != 0)
+				throw SysError("fsync " + tmp);
+			if (::close(fd) != 0)
+				throw SysError("close " + tmp);
+			if (::rename(tmp.c_str(), path.c_str()) != 0)
+				throw SysError("rename " + tmp + " to " + path);
+			tmp.clear();
+		}
+	} catch (const std::exception &e) {
+		std::cerr << "snapdemo: snapshot child " << ::getpid() << ": " << e.what() << "\n";
+		if (!tmp.empty())
+			::unlink(tmp.c_str());
+		rc = 1;
+	}
+	(void)!::write(report_fd, &bytes, sizeof(bytes));
+	::_exit(rc);
+}
+
+// ---- the parent ---------------------------------------------------------
+
+struct Snapshot {
+	pid_t pid = -1;
+	int report_fd = -1;
+	int number = 0;
+	double started = 0;
+	std::uint64_t updates_at_start = 0;
+};
+
+int run(const Store &st0, std::uint64_t rate, double interval, double snap_seconds,
+	const std::string &out, std::uint64_t max_snapshots)
+{
+	Store st = st0;
+	const pid_t self = ::getpid();
+	Snapshot cur;
+	int started = 0, finished = 0, failures = 0, killed = 0;
+	std::uint64_t updates = 0;
+	const double t0 = now();
+	double next_snap = t0 + interval;
+	double rate_t0 = t0;
+	std::uint64_t rate_base = 0;
+
+	auto reap = [&](bool kill_it) {
+		int status = 0;
+		if (kill_it)
+			::kill(cur.pid, SIGKILL);
+		pid_t r;
+		while ((r = ::waitpid(cur.pid, &status, kill_it ? 0 : WNOHANG)) < 0 && errno == EINTR) {
+		}
+		if (r == 0)
+			return false; // still running
+		std::uint64_t bytes = 0;
+		if (::read(cur.report_fd, &bytes, sizeof(bytes)) != static_cast<ssize_t>(sizeof(bytes)))
+			bytes = 0;
+		::close(cur.report_fd);
+		finished++;
+		const double took = now() - cur.started;
+		if (kill_it) {
+			// The killed child's temporary file would stay behind.
+			if (out != "/dev/null")
+				::unlink(fmt::format("{}/.snapdemo-{}.snap.tmp.{}", out, self, cur.pid).c_str());
+			killed++;
+			say(fmt::format("snapshot {}: child {} killed after {:.2f} s\n", cur.number, cur.pid,
+					took));
+		} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+			say(fmt::format("snapshot {}: child {} wrote {} ({} bytes) to {} in {:.2f} s; parent made "
+					"{} updates meanwhile\n",
+					cur.number, cur.pid, format_size(bytes), bytes,
+					out == "/dev/null" ? out : fmt::format("{}/snapdemo-{}.snap", out, self), took,
+					updates - cur.updates_at_start));
+		} else {
+			failures++;
+			say(fmt::format("snapshot {}: child {} failed ({}) after {:.2f} s\n", cur.number, cur.pid,
+					WIFEXITED(status) ? fmt::format("exit {}", WEXITSTATUS(status))
+							  : fmt::format("signal {}", WTERMSIG(status)),
+					took));
+		}
+		cur = Snapshot{};
+		return true;
+	};
+
+	while (!g_stop) {
+		const double t = now();
+		// The steady write load: catch up to rate * elapsed, at most 1 s worth.
+		std::uint64_t target = rate_base + static_cast<std::uint64_t>(
+							   static_cast<double>(rate) * (t - rate_t0));
+		if (target > updates + rate + 1) {
+			rate_t0 = t; // we fell far behind (stopped, swapped): don't burst
+			rate_base = updates;
+			target = updates + rate + 1;
+		}
+		while (updates < target) {
+			st.update();
+			updates++;
+		}
+		if (cur.pid > 0)
+			reap(false);
+		if (max_snapshots && finished >= static_cast<int>(max_snapshots))
+			break;
+		if (cur.pid < 0 && t >= next_snap &&
+		    (max_snapshots == 0 || started < static_cast<int>(max_snapshots))) {
+			int fds[2];
+			if (::pipe2(fds, O_CLOEXEC) != 0)
+				throw SysError("pipe");
+			std::cout << std::flush;
+			pid_t pid = ::fork();
+			if (pid < 0)
+				throw SysError("fork");
+			if (pid == 0) {
+				::close(fds[0]);
+				::prctl(PR_SET_PDEATHSIG, SIGKILL);
+				if (::getppid() != self)
+					::_exit(1); // the parent died before prctl
+				::signal(SIGINT, SIG_DFL);
+				::signal(SIGTERM, SIG_DFL);
+				child_main(st, out, snap_seconds, fds[1], self);
+			}
+			::close(fds[1]);
+			cur.pid = pid;
+			cur.report_fd = fds[0];
+			cur.number = ++started;
+			cur.started = now();
+			cur.updates_at_start = updates;
+			say(fmt::format("snapshot {}: forked child {} (parent {})\n", cur.number, pid, self));
+			next_snap = t + interval;
+		}
+		sleep_for(0.01);
+	}
+	if (cur.pid > 0)
+		reap(true);
+	say(fmt::format("snapdemo: {}: {} updates, {} snapshots ({} killed at exit, {} failed)\n",
+			g_stop ? "stopped" : "done", updates, finished, killed, failures));
+	return failures ? 1 : 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	CLI::App app{"snapdemo: a toy key-value store whose parent keeps writing while forked "
+		     "snapshot children save it (Redis BGSAVE), to watch with cowtrace and cowscope diff"};
+	std::string mem_s = "64M", keys_s = "262144", rate_s = "2000", interval_s = "10",
+		    snap_s = "5", out = "/tmp", count_s = "0";
+	app.add_option("--mem", mem_s, "store size (default 64M)");
+	app.add_option("--keys", keys_s, "number of records; record size = mem / keys (default 262144)");
+	app.add_option("--rate", rate_s, "random key updates per second (default 2000)");
+	app.add_option("--interval", interval_s, "seconds between snapshot starts (default 10)");
+	app.add_option("--snapshot-seconds", snap_s,
+		       "how long each snapshot takes, paced (default 5; 0: as fast as possible)");
+	app.add_option("--out", out, "folder for snapdemo-PID.snap, or /dev/null (default /tmp)");
+	app.add_option("--snapshots", count_s, "exit after this many snapshots (default 0: until Ctrl-C)");
+	try {
+		app.parse(argc, argv);
+	} catch (const CLI::CallForHelp &e) {
+		return app.exit(e);
+	} catch (const CLI::ParseError &e) {
+		std::cerr << "snapdemo: " << e.what() << "\n";
+		return 2;
+	}
+	try {
+		Store st;
+		st.bytes = parse_size(mem_s, "--mem");
+		if (st.bytes < 64 * 1024 || st.bytes > (1ull << 36))
+			throw UsageError(fmt::format("--mem: expected a size from 64K to 64G, got \"{}\"", mem_s));
+		st.keys = parse_count(keys_s, "--keys", "a number of records from 1 to mem/16", 1,
+				      st.bytes / 16);
+		st.record = st.bytes / st.keys;
+		st.bytes = st.record * st.keys;
+		const std::uint64_t rate = parse_count(rate_s, "--rate",
+						       "updates per second from 0 to 100000000, like 2000",
+						       0, 100000000);
+		const double interval = parse_seconds(interval_s, "--interval",
+						      "seconds between snapshots, like 10 or 0.5", 0.01, 1e6);
+		const double snap = parse_seconds(snap_s, "--snapshot-seconds",
+						  "seconds a snapshot takes, like 5 (0: no pacing)", 0, 1e6);
+		const std::uint64_t count = parse_count(count_s, "--snapshots",
+							"a number of snapshots (0: until Ctrl-C)", 0, 1000000);
+		if (out.empty())
+			throw UsageError("--out: expected a folder or /dev/null, got \"\"");
+		if (out != "/dev/null") {
+			while (out.size() > 1 && out.back() == '/')
+				out.pop_back();
+			struct stat sb{};
+			if (::stat(out.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode))
+				throw UsageError(fmt::format("--out: expected a folder or /dev/null, got \"{}\"", out));
+			if (::access(out.c_str(), W_OK) != 0)
+				throw Error(fmt::format("--out: cannot write to {}: {}", out, std::strerror(errno)));
+		}
+
+		// The store lives in the heap proper (brk), so `cowscope diff`'s heap
+		// strip is the store.
+		::mallopt(M_MMAP_THRESHOLD, 1 << 30);
+		::mallopt(M_TOP_PAD, 0);
+		st.base = static_cast<char *>(std::malloc(st.bytes));
+		if (st.base == nullptr)
+			throw Error(fmt::format("cannot allocate the {} store", format_size(st.bytes)));
+		for (std::uint64_t k = 0; k < st.keys; k++) {
+			Record *r = st.at(k);
+			r->key = k;
+			r->version = 0;
+			std::memset(reinterpret_cast<char *>(r) + sizeof(Record), 'a' + k % 26,
+				    st.record - sizeof(Record));
+		}
+
+		struct sigaction sa{};
+		sa.sa_handler = on_signal; // no SA_RESTART: naps end at once
+		::sigemptyset(&sa.sa_mask);
+		::sigaction(SIGINT, &sa, nullptr);
+		::sigaction(SIGTERM, &sa, nullptr);
+		::signal(SIGPIPE, SIG_IGN);
+
+		say(fmt::format("snapdemo: pid {}; store {} = {} keys x {} B at {:#x}-{:#x} (heap); {} "
+				"updates/s; a snapshot every {} s taking {} s, to {}\n",
+				::getpid(), format_size(st.bytes), st.keys, st.record,
+				reinterpret_cast<std::uintptr_t>(st.base),
+				reinterpret_cast<std::uintptr_t>(st.base) + st.bytes, rate, interval_s, snap_s,
+				out == "/dev/null" ? out : out + "/snapdemo-" + std::to_string(::getpid()) + ".snap"));
+		return run(st, rate, interval, snap, out, count);
+	} catch (const UsageError &e) {
+		std::cerr << "snapdemo: " << e.what() << "\n";
+		return 2;
+	} catch (const std::exception &e) {
+		std::cerr << "snapdemo: " << e.what() << "\n";
+		return 1;
+	}
+}
