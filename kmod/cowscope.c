@@ -54,6 +54,7 @@
 #include <linux/list.h>
 #include <linux/threads.h>
 #include <linux/ctype.h>
+#include <linux/kref.h>
 
 #include <cowscope_uapi.h>
 
@@ -63,11 +64,43 @@
 /* seq_file position past the last item */
 #define CS_POS_EOF		((loff_t)LLONG_MAX)
 
+/*
+ * Lifetime rules.
+ *
+ *  - A cs_entry is created by a write to track and is on cs_entries (with
+ *    its PID directory in /proc) until it is untracked, pruned or the
+ *    module unloads. All three happen under cs_lock, and only the task
+ *    that unlinks an entry from cs_entries removes its directory
+ *    (cs_untrack_entry()): a PID directory is removed exactly once, by its
+ *    owner. e->dir is only touched under cs_lock.
+ *
+ *  - Nothing else may remove a PID directory, which is why cs_exit() first
+ *    removes the track file (proc_remove() waits for writes in flight and
+ *    refuses new ones), then untracks every entry under cs_lock, and only
+ *    then removes the now empty /proc/cowscope. Removing /proc/cowscope
+ *    first would tear its PID directories down from under a track write
+ *    still in flight that prunes or untracks them: the same directory
+ *    freed twice (the slab corruption seen with readers and rmmod).
+ *
+ *  - Every open file of a PID directory holds a reference (kref) on the
+ *    entry, taken at open (pde_data() is valid then: open runs under the
+ *    PDE's use count, which proc_remove() waits out) and dropped at
+ *    release. proc_remove() of the directory waits for every operation in
+ *    flight and calls the release of every file still open, so by the time
+ *    it returns those references are gone; the kref makes the entry
+ *    outlive every file whatever the order, and the last put frees it and
+ *    drops its pid. Files are released before cs_exit() returns, so no put
+ *    runs after the module is gone.
+ *
+ *  - No file operation of a PID directory takes cs_lock, so proc_remove()
+ *    under cs_lock cannot deadlock with them.
+ */
 struct cs_entry {
-	struct list_head node;
+	struct list_head node;		/* on cs_entries, under cs_lock */
+	struct kref ref;		/* list + open files */
 	pid_t nr;			/* as seen by the tracker's namespace */
 	struct pid *pid;		/* reference held */
-	struct proc_dir_entry *dir;
+	struct proc_dir_entry *dir;	/* under cs_lock */
 	spinlock_t range_lock;
 	unsigned long range_start, range_end;
 };
@@ -76,6 +109,29 @@ static DEFINE_MUTEX(cs_lock);		/* protects cs_entries, cs_ntracked */
 static LIST_HEAD(cs_entries);
 static unsigned int cs_ntracked;
 static struct proc_dir_entry *cs_root;
+static struct proc_dir_entry *cs_track_pde;
+
+static void cs_entry_free(struct kref *ref)
+{
+	struct cs_entry *e = container_of(ref, struct cs_entry, ref);
+
+	put_pid(e->pid);
+	kfree(e);
+}
+
+static void cs_entry_put(struct cs_entry *e)
+{
+	kref_put(&e->ref, cs_entry_free);
+}
+
+/* From an open of one of e's files: the directory is not yet removed. */
+static struct cs_entry *cs_entry_get(struct inode *inode)
+{
+	struct cs_entry *e = pde_data(inode);
+
+	kref_get(&e->ref);
+	return e;
+}
 
 static bool cs_capable(const struct file *file)
 {
@@ -460,7 +516,7 @@ static void cs_seq_stop(struct seq_file *m, void *v)
 static int cs_seq_open(struct inode *inode, struct file *file,
 		       const struct seq_operations *ops, bool recs)
 {
-	struct cs_entry *e = pde_data(inode);
+	struct cs_entry *e;
 	struct cs_seq *st;
 
 	if (!cs_capable(file))
@@ -468,6 +524,7 @@ static int cs_seq_open(struct inode *inode, struct file *file,
 	st = __seq_open_private(file, ops, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
+	e = cs_entry_get(inode);
 	st->e = e;
 	spin_lock(&e->range_lock);
 	st->range_start = e->range_start;
@@ -478,6 +535,7 @@ static int cs_seq_open(struct inode *inode, struct file *file,
 					  GFP_KERNEL);
 		if (!st->recs) {
 			seq_release_private(inode, file);
+			cs_entry_put(e);
 			return -ENOMEM;
 		}
 	}
@@ -488,9 +546,13 @@ static int cs_seq_release(struct inode *inode, struct file *file)
 {
 	struct seq_file *m = file->private_data;
 	struct cs_seq *st = m->private;
+	struct cs_entry *e = st->e;
+	int ret;
 
 	kvfree(st->recs);
-	return seq_release_private(inode, file);
+	ret = seq_release_private(inode, file);
+	cs_entry_put(e);
+	return ret;
 }
 
 /*
@@ -845,7 +907,13 @@ static int cs_pagemap_open(struct inode *inode, struct file *file)
 {
 	if (!cs_capable(file))
 		return -EPERM;
-	file->private_data = pde_data(inode);
+	file->private_data = cs_entry_get(inode);
+	return 0;
+}
+
+static int cs_pagemap_release(struct inode *inode, struct file *file)
+{
+	cs_entry_put(file->private_data);
 	return 0;
 }
 
@@ -956,6 +1024,7 @@ static const struct proc_ops cs_pagemap_fops = {
 	.proc_open = cs_pagemap_open,
 	.proc_read = cs_pagemap_read,
 	.proc_lseek = default_llseek,
+	.proc_release = cs_pagemap_release,
 };
 
 /* ---------------------------------------------------------------------
@@ -978,9 +1047,27 @@ static int cs_range_show(struct seq_file *m, void *v)
 
 static int cs_range_open(struct inode *inode, struct file *file)
 {
+	struct cs_entry *e;
+	int ret;
+
 	if (!cs_capable(file))
 		return -EPERM;
-	return single_open(file, cs_range_show, pde_data(inode));
+	e = cs_entry_get(inode);
+	ret = single_open(file, cs_range_show, e);
+	if (ret)
+		cs_entry_put(e);
+	return ret;
+}
+
+static int cs_range_release(struct inode *inode, struct file *file)
+{
+	struct seq_file *m = file->private_data;
+	struct cs_entry *e = m->private;
+	int ret;
+
+	ret = single_release(inode, file);
+	cs_entry_put(e);
+	return ret;
 }
 
 /* Parse one hex number, "0x" optional, at *p; advance *p. */
@@ -1042,7 +1129,7 @@ static const struct proc_ops cs_range_fops = {
 	.proc_read = seq_read,
 	.proc_write = cs_range_write,
 	.proc_lseek = seq_lseek,
-	.proc_release = single_release,
+	.proc_release = cs_range_release,
 };
 
 /* ---------------------------------------------------------------------
@@ -1050,16 +1137,19 @@ static const struct proc_ops cs_range_fops = {
  * ---------------------------------------------------------------------
  */
 
-/* Called with cs_lock held; no fops of a PID directory takes cs_lock, so
- * proc_remove() waiting for them cannot deadlock.
+/*
+ * Called with cs_lock held by the one task that unlinks e (see "Lifetime
+ * rules"); no fops of a PID directory takes cs_lock, so proc_remove()
+ * waiting for them cannot deadlock. Drops the list's reference.
  */
 static void cs_untrack_entry(struct cs_entry *e)
 {
+	lockdep_assert_held(&cs_lock);
 	list_del(&e->node);
 	cs_ntracked--;
 	proc_remove(e->dir);
-	put_pid(e->pid);
-	kfree(e);
+	e->dir = NULL;
+	cs_entry_put(e);
 }
 
 static void cs_prune_exited(void)
@@ -1105,6 +1195,7 @@ static int cs_track(pid_t nr)
 	e = kzalloc(sizeof(*e), GFP_KERNEL);
 	if (!e)
 		goto out_put;
+	kref_init(&e->ref);
 	e->nr = nr;
 	e->pid = pid;
 	spin_lock_init(&e->range_lock);
@@ -1119,8 +1210,10 @@ static int cs_track(pid_t nr)
 	    !proc_create_data("summary", 0400, e->dir, &cs_summary_fops, e) ||
 	    !proc_create_data("pagemap", 0400, e->dir, &cs_pagemap_fops, e) ||
 	    !proc_create_data("range", 0600, e->dir, &cs_range_fops, e)) {
+		/* files already created may have been opened: put, not kfree */
 		proc_remove(e->dir);
-		goto out_free;
+		cs_entry_put(e);	/* drops pid */
+		goto out;
 	}
 	list_add_tail(&e->node, &cs_entries);
 	cs_ntracked++;
@@ -1232,7 +1325,8 @@ static int __init cs_init(void)
 	cs_root = proc_mkdir_mode("cowscope", 0500, NULL);
 	if (!cs_root)
 		return -ENOMEM;
-	if (!proc_create("track", 0600, cs_root, &cs_track_fops)) {
+	cs_track_pde = proc_create("track", 0600, cs_root, &cs_track_fops);
+	if (!cs_track_pde) {
 		proc_remove(cs_root);
 		return -ENOMEM;
 	}
@@ -1243,13 +1337,20 @@ static void __exit cs_exit(void)
 {
 	struct cs_entry *e, *tmp;
 
-	/* waits for every open file's in-flight operation and releases it */
+	/*
+	 * Order matters (see "Lifetime rules"): first the track file, which
+	 * waits for writes in flight and refuses new ones, so that nobody
+	 * else removes a PID directory; then every PID directory by its
+	 * owner, which waits for each open file's operation in flight and
+	 * releases the file (dropping its entry reference); then the empty
+	 * root.
+	 */
+	proc_remove(cs_track_pde);
+	mutex_lock(&cs_lock);
+	list_for_each_entry_safe(e, tmp, &cs_entries, node)
+		cs_untrack_entry(e);
+	mutex_unlock(&cs_lock);
 	proc_remove(cs_root);
-	list_for_each_entry_safe(e, tmp, &cs_entries, node) {
-		list_del(&e->node);
-		put_pid(e->pid);
-		kfree(e);
-	}
 }
 
 module_init(cs_init);
