@@ -46,14 +46,18 @@ const volatile bool follow_children = false;
 #define GFP_HIGHMEM_BIT	(1U << 1)
 #define GFP_MOVABLE_BIT	(1U << 3)
 
-#define ST_TP_PENDING	1	/* tracepoint method: inside a wp fault at `ip` */
-#define ST_WINDOW	2	/* fentry/kprobe: inside do_wp_page */
+/* A tracked fault in progress, one slot per thread: pending[tid & mask].
+ * The fault hook fills it, the hooks later in the same fault read it; the
+ * slot is found from the thread id alone (no task storage, no hash lookup),
+ * and unlike a per-CPU slot it survives the thread being preempted and
+ * migrated in the middle of its fault. Two tracked threads whose ids are
+ * equal modulo COWTRACE_PEND_SLOTS and that fault at the same moment share a
+ * slot; the second overwrites the first, whose copy is then not seen. */
+#define PF_TP_PENDING	1	/* tracepoint method: inside a wp fault at `ip` */
+#define PF_WINDOW	2	/* fentry/kprobe: inside do_wp_page */
+#define PF_COPIED	4	/* a copy was counted in this window */
 
-struct task_state {
-	__u64 ts;
-	__u64 ip;
-	__u32 flags;
-};
+struct pend pending[COWTRACE_PEND_SLOTS];
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -69,18 +73,14 @@ struct {
 	__type(value, struct cow_info);
 } infos SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct task_state);
-} tstate SEC(".maps");
-
-static __always_inline struct cow_counts *tracked_current(void)
+static __always_inline struct cow_counts *counts_of(__u32 tgid)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-
 	return bpf_map_lookup_elem(&counts, &tgid);
+}
+
+static __always_inline struct pend *pend_of(__u32 tid)
+{
+	return &pending[tid & (COWTRACE_PEND_SLOTS - 1)];
 }
 
 /* ---- tracepoint method ------------------------------------------------ */
@@ -88,56 +88,68 @@ static __always_inline struct cow_counts *tracked_current(void)
 static __always_inline int on_user_fault(unsigned long error_code, unsigned long ip)
 {
 	struct cow_counts *c;
-	struct task_state *st;
+	struct pend *p;
+	__u64 id;
 
 	/* Cheapest test first: most faults are not write-protect faults. A
-	 * stale mark left by an earlier fault is harmless: on_page_alloc()
-	 * checks that the task is still in the fault at that ip. */
+	 * stale mark left by an earlier (reused) fault is harmless:
+	 * on_page_alloc() checks that the thread is still in the fault at
+	 * that ip. */
 	if ((error_code & X86_PF_MASK) != X86_PF_WP_USER)
 		return 0;
-	c = tracked_current();
+	id = bpf_get_current_pid_tgid();
+	c = counts_of(id >> 32);
 	if (!c)
 		return 0;
 	c->wp_faults++;
-	st = bpf_task_storage_get(&tstate, bpf_get_current_task_btf(), 0,
-				  BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (st) {
-		st->ip = ip;
-		st->flags = ST_TP_PENDING;
-	}
+	p = pend_of((__u32)id);
+	p->ip = ip;
+	p->flags = PF_TP_PENDING;
+	p->tid = (__u32)id;
 	return 0;
 }
 
+/* Runs for every page allocation of the machine: the common case must exit
+ * after a few instructions and one helper call. */
 static __always_inline int on_page_alloc(unsigned int order, unsigned int gfp)
 {
-	struct task_struct *task;
-	struct task_state *st;
 	struct cow_counts *c;
+	struct pend *p;
+	__u32 tid;
+	__u64 id;
 
 	if (order != 0 || (gfp & (GFP_HIGHMEM_BIT | GFP_MOVABLE_BIT)) !=
 				  (GFP_HIGHMEM_BIT | GFP_MOVABLE_BIT))
 		return 0;
-	task = bpf_get_current_task_btf();
-	st = bpf_task_storage_get(&tstate, task, 0, 0);
-	if (!st || !st->flags)
+	id = bpf_get_current_pid_tgid();
+	tid = (__u32)id;
+	p = pend_of(tid);
+	if (p->tid != tid || !tid)
 		return 0;
-	if (st->flags & ST_TP_PENDING) {
+	if (p->flags & PF_TP_PENDING) {
 		/* Still in the fault that set it? The user registers saved on
 		 * entry hold the faulting ip, and orig_ax is -1 in an exception
 		 * (the error code under FRED), a syscall number in a syscall. */
-		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+		struct pt_regs *regs =
+			(struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 		long orig_ax;
 
 		if (!regs)
 			return 0;
 		/* BTF pointer: direct (CO-RE relocated) loads, no helper call */
 		orig_ax = regs->orig_ax;
-		if (regs->ip != st->ip ||
+		if (regs->ip != p->ip ||
 		    (orig_ax != -1 && orig_ax != X86_PF_WP_USER))
 			return 0;
-		st->flags = 0;	/* one copy per fault at most */
+		p->tid = 0;	/* one copy per fault at most */
+	} else if (p->flags & PF_WINDOW) {
+		if (p->flags & PF_COPIED)
+			return 0;
+		p->flags |= PF_COPIED;
+	} else {
+		return 0;
 	}
-	c = tracked_current();
+	c = counts_of(id >> 32);
 	if (c)
 		c->cow_copies++;
 	return 0;
@@ -180,37 +192,48 @@ int tp_alloc(struct trace_event_raw_mm_page_alloc *ctx)
 
 /* ---- fentry and kprobe methods: a window around do_wp_page ------------ */
 
+/* Set between __open and __load: wp_page_reuse is hooked, so a window that
+ * ends without a copy is not counted as a reuse by wp_exit(). */
+const volatile bool reuse_hook = false;
+
 static __always_inline int wp_enter(void)
 {
-	struct cow_counts *c = tracked_current();
-	struct task_state *st;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct cow_counts *c = counts_of(id >> 32);
+	struct pend *p;
 
 	if (!c)
 		return 0;
 	c->wp_faults++;
-	st = bpf_task_storage_get(&tstate, bpf_get_current_task_btf(), 0,
-				  BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (st) {
-		st->ts = bpf_ktime_get_ns();
-		st->flags = ST_WINDOW;
-	}
+	p = pend_of((__u32)id);
+	p->ts = bpf_ktime_get_ns();
+	p->flags = PF_WINDOW;
+	p->tid = (__u32)id;
 	return 0;
 }
 
-static __always_inline int wp_exit(void)
+static __always_inline int wp_exit(bool latency)
 {
-	struct task_state *st;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pend *p = pend_of((__u32)id);
 	struct cow_counts *c;
 	__u64 delta, slot = 0;
+	__u32 flags;
 
-	st = bpf_task_storage_get(&tstate, bpf_get_current_task_btf(), 0, 0);
-	if (!st || !(st->flags & ST_WINDOW))
+	if (p->tid != (__u32)id || !(p->flags & PF_WINDOW))
 		return 0;
-	st->flags = 0;
-	c = tracked_current();
+	flags = p->flags;
+	p->tid = 0;
+	c = counts_of(id >> 32);
 	if (!c)
 		return 0;
-	delta = bpf_ktime_get_ns() - st->ts;
+	/* No copy between entry and exit: the page was kept (reused in
+	 * place, or the fault ended early: a changed pte, an error). */
+	if (!reuse_hook && !(flags & PF_COPIED))
+		c->cow_reuses++;
+	if (!latency)
+		return 0;
+	delta = bpf_ktime_get_ns() - p->ts;
 	/* log2, bounded loop for old verifiers */
 #pragma unroll
 	for (int i = 0; i < COWTRACE_HIST_SLOTS - 1; i++) {
@@ -224,25 +247,41 @@ static __always_inline int wp_exit(void)
 
 static __always_inline int copy_hit(void)
 {
-	struct cow_counts *c = tracked_current();
+	__u64 id = bpf_get_current_pid_tgid();
+	struct cow_counts *c = counts_of(id >> 32);
+	struct pend *p = pend_of((__u32)id);
+
+	if (!c)
+		return 0;
+	c->cow_copies++;
+	if (p->tid == (__u32)id)
+		p->flags |= PF_COPIED;
+	return 0;
+}
+
+static __always_inline int reuse_hit(void)
+{
+	struct cow_counts *c = counts_of(bpf_get_current_pid_tgid() >> 32);
 
 	if (c)
-		c->cow_copies++;
+		c->cow_reuses++;
 	return 0;
 }
 
 static __always_inline int huge_wp_exit(vm_fault_t ret)
 {
-	struct cow_counts *c = tracked_current();
+	struct cow_counts *c = counts_of(bpf_get_current_pid_tgid() >> 32);
 	int fallback = bpf_core_enum_value(enum vm_fault_reason, VM_FAULT_FALLBACK);
 
 	if (!c)
 		return 0;
 	c->thp_wp_faults++;
-	if (ret & fallback)
+	if (ret & fallback) {
 		c->thp_fallbacks++;	/* split; the pte-level do_wp_page follows */
-	else
+	} else {
 		c->wp_faults++;		/* handled on the huge PMD (reused) */
+		c->cow_reuses++;
+	}
 	return 0;
 }
 
@@ -255,13 +294,19 @@ int BPF_PROG(fentry_do_wp_page, struct vm_fault *vmf)
 SEC("fexit/do_wp_page")
 int BPF_PROG(fexit_do_wp_page, struct vm_fault *vmf, vm_fault_t ret)
 {
-	return wp_exit();
+	return wp_exit(true);
 }
 
 SEC("fentry/wp_page_copy")
 int BPF_PROG(fentry_wp_page_copy, struct vm_fault *vmf)
 {
 	return copy_hit();
+}
+
+SEC("fentry/wp_page_reuse")
+int BPF_PROG(fentry_wp_page_reuse)
+{
+	return reuse_hit();
 }
 
 SEC("fexit/do_huge_pmd_wp_page")
@@ -279,13 +324,19 @@ int BPF_KPROBE(kprobe_do_wp_page)
 SEC("kretprobe/do_wp_page")
 int BPF_KRETPROBE(kretprobe_do_wp_page)
 {
-	return wp_exit();
+	return wp_exit(false);
 }
 
 SEC("kprobe/wp_page_copy")
 int BPF_KPROBE(kprobe_wp_page_copy)
 {
 	return copy_hit();
+}
+
+SEC("kprobe/wp_page_reuse")
+int BPF_KPROBE(kprobe_wp_page_reuse)
+{
+	return reuse_hit();
 }
 
 SEC("kretprobe/do_huge_pmd_wp_page")
@@ -306,7 +357,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 
 	if (!follow_children || ptgid == ctgid)
 		return 0;
-	if (!bpf_map_lookup_elem(&counts, &ptgid))
+	if (!counts_of(ptgid))
 		return 0;
 	/* a recycled pid must not inherit other CPUs' stale counts */
 	bpf_map_delete_elem(&counts, &ctgid);

@@ -6,17 +6,31 @@
 #define COWTRACE_COMM_LEN 16
 #define COWTRACE_HIST_SLOTS 32	/* log2(ns) buckets of do_wp_page latency */
 #define COWTRACE_MAX_PROCS 16384
+#define COWTRACE_PEND_SLOTS 16384	/* faults in progress, by tid (power of 2) */
 
 /* Per-process counters, one copy per CPU (BPF_MAP_TYPE_PERCPU_HASH keyed by
- * tgid). The loader sums the CPUs. cow_reuses is not counted in the kernel:
- * every write-protect fault either copies a page or keeps the one it has,
- * so the loader reports cow_reuses = wp_faults - cow_copies. */
+ * tgid). The loader sums the CPUs. cow_reuses is counted in the kernel by
+ * the fentry and kprobe methods (wp_page_reuse where it can be hooked, else
+ * a do_wp_page that returned without a copy); the tracepoint method has no
+ * hook at the end of a fault and leaves it 0: the loader then reports
+ * wp_faults - cow_copies. */
 struct cow_counts {
 	__u64 wp_faults;	/* write faults on present, write-protected pages */
 	__u64 cow_copies;	/* of those, the ones that copied a 4 KiB page */
+	__u64 cow_reuses;	/* of those, the ones that kept the page (fentry/kprobe) */
 	__u64 thp_wp_faults;	/* write-protect faults on a huge PMD (fentry/kprobe) */
 	__u64 thp_fallbacks;	/* of those, split to 4 KiB and retried (fentry/kprobe) */
 	__u64 hist[COWTRACE_HIST_SLOTS]; /* do_wp_page latency (fexit only) */
+};
+
+/* A tracked fault in progress (the .bss array `pending`, by tid); BPF-only,
+ * here because the skeleton names the type. */
+struct pend {
+	__u32 tid;		/* 0: free */
+	__u32 flags;
+	__u64 ip;		/* tracepoint method: the faulting user ip */
+	__u64 ts;		/* fentry/kprobe: do_wp_page entry time */
+	__u64 pad;		/* 32 bytes: two slots per cache line */
 };
 
 /* Cold per-process facts (BPF_MAP_TYPE_HASH keyed by tgid). */

@@ -138,14 +138,30 @@ std::string Plan::describe() const
 		s += huge_hook ? (method == Method::fentry ? ", fexit/do_huge_pmd_wp_page"
 							   : ", kretprobe/do_huge_pmd_wp_page")
 			       : ", no huge-PMD hook";
+		s += reuse_hook ? fmt::format(", {}/wp_page_reuse", e)
+				: ", reuses: do_wp_page exits without a copy";
 		if (latency)
 			s += ", fexit latency histogram";
 		return s;
 	}
 	default:
 		return fmt::format("tracepoint: {}/page_fault_user (P|W|U) + {}/mm_page_alloc "
-				   "(order 0, movable) in the same fault", tp, tp);
+				   "(order 0, movable) in the same fault; reuses = wp_faults - cow_copies", tp, tp);
 	}
+}
+
+const char *Plan::copies_by() const
+{
+	if (method == Method::tracepoint)
+		return "mm_page_alloc in the fault";
+	return copy_hook ? "wp_page_copy" : "mm_page_alloc in do_wp_page";
+}
+
+const char *Plan::reuses_by() const
+{
+	if (method == Method::tracepoint)
+		return "derived: wp_faults - cow_copies";
+	return reuse_hook ? "wp_page_reuse" : "do_wp_page returned without a copy";
 }
 
 std::string bpf_unavailable_reason()
@@ -183,6 +199,7 @@ void select_programs(cowtrace_bpf *s, const Plan &p)
 		s->progs.fentry_do_wp_page, s->progs.fexit_do_wp_page, s->progs.fentry_wp_page_copy,
 		s->progs.fexit_huge_wp, s->progs.kprobe_do_wp_page, s->progs.kretprobe_do_wp_page,
 		s->progs.kprobe_wp_page_copy, s->progs.kretprobe_huge_wp,
+		s->progs.fentry_wp_page_reuse, s->progs.kprobe_wp_page_reuse,
 	};
 	for (bpf_program *prog : all)
 		bpf_program__set_autoload(prog, false);
@@ -193,6 +210,8 @@ void select_programs(cowtrace_bpf *s, const Plan &p)
 		on(s->progs.fentry_do_wp_page);
 		on(s->progs.fexit_do_wp_page);
 		on(p.copy_hook ? s->progs.fentry_wp_page_copy : alloc);
+		if (p.reuse_hook)
+			on(s->progs.fentry_wp_page_reuse);
 		if (p.huge_hook)
 			on(s->progs.fexit_huge_wp);
 		break;
@@ -200,6 +219,8 @@ void select_programs(cowtrace_bpf *s, const Plan &p)
 		on(s->progs.kprobe_do_wp_page);
 		on(s->progs.kretprobe_do_wp_page);
 		on(p.copy_hook ? s->progs.kprobe_wp_page_copy : alloc);
+		if (p.reuse_hook)
+			on(s->progs.kprobe_wp_page_reuse);
 		if (p.huge_hook)
 			on(s->progs.kretprobe_huge_wp);
 		break;
@@ -237,25 +258,28 @@ Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>())
 		vlog(fmt::format("probe: fentry do_wp_page: {}", ok ? "yes" : "no"));
 		if (ok) {
 			Plan p{Method::fentry, tp_btf, fentry_can_attach(vmlinux, "wp_page_copy"),
-			       fentry_can_attach(vmlinux, "do_huge_pmd_wp_page"), true};
-			vlog(fmt::format("probe: fentry wp_page_copy: {}, do_huge_pmd_wp_page: {}",
-					 p.copy_hook ? "yes" : "no (inlined or absent)", p.huge_hook ? "yes" : "no"));
+			       fentry_can_attach(vmlinux, "do_huge_pmd_wp_page"), true,
+			       fentry_can_attach(vmlinux, "wp_page_reuse")};
+			vlog(fmt::format("probe: fentry wp_page_copy: {}, wp_page_reuse: {}, do_huge_pmd_wp_page: {}",
+					 p.copy_hook ? "yes" : "no (inlined or absent)",
+					 p.reuse_hook ? "yes" : "no (inlined or absent)", p.huge_hook ? "yes" : "no"));
 			plans.push_back(p);
 		}
 	}
 	if (want(Method::kprobe)) {
 		bool kp = kprobes_supported();
-		auto syms = kp ? kallsyms_of({"do_wp_page", "wp_page_copy", "do_huge_pmd_wp_page"})
+		auto syms = kp ? kallsyms_of({"do_wp_page", "wp_page_copy", "do_huge_pmd_wp_page", "wp_page_reuse"})
 			       : std::set<std::string>{};
 		vlog(fmt::format("probe: kprobes: {}, do_wp_page symbol: {}", kp ? "yes" : "no",
 				 syms.count("do_wp_page") ? "yes" : "no"));
 		if (kp && syms.count("do_wp_page"))
 			plans.push_back(Plan{Method::kprobe, tp_btf, syms.count("wp_page_copy") > 0,
-					     syms.count("do_huge_pmd_wp_page") > 0, false});
+					     syms.count("do_huge_pmd_wp_page") > 0, false,
+					     syms.count("wp_page_reuse") > 0});
 	}
 	if (want(Method::tracepoint)) {
 		vlog(fmt::format("probe: BTF tracepoints (tp_btf): {}", tp_btf ? "yes" : "no"));
-		plans.push_back(Plan{Method::tracepoint, tp_btf, false, false, false});
+		plans.push_back(Plan{Method::tracepoint, tp_btf, false, false, false, false});
 	}
 	btf__free(vmlinux);
 	if (!sched_btf)
@@ -271,6 +295,7 @@ Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>())
 		if (!s)
 			throw Error(fmt::format("failed to open BPF object: {}", errstr(errno)));
 		s->rodata->follow_children = opts.follow_children;
+		s->rodata->reuse_hook = p.reuse_hook;
 		select_programs(s, p);
 		int err = cowtrace_bpf::load(s);
 		const char *verb = "load";
@@ -326,14 +351,17 @@ std::optional<ProcStats> Tracer::stats(pid_t tgid) const
 	for (const cow_counts &c : per_cpu) {
 		s.wp_faults += c.wp_faults;
 		s.cow_copies += c.cow_copies;
+		s.cow_reuses += c.cow_reuses;
 		s.thp_wp_faults += c.thp_wp_faults;
 		s.thp_fallbacks += c.thp_fallbacks;
 		for (int i = 0; i < kHistSlots; i++)
 			s.latency_log2_ns[i] += c.hist[i];
 	}
-	// A copy counted on one CPU may be read before the fault's count on
-	// another; never report a negative reuse.
-	s.cow_reuses = s.wp_faults > s.cow_copies ? s.wp_faults - s.cow_copies : 0;
+	// The tracepoint method does not count reuses. A copy counted on one
+	// CPU may be read before the fault's count on another; never report a
+	// negative reuse.
+	if (plan_.method == Method::tracepoint)
+		s.cow_reuses = s.wp_faults > s.cow_copies ? s.wp_faults - s.cow_copies : 0;
 	cow_info info{};
 	if (!bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.infos), &key, &info)) {
 		s.ppid = static_cast<pid_t>(info.ppid);
@@ -384,6 +412,7 @@ nlohmann::json to_json(const ProcStats &s, const Plan &plan)
 		{"pid", s.pid}, {"ppid", s.ppid}, {"comm", s.comm}, {"exited", s.exited},
 		{"wp_faults", s.wp_faults}, {"cow_copies", s.cow_copies}, {"cow_reuses", s.cow_reuses},
 		{"method", method_name(plan.method)},
+		{"cow_copies_by", plan.copies_by()}, {"cow_reuses_by", plan.reuses_by()},
 	};
 	if (plan.huge_hook) {
 		j["thp_wp_faults"] = s.thp_wp_faults;

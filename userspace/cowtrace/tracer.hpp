@@ -38,7 +38,14 @@ struct Plan {
 	bool copy_hook = false;		// wp_page_copy attachable (else alloc window)
 	bool huge_hook = false;		// do_huge_pmd_wp_page attachable
 	bool latency = false;		// fexit histogram of do_wp_page latency
+	bool reuse_hook = false;	// wp_page_reuse attachable (fentry/kprobe)
 	std::string describe() const;	// one line for humans
+	// How each figure is obtained, for the JSON and -v: "wp_page_copy",
+	// "mm_page_alloc in do_wp_page", "mm_page_alloc in the fault";
+	// "wp_page_reuse", "do_wp_page returned without a copy",
+	// "derived: wp_faults - cow_copies".
+	const char *copies_by() const;
+	const char *reuses_by() const;
 };
 
 struct ProcStats {
@@ -48,7 +55,7 @@ struct ProcStats {
 	bool exited = false;
 	std::uint64_t wp_faults = 0;
 	std::uint64_t cow_copies = 0;
-	std::uint64_t cow_reuses = 0;	// wp_faults - cow_copies
+	std::uint64_t cow_reuses = 0;	// counted, or wp_faults - cow_copies (Plan::reuses_by)
 	std::uint64_t thp_wp_faults = 0;
 	std::uint64_t thp_fallbacks = 0;
 	std::array<std::uint64_t, kHistSlots> latency_log2_ns{};
