@@ -5,6 +5,7 @@
 // over a pipe, and the parent reads both processes' views. No sleeps.
 #include <gtest/gtest.h>
 
+#include <elf.h>
 #include <fcntl.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -15,6 +16,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -370,13 +373,230 @@ TEST(KmodLabels, StaticBinary)
 		  "mmap-anon");
 }
 
-// The dynamic-binary case needs a dynamic loader in the image.
+// The dynamic-binary case: vmhelper_dynamic (tests/vm/dyn/dynamic.c, next
+// to this program in build/bin) prints where its data, bss, heap, stack and
+// vDSO are and every PT_LOAD segment of every loaded object, then waits
+// for EOF on stdin. Every address and every page of every segment must
+// carry the label the kernel's own /proc/PID/maps and the ELF segment
+// flags imply, in both the maps view and the binary records.
+struct KernelMap {
+	std::uintptr_t start = 0, end = 0;
+	std::string perms, path;
+};
+
+std::vector<KernelMap> kernel_maps(pid_t pid)
+{
+	std::vector<KernelMap> out;
+	std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/maps"));
+	std::string line;
+	while (std::getline(in, line)) {
+		std::istringstream l(line);
+		std::string range, off, dev, inode;
+		KernelMap m;
+		l >> range >> m.perms >> off >> dev >> inode;
+		std::getline(l >> std::ws, m.path);
+		const auto dash = range.find('-');
+		m.start = std::stoull(range.substr(0, dash), nullptr, 16);
+		m.end = std::stoull(range.substr(dash + 1), nullptr, 16);
+		out.push_back(m);
+	}
+	return out;
+}
+
+const KernelMap *kernel_map_at(const std::vector<KernelMap> &maps,
+			       std::uintptr_t a)
+{
+	for (const auto &m : maps)
+		if (m.start <= a && a < m.end)
+			return &m;
+	return nullptr;
+}
+
+struct LoadSeg {
+	int obj = 0;
+	std::uintptr_t start = 0, filesz = 0, memsz = 0;
+	unsigned flags = 0;
+};
+
+struct DynReport {
+	std::map<std::string, std::uintptr_t> addr;
+	std::map<int, std::string> objs;
+	std::vector<LoadSeg> loads;
+};
+
+DynReport parse_dyn_report(const std::string &text)
+{
+	DynReport r;
+	std::istringstream in(text);
+	std::string line;
+	while (std::getline(in, line)) {
+		std::istringstream l(line);
+		std::string kind;
+		l >> kind;
+		if (kind == "addr") {
+			std::string name, a;
+			l >> name >> a;
+			r.addr[name] = std::stoull(a, nullptr, 16);
+		} else if (kind == "obj") {
+			int i;
+			std::string name;
+			l >> i >> name;
+			r.objs[i] = name;
+		} else if (kind == "load") {
+			LoadSeg s;
+			std::string a, f, m;
+			l >> s.obj >> a >> f >> m >> std::hex >> s.flags;
+			s.start = std::stoull(a, nullptr, 16);
+			s.filesz = std::stoull(f, nullptr, 16);
+			s.memsz = std::stoull(m, nullptr, 16);
+			r.loads.push_back(s);
+		}
+	}
+	return r;
+}
+
+std::string self_dir()
+{
+	char buf[4096];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return ".";
+	std::string p(buf, static_cast<size_t>(n));
+	return p.substr(0, p.rfind('/'));
+}
+
+// The label /proc/PID/maps implies for a page of object obj (0: the
+// executable) at a, given its segment's ELF flags.
+std::string expected_label(const KernelMap &m, const std::string &exe,
+			   const std::string &obj_name, int obj,
+			   unsigned seg_flags)
+{
+	if (obj_name == "linux-vdso.so.1")
+		return "vdso";
+	if (obj == 0) {
+		if (m.path == exe)
+			return (seg_flags & PF_W) ? "data" : "text";
+		if (m.path == "[heap]")
+			return "heap";
+		return "bss";
+	}
+	return m.path.empty() ? "mmap-anon" : "mmap-file";
+}
+
 TEST(KmodLabels, DynamicBinary)
 {
+	if (!view::module_loaded())
+		GTEST_SKIP() << "cowscope.ko not loaded";
 	if (access("/lib64/ld-linux-x86-64.so.2", X_OK) != 0)
 		GTEST_SKIP() << "no dynamic loader in this image: only static "
 				"binaries can run here";
-	GTEST_SKIP() << "dynamic-binary label test not written yet";
+	const std::string helper = self_dir() + "/vmhelper_dynamic";
+	ASSERT_EQ(access(helper.c_str(), X_OK), 0)
+		<< helper << " missing: build the vmhelper_dynamic target";
+
+	int to_child[2], from_child[2];
+	ASSERT_EQ(pipe2(to_child, O_CLOEXEC), 0);
+	ASSERT_EQ(pipe2(from_child, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		if (dup2(to_child[0], 0) < 0 || dup2(from_child[1], 1) < 0)
+			_exit(92);
+		execl(helper.c_str(), helper.c_str(), static_cast<char *>(nullptr));
+		_exit(93);
+	}
+	close(to_child[0]);
+	close(from_child[1]);
+	std::string out;
+	char buf[4096];
+	while (out.find("ready\n") == std::string::npos) {
+		ssize_t n = read(from_child[0], buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		out.append(buf, static_cast<size_t>(n));
+	}
+	close(from_child[0]);
+	struct Reap {
+		pid_t pid;
+		int fd;
+		~Reap()
+		{
+			close(fd);	// EOF: the helper exits
+			int st;
+			waitpid(pid, &st, 0);
+		}
+	} reap{pid, to_child[1]};
+	ASSERT_NE(out.find("ready\n"), std::string::npos) << "helper said: " << out;
+
+	const DynReport r = parse_dyn_report(out);
+	view::track(pid);
+	const auto kmaps = kernel_maps(pid);
+	const auto maps = view::read_maps(pid);
+	char exebuf[4096];
+	const std::string exe_link = "/proc/" + std::to_string(pid) + "/exe";
+	ssize_t n = readlink(exe_link.c_str(), exebuf, sizeof(exebuf) - 1);
+	ASSERT_GT(n, 0);
+	const std::string exe(exebuf, static_cast<size_t>(n));
+
+	// the named addresses
+	const std::pair<const char *, const char *> named[] = {
+		{"text", nullptr}, {"data", nullptr}, {"bss", nullptr},
+		{"heap", "[heap]"}, {"stack", "[stack]"}, {"vdso", "[vdso]"},
+	};
+	for (const auto &[name, kname] : named) {
+		SCOPED_TRACE(name);
+		ASSERT_TRUE(r.addr.count(name));
+		const std::uintptr_t a = r.addr.at(name);
+		const KernelMap *km = kernel_map_at(kmaps, a);
+		ASSERT_NE(km, nullptr);
+		std::string want = name;
+		if (kname)
+			EXPECT_EQ(km->path, kname);
+		else if (std::string(name) != "bss")
+			EXPECT_EQ(km->path, exe);
+		else if (km->path == "[heap]")
+			want = "heap";	// no brk randomisation: bss and heap merged
+		EXPECT_EQ(label_of(maps, a), want);
+		auto rec = view::read_records(pid, a, a + 1);
+		ASSERT_EQ(rec.size(), 1u);
+		EXPECT_EQ(rec[0].segment(), want);
+	}
+
+	// every page of every PT_LOAD segment of every object
+	bool saw_libc = false, saw_ldso = false, saw_exe = false, saw_vdso = false;
+	for (const auto &s : r.loads) {
+		const std::string &obj = r.objs.at(s.obj);
+		SCOPED_TRACE("object " + obj);
+		saw_exe |= s.obj == 0;
+		saw_vdso |= obj == "linux-vdso.so.1";
+		saw_libc |= obj.find("libc.so") != std::string::npos;
+		saw_ldso |= obj.find("ld-linux") != std::string::npos;
+		const std::uintptr_t first = s.start & ~(kPage - 1);
+		const std::uintptr_t end = (s.start + s.memsz + kPage - 1) & ~(kPage - 1);
+		const auto recs = view::read_records(pid, first, end);
+		ASSERT_EQ(recs.size(), (end - first) / kPage);
+		for (const auto &rec : recs) {
+			const KernelMap *km = kernel_map_at(kmaps, rec.vaddr);
+			ASSERT_NE(km, nullptr) << std::hex << rec.vaddr;
+			const std::string want =
+				expected_label(*km, exe, obj, s.obj, s.flags);
+			EXPECT_EQ(rec.segment(), want)
+				<< std::hex << "page 0x" << rec.vaddr << " of segment 0x"
+				<< s.start << " flags " << s.flags << " in " << km->path;
+			EXPECT_EQ(label_of(maps, rec.vaddr), want)
+				<< std::hex << "maps view at 0x" << rec.vaddr;
+			EXPECT_TRUE(rec.has(COWSCOPE_F_VMA));
+			// the file part of a library is its file; the exe's is the exe
+			const bool file_part = rec.vaddr < s.start + s.filesz;
+			if (file_part && s.obj != 0 && want != "vdso") {
+				const std::string base = obj.substr(obj.rfind('/') + 1);
+				EXPECT_NE(km->path.find(base), std::string::npos)
+					<< km->path << " for " << obj;
+			}
+		}
+	}
+	EXPECT_TRUE(saw_exe && saw_vdso && saw_libc && saw_ldso) << out;
+	view::untrack(pid);
 }
 
 TEST(KmodTrack, BadInputsRefused)
