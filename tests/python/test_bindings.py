@@ -32,7 +32,9 @@ def test_bench_keys_and_counts(cowscope):
     pages = r["setup"]["pages_written"]
     assert pages == 1024
     assert r["cow_faults"] == pages  # one COW fault per page written
-    assert abs(r["cow_private_dirty_kb"] / 4 - pages) <= 16
+    # Private_Dirty also counts the pages the forked Python child dirties
+    # besides the heap (stack, malloc arenas): a few dozen.
+    assert 0 <= r["cow_private_dirty_kb"] / 4 - pages <= 64
 
 
 def test_bench_matches_cli_json(cowscope, build_bin, tmp_path):

@@ -1,5 +1,4 @@
 """scripts/sweep --quick, scripts/plot.py and scripts/crosscheck."""
-import glob
 import json
 import os
 import subprocess
@@ -36,13 +35,13 @@ def test_sweep_quick_writes_json(quick_sweep):
 
 
 def test_sweep_resumes(root, build_bin, quick_sweep):
-    before = {f: open(f).read() for f in glob.glob(str(quick_sweep / "*.jsonl"))}
+    before = {f: f.read_text() for f in quick_sweep.glob("*.jsonl")}
     env = dict(os.environ, COWBENCH=os.path.join(build_bin, "cowbench"))
     p = subprocess.run(["/usr/bin/python3", os.path.join(root, "scripts", "sweep"), "--quick", "--out",
                         str(quick_sweep), "--only", "writer,children"], env=env, capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 0, p.stderr
-    after = {f: open(f).read() for f in before}
+    after = {f: f.read_text() for f in before}
     assert before == after  # every point already there: nothing rerun
 
 
