@@ -6,6 +6,8 @@
 #   make bench      host benchmarks          make vm-bench   in-VM benchmarks
 #   make vm         interactive lab shell    make vm-test    in-VM test suite
 #   make vm-run CMD="..."                    make load / make unload (native)
+#   make results    the reference experiments into results/<date>-<host>/
+#   make crosscheck four independent COW counts side by side (VM=1 adds the module's)
 #
 # KERNEL=6.1|6.12 picks the VM kernel (default 6.12). V=1 for full commands.
 
@@ -20,11 +22,12 @@ PYTHON  := /usr/bin/python3
 JOBS    ?= $(shell nproc)
 Q       := $(if $(V),,@)
 export COWSCOPE_ROOT := $(CURDIR)
+MAKEFLAGS += --no-print-directory
 
 SETUP_STAMP := $(BUILD)/.setup-done
 
 .PHONY: all setup userspace kmod test unit-test host-test python-test vm-test \
-	vm-test-all vm vm-run bench vm-bench demo load unload clean distclean
+	vm-test-all vm vm-run bench vm-bench demo results crosscheck load unload clean distclean
 
 all: userspace kmod
 
@@ -83,6 +86,12 @@ vm-bench: all
 
 demo: all
 	$(Q)scripts/demo $(if $(NATIVE),--native)
+
+results: all
+	$(Q)scripts/sweep
+
+crosscheck: all
+	$(Q)scripts/crosscheck $(if $(VM),--vm)
 
 # Native module load for a machine whose running kernel allows modules.
 load: $(SETUP_STAMP)
