@@ -56,6 +56,8 @@ const volatile bool follow_children = false;
 #define PF_TP_PENDING	1	/* tracepoint method: inside a wp fault at `ip` */
 #define PF_WINDOW	2	/* fentry/kprobe: inside do_wp_page */
 #define PF_COPIED	4	/* a copy was counted in this window */
+#define PF_VME		8	/* vmevent: a wp fault not yet resolved */
+#define PF_OFFCPU	16	/* vmevent: switched out in the middle of it */
 
 struct pend pending[COWTRACE_PEND_SLOTS];
 
@@ -188,6 +190,168 @@ SEC("tracepoint/kmem/mm_page_alloc")
 int tp_alloc(struct trace_event_raw_mm_page_alloc *ctx)
 {
 	return on_page_alloc(ctx->order, ctx->gfp_flags);
+}
+
+/* ---- vmevent method: per-CPU vm event counters, no allocation hook ----
+ *
+ * The page allocator runs mm_page_alloc for every page of the machine, and
+ * a BPF program there costs a run per allocation whatever it does. This
+ * method hooks only page_fault_user (every user fault, as the one-liner
+ * does), page_fault_kernel (rare) and sched_switch (per context switch),
+ * and reads the kernel's own per-CPU event counters (vm_event_states, the
+ * /proc/vmstat events): wp_page_reuse() counts PGREUSE, the page allocator
+ * PGALLOC_<zone>. A tracked wp fault snapshots this CPU's counters; while
+ * the thread runs on a CPU no other task does, so the counters' growth over
+ * the thread's on-CPU stretches (switch-out adds the stretch, switch-in
+ * starts a new one: a fault preempted and migrated midway is still exact)
+ * up to the fault's resolution is the fault's own doing. Resolution: the
+ * thread's next fault (user or kernel mode), or its switch-out once its
+ * saved user registers no longer show the fault. PGREUSE grew: reused; else
+ * a page was allocated: copied; else (huge PMD kept, pte changed, error):
+ * counted as reused, as the other methods do. Between the fault and its
+ * resolution the thread may run its own code and syscalls: a PGREUSE from
+ * get_user_pages() there would turn a copy into a reuse, a page allocation
+ * would turn a "kept" fault (rare already) into a copy. */
+/* The counters are the per-CPU variable vm_event_states. A typed __ksym
+ * needs it in kallsyms (CONFIG_KALLSYMS_ALL, not on the 6.18 host), so this
+ * CPU's copy is found from this CPU's runqueue, the per-CPU variable
+ * `runqueues` that current->se.cfs_rq->rq points to: both sit in
+ * .data..percpu, and the loader sets their distance from the offsets in the
+ * BTF datasec. */
+const volatile __s64 vme_rq_to_events = 0;
+
+#define VME_MAX 40	/* vm event items read: PGALLOC_DMA32 .. PGREUSE */
+
+static __always_inline bool vme_now(__u64 *reuse, __u64 *alloc)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct rq *rq = t->se.cfs_rq->rq;
+	int lo = bpf_core_enum_value_exists(enum vm_event_item, PGALLOC_DMA32) ?
+		 bpf_core_enum_value(enum vm_event_item, PGALLOC_DMA32) :
+		 bpf_core_enum_value(enum vm_event_item, PGALLOC_NORMAL);
+	int hi = bpf_core_enum_value(enum vm_event_item, PGREUSE);
+	__u64 ev[VME_MAX];
+	__u64 al = 0;
+	int i;
+
+	if (hi < lo || hi - lo >= VME_MAX || !rq)
+		return false;
+	if (bpf_probe_read_kernel(ev, (hi - lo + 1) * sizeof(__u64),
+				  (void *)rq + vme_rq_to_events + lo * sizeof(__u64)))
+		return false;
+	i = bpf_core_enum_value(enum vm_event_item, PGALLOC_NORMAL) - lo;
+	if (i >= 0 && i < VME_MAX)
+		al += ev[i];
+	if (bpf_core_enum_value_exists(enum vm_event_item, PGALLOC_DMA32))
+		al += ev[0];
+	if (bpf_core_enum_value_exists(enum vm_event_item, PGALLOC_MOVABLE)) {
+		i = bpf_core_enum_value(enum vm_event_item, PGALLOC_MOVABLE) - lo;
+		if (i >= 0 && i < VME_MAX)
+			al += ev[i];
+	}
+	*alloc = al;
+	i = hi - lo;
+	*reuse = i >= 0 && i < VME_MAX ? ev[i] : 0;
+	return true;
+}
+
+static __always_inline void vme_resolve(struct pend *p, struct cow_counts *c, __u64 r, __u64 a)
+{
+	r += p->ts;
+	a += p->alloc;
+	p->tid = 0;
+	if (!c)
+		return;
+	if (!r && a)
+		c->cow_copies++;
+	else
+		c->cow_reuses++;
+}
+
+static __always_inline int vme_fault(unsigned long error_code, unsigned long ip, bool user)
+{
+	__u64 id = bpf_get_current_pid_tgid(), r, a;
+	__u32 tid = (__u32)id, tgid = id >> 32;
+	struct pend *p = pend_of(tid);
+	struct cow_counts *cp = NULL, *cn = NULL;
+	bool pend = p->tid == tid && tid && (p->flags & PF_VME);
+
+	if (pend)
+		cp = counts_of(p->tgid);
+	if (user && (error_code & X86_PF_MASK) == X86_PF_WP_USER)
+		cn = pend && p->tgid == tgid ? cp : counts_of(tgid);
+	if (!pend && !cn)
+		return 0;
+	if (!vme_now(&r, &a)) {
+		p->tid = 0;
+		return 0;
+	}
+	if (pend)
+		vme_resolve(p, cp, r, a);
+	if (!cn)
+		return 0;
+	cn->wp_faults++;
+	p->ip = ip;
+	p->tgid = tgid;
+	p->flags = PF_VME;
+	p->ts = -r;
+	p->alloc = -a;
+	p->tid = tid;
+	return 0;
+}
+
+SEC("tp_btf/page_fault_user")
+int BPF_PROG(vme_fault_user, unsigned long address, struct pt_regs *regs,
+	     unsigned long error_code)
+{
+	return vme_fault(error_code, regs->ip, true);
+}
+
+SEC("tp_btf/page_fault_kernel")
+int BPF_PROG(vme_fault_kernel, unsigned long address, struct pt_regs *regs,
+	     unsigned long error_code)
+{
+	return vme_fault(error_code, 0, false);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(vme_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	__u32 ptid = prev->pid, ntid = next->pid;
+	struct pend *pp = pend_of(ptid), *np = pend_of(ntid);
+	bool out = pp->tid == ptid && ptid && (pp->flags & (PF_VME | PF_OFFCPU)) == PF_VME;
+	bool in = np->tid == ntid && ntid && (np->flags & PF_OFFCPU);
+	__u64 r, a;
+
+	if (!out && !in)
+		return 0;
+	/* prev is still current here: this CPU's counters are its own */
+	if (!vme_now(&r, &a)) {
+		if (out)
+			pp->tid = 0;
+		if (in)
+			np->tid = 0;
+		return 0;
+	}
+	if (out) {
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(prev);
+		long orig_ax = regs ? regs->orig_ax : 0;
+
+		if (regs && regs->ip == pp->ip && (orig_ax == -1 || orig_ax == X86_PF_WP_USER)) {
+			/* still in the fault: close this CPU's stretch */
+			pp->ts += r;
+			pp->alloc += a;
+			pp->flags |= PF_OFFCPU;
+		} else {
+			vme_resolve(pp, counts_of(pp->tgid), r, a);
+		}
+	}
+	if (in) {
+		np->ts -= r;
+		np->alloc -= a;
+		np->flags &= ~PF_OFFCPU;
+	}
+	return 0;
 }
 
 /* ---- fentry and kprobe methods: a window around do_wp_page ------------ */

@@ -27,10 +27,13 @@ struct cow_counts {
  * here because the skeleton names the type. */
 struct pend {
 	__u32 tid;		/* 0: free */
+	__u32 tgid;
 	__u32 flags;
-	__u64 ip;		/* tracepoint method: the faulting user ip */
-	__u64 ts;		/* fentry/kprobe: do_wp_page entry time */
-	__u64 pad;		/* 32 bytes: two slots per cache line */
+	__u32 pad;
+	__u64 ip;		/* tracepoint, vmevent: the faulting user ip */
+	__u64 ts;		/* fentry/kprobe: do_wp_page entry time;
+				 * vmevent: PGREUSE events, see cowtrace.bpf.c */
+	__u64 alloc;		/* vmevent: PGALLOC events, likewise */
 };
 
 /* Cold per-process facts (BPF_MAP_TYPE_HASH keyed by tgid). */

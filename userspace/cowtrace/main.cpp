@@ -1,7 +1,7 @@
 // cowtrace: count copy-on-write page faults per process, live.
 //
 //   cowtrace [-p PID] [--children] [--json FILE|-] [-i SECONDS [COUNT]]
-//            [-m auto|fentry|kprobe|tracepoint] [-v] [-- CMD ARGS...]
+//            [-m auto|fentry|kprobe|vmevent|tracepoint] [-v] [-- CMD ARGS...]
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -202,7 +202,7 @@ int run(const Args &a)
 {
 	auto method = cowtrace::parse_method(a.method);
 	if (!method)
-		throw UsageError(fmt::format("--method: expected auto, fentry, kprobe or tracepoint, got \"{}\"",
+		throw UsageError(fmt::format("--method: expected auto, fentry, kprobe, vmevent or tracepoint, got \"{}\"",
 					     a.method));
 	if (a.pid == 0 && a.cmd.empty())
 		throw UsageError("give -p PID (a running process) or -- CMD ARGS... (a command to run)");
@@ -308,7 +308,7 @@ int main(int argc, char **argv)
 	app.add_option("-i,--interval", a.interval, "print every SECONDS, COUNT times")
 		->expected(1, 2)
 		->type_name("SECONDS [COUNT]");
-	app.add_option("-m,--method", a.method, "attach method: auto, fentry, kprobe, tracepoint");
+	app.add_option("-m,--method", a.method, "attach method: auto, fentry, kprobe, vmevent, tracepoint");
 	app.add_flag("-v,--verbose", a.verbose, "print what the kernel probes found");
 	app.add_flag("--bpf-stats", a.bpf_stats, "at exit, print run_time_ns and run_cnt summed over the programs");
 	app.add_option("command", a.cmd, "the command to run and trace, after --")->type_name("CMD ARGS...");

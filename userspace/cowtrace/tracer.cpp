@@ -98,6 +98,28 @@ bool kprobes_supported()
 	       path_exists("/sys/kernel/debug/tracing/kprobe_events");
 }
 
+// &to - &from for two per-CPU variables, from their offsets in the BTF
+// datasec .data..percpu.
+std::optional<std::int64_t> percpu_distance(const struct btf *btf, const char *from, const char *to)
+{
+	int sec = btf__find_by_name_kind(btf, ".data..percpu", BTF_KIND_DATASEC);
+	int a = btf__find_by_name_kind(btf, from, BTF_KIND_VAR), b = btf__find_by_name_kind(btf, to, BTF_KIND_VAR);
+	if (sec <= 0 || a <= 0 || b <= 0)
+		return std::nullopt;
+	const struct btf_type *t = btf__type_by_id(btf, sec);
+	const struct btf_var_secinfo *v = btf_var_secinfos(t);
+	std::optional<std::int64_t> oa, ob;
+	for (int i = 0; i < btf_vlen(t); i++, v++) {
+		if (static_cast<int>(v->type) == a)
+			oa = v->offset;
+		if (static_cast<int>(v->type) == b)
+			ob = v->offset;
+	}
+	if (!oa || !ob)
+		return std::nullopt;
+	return *ob - *oa;
+}
+
 void vlog(const std::string &s)
 {
 	if (g_verbose)
@@ -112,6 +134,7 @@ const char *method_name(Method m)
 	case Method::automatic: return "auto";
 	case Method::fentry: return "fentry";
 	case Method::kprobe: return "kprobe";
+	case Method::vmevent: return "vmevent";
 	case Method::tracepoint: return "tracepoint";
 	}
 	return "?";
@@ -119,7 +142,7 @@ const char *method_name(Method m)
 
 std::optional<Method> parse_method(const std::string &t)
 {
-	for (Method m : {Method::automatic, Method::fentry, Method::kprobe, Method::tracepoint})
+	for (Method m : {Method::automatic, Method::fentry, Method::kprobe, Method::vmevent, Method::tracepoint})
 		if (t == method_name(m))
 			return m;
 	return std::nullopt;
@@ -144,6 +167,10 @@ std::string Plan::describe() const
 			s += ", fexit latency histogram";
 		return s;
 	}
+	case Method::vmevent:
+		return "vmevent: tp_btf/page_fault_user (P|W|U), tp_btf/page_fault_kernel, tp_btf/sched_switch; "
+		       "per-CPU PGREUSE/PGALLOC vm events over the faulting thread's on-CPU time decide "
+		       "reuse/copy";
 	default:
 		return fmt::format("tracepoint: {}/page_fault_user (P|W|U) + {}/mm_page_alloc "
 				   "(order 0, movable) in the same fault; reuses = wp_faults - cow_copies", tp, tp);
@@ -154,6 +181,8 @@ const char *Plan::copies_by() const
 {
 	if (method == Method::tracepoint)
 		return "mm_page_alloc in the fault";
+	if (method == Method::vmevent)
+		return "vm events: pages allocated and no PGREUSE in the fault";
 	return copy_hook ? "wp_page_copy" : "mm_page_alloc in do_wp_page";
 }
 
@@ -161,6 +190,8 @@ const char *Plan::reuses_by() const
 {
 	if (method == Method::tracepoint)
 		return "derived: wp_faults - cow_copies";
+	if (method == Method::vmevent)
+		return "vm events: PGREUSE (or nothing allocated) in the fault";
 	return reuse_hook ? "wp_page_reuse" : "do_wp_page returned without a copy";
 }
 
@@ -200,6 +231,7 @@ void select_programs(cowtrace_bpf *s, const Plan &p)
 		s->progs.fexit_huge_wp, s->progs.kprobe_do_wp_page, s->progs.kretprobe_do_wp_page,
 		s->progs.kprobe_wp_page_copy, s->progs.kretprobe_huge_wp,
 		s->progs.fentry_wp_page_reuse, s->progs.kprobe_wp_page_reuse,
+		s->progs.vme_fault_user, s->progs.vme_fault_kernel, s->progs.vme_switch,
 	};
 	for (bpf_program *prog : all)
 		bpf_program__set_autoload(prog, false);
@@ -223,6 +255,11 @@ void select_programs(cowtrace_bpf *s, const Plan &p)
 			on(s->progs.kprobe_wp_page_reuse);
 		if (p.huge_hook)
 			on(s->progs.kretprobe_huge_wp);
+		break;
+	case Method::vmevent:
+		on(s->progs.vme_fault_user);
+		on(s->progs.vme_fault_kernel);
+		on(s->progs.vme_switch);
 		break;
 	default:
 		on(p.tp_btf ? s->progs.tp_btf_fault : s->progs.tp_fault);
@@ -250,6 +287,7 @@ Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>())
 		      btf__find_by_name_kind(vmlinux, "btf_trace_mm_page_alloc", BTF_KIND_TYPEDEF) > 0;
 	bool sched_btf = btf__find_by_name_kind(vmlinux, "btf_trace_sched_process_fork", BTF_KIND_TYPEDEF) > 0;
 
+	std::int64_t vme_delta = 0;
 	// Candidate plans, most precise first.
 	std::vector<Plan> plans;
 	auto want = [&](Method m) { return opts.method == Method::automatic || opts.method == m; };
@@ -277,6 +315,17 @@ Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>())
 					     syms.count("do_huge_pmd_wp_page") > 0, false,
 					     syms.count("wp_page_reuse") > 0});
 	}
+	if (want(Method::vmevent)) {
+		auto delta = percpu_distance(vmlinux, "runqueues", "vm_event_states");
+		bool ok = tp_btf && delta &&
+			  btf__find_by_name_kind(vmlinux, "btf_trace_sched_switch", BTF_KIND_TYPEDEF) > 0 &&
+			  btf__find_by_name_kind(vmlinux, "btf_trace_page_fault_kernel", BTF_KIND_TYPEDEF) > 0;
+		vme_delta = delta.value_or(0);
+		vlog(fmt::format("probe: vmevent (tp_btf page_fault_user/kernel, sched_switch, "
+				 "vm_event_states in BTF): {}", ok ? "yes" : "no"));
+		if (ok)
+			plans.push_back(Plan{Method::vmevent, true, false, false, false, false});
+	}
 	if (want(Method::tracepoint)) {
 		vlog(fmt::format("probe: BTF tracepoints (tp_btf): {}", tp_btf ? "yes" : "no"));
 		plans.push_back(Plan{Method::tracepoint, tp_btf, false, false, false, false});
@@ -296,6 +345,7 @@ Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>())
 			throw Error(fmt::format("failed to open BPF object: {}", errstr(errno)));
 		s->rodata->follow_children = opts.follow_children;
 		s->rodata->reuse_hook = p.reuse_hook;
+		s->rodata->vme_rq_to_events = vme_delta;
 		select_programs(s, p);
 		int err = cowtrace_bpf::load(s);
 		const char *verb = "load";

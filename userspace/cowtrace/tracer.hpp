@@ -20,9 +20,9 @@ namespace cowtrace {
 
 inline constexpr int kHistSlots = 32;
 
-enum class Method { automatic, fentry, kprobe, tracepoint };
+enum class Method { automatic, fentry, kprobe, vmevent, tracepoint };
 const char *method_name(Method m);
-// "auto", "fentry", "kprobe", "tracepoint"; nullopt for anything else.
+// "auto", "fentry", "kprobe", "vmevent", "tracepoint"; nullopt for anything else.
 std::optional<Method> parse_method(const std::string &text);
 
 struct Options {
