@@ -17,8 +17,9 @@
  *              a log2 histogram of do_wp_page latency.
  *  kprobe      the same hook points through kprobe/kretprobe.
  *
- * Processes are filtered by tgid: the per-CPU hash `counts` holds exactly the
- * tracked tgids, so one lookup both filters and finds the counters. Nothing is
+ * Processes are filtered by tgid: the hash `procs` holds exactly the tracked
+ * tgids and gives each its slot of the per-CPU array `pcounts`; vmevent
+ * caches the slot per thread. Nothing is
  * sent per event; userspace reads the maps.
  */
 #include "vmlinux.h"
@@ -61,12 +62,25 @@ const volatile bool follow_children = false;
 
 struct pend pending[COWTRACE_PEND_SLOTS];
 
+/* tracked tgid -> its slot in pcounts */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, COWTRACE_MAX_PROCS);
+	__type(key, __u32);
+	__type(value, __u32);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, COWTRACE_MAX_PROCS);
 	__type(key, __u32);
 	__type(value, struct cow_counts);
-} counts SEC(".maps");
+} pcounts SEC(".maps");
+
+/* the next free slot of pcounts (also taken by the loader, atomically) */
+__u32 next_slot;
+/* children not tracked because pcounts was full */
+__u64 dropped;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -75,9 +89,16 @@ struct {
 	__type(value, struct cow_info);
 } infos SEC(".maps");
 
+static __always_inline struct cow_counts *counts_at(__u32 slot)
+{
+	return bpf_map_lookup_elem(&pcounts, &slot);
+}
+
 static __always_inline struct cow_counts *counts_of(__u32 tgid)
 {
-	return bpf_map_lookup_elem(&counts, &tgid);
+	__u32 *slot = bpf_map_lookup_elem(&procs, &tgid);
+
+	return slot ? counts_at(*slot) : NULL;
 }
 
 static __always_inline struct pend *pend_of(__u32 tid)
@@ -259,7 +280,7 @@ static __always_inline void vme_resolve(struct pend *p, struct cow_counts *c, __
 {
 	r += p->ts;
 	a += p->alloc;
-	p->tid = 0;
+	p->flags = 0;
 	if (!c)
 		return;
 	if (!r && a)
@@ -268,35 +289,49 @@ static __always_inline void vme_resolve(struct pend *p, struct cow_counts *c, __
 		c->cow_reuses++;
 }
 
+/* The slot pending[tid] of a tracked thread stays its own (tid, tgid and
+ * the counters' slot) between faults: a tracked thread's fault costs no
+ * hash lookup; an untracked thread's wp fault costs one (a miss). */
 static __always_inline int vme_fault(unsigned long error_code, unsigned long ip, bool user)
 {
 	__u64 id = bpf_get_current_pid_tgid(), r, a;
 	__u32 tid = (__u32)id, tgid = id >> 32;
 	struct pend *p = pend_of(tid);
-	struct cow_counts *cp = NULL, *cn = NULL;
-	bool pend = p->tid == tid && tid && (p->flags & PF_VME);
+	bool own = p->tid == tid && p->tgid == tgid && tid;
+	bool pend = own && (p->flags & PF_VME);
+	bool wp = user && (error_code & X86_PF_MASK) == X86_PF_WP_USER;
+	struct cow_counts *c;
 
-	if (pend)
-		cp = counts_of(p->tgid);
-	if (user && (error_code & X86_PF_MASK) == X86_PF_WP_USER)
-		cn = pend && p->tgid == tgid ? cp : counts_of(tgid);
-	if (!pend && !cn)
+	if (!pend && !wp)
+		return 0;
+	if (own) {
+		c = counts_at(p->slot);
+	} else {
+		__u32 *slot = bpf_map_lookup_elem(&procs, &tgid);
+
+		if (!slot)
+			return 0;
+		p->tid = tid;
+		p->tgid = tgid;
+		p->slot = *slot;
+		p->flags = 0;
+		c = counts_at(*slot);
+	}
+	if (!c)
 		return 0;
 	if (!vme_now(&r, &a)) {
-		p->tid = 0;
+		p->flags = 0;
 		return 0;
 	}
 	if (pend)
-		vme_resolve(p, cp, r, a);
-	if (!cn)
+		vme_resolve(p, c, r, a);
+	if (!wp)
 		return 0;
-	cn->wp_faults++;
+	c->wp_faults++;
 	p->ip = ip;
-	p->tgid = tgid;
 	p->flags = PF_VME;
 	p->ts = -r;
 	p->alloc = -a;
-	p->tid = tid;
 	return 0;
 }
 
@@ -328,9 +363,9 @@ int BPF_PROG(vme_switch, bool preempt, struct task_struct *prev, struct task_str
 	/* prev is still current here: this CPU's counters are its own */
 	if (!vme_now(&r, &a)) {
 		if (out)
-			pp->tid = 0;
+			pp->flags = 0;
 		if (in)
-			np->tid = 0;
+			np->flags = 0;
 		return 0;
 	}
 	if (out) {
@@ -343,7 +378,7 @@ int BPF_PROG(vme_switch, bool preempt, struct task_struct *prev, struct task_str
 			pp->alloc += a;
 			pp->flags |= PF_OFFCPU;
 		} else {
-			vme_resolve(pp, counts_of(pp->tgid), r, a);
+			vme_resolve(pp, counts_at(pp->slot), r, a);
 		}
 	}
 	if (in) {
@@ -516,19 +551,23 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
-	struct cow_counts zero = {};
 	struct cow_info info = {};
+	__u32 slot;
 
 	if (!follow_children || ptgid == ctgid)
 		return 0;
-	if (!counts_of(ptgid))
+	if (!bpf_map_lookup_elem(&procs, &ptgid))
 		return 0;
-	/* a recycled pid must not inherit other CPUs' stale counts */
-	bpf_map_delete_elem(&counts, &ctgid);
+	/* a fresh slot: zero on every CPU, so a recycled pid starts at 0 */
+	slot = __sync_fetch_and_add(&next_slot, 1);
+	if (slot >= COWTRACE_MAX_PROCS) {
+		__sync_fetch_and_add(&dropped, 1);
+		return 0;
+	}
 	info.ppid = ptgid;
 	BPF_CORE_READ_STR_INTO(&info.comm, child, comm);
 	bpf_map_update_elem(&infos, &ctgid, &info, BPF_ANY);
-	bpf_map_update_elem(&counts, &ctgid, &zero, BPF_ANY);
+	bpf_map_update_elem(&procs, &ctgid, &slot, BPF_ANY);
 	return 0;
 }
 

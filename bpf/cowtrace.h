@@ -8,8 +8,10 @@
 #define COWTRACE_MAX_PROCS 16384
 #define COWTRACE_PEND_SLOTS 16384	/* faults in progress, by tid (power of 2) */
 
-/* Per-process counters, one copy per CPU (BPF_MAP_TYPE_PERCPU_HASH keyed by
- * tgid). The loader sums the CPUs. cow_reuses is counted in the kernel by
+/* Per-process counters, one copy per CPU (BPF_MAP_TYPE_PERCPU_ARRAY pcounts,
+ * indexed by the slot that the hash `procs` gives for a tgid; slots are
+ * handed out once each from next_slot, so a fresh one is zero on every CPU).
+ * The loader sums the CPUs. cow_reuses is counted in the kernel by
  * the fentry and kprobe methods (wp_page_reuse where it can be hooked, else
  * a do_wp_page that returned without a copy); the tracepoint method has no
  * hook at the end of a fault and leaves it 0: the loader then reports
@@ -29,7 +31,7 @@ struct pend {
 	__u32 tid;		/* 0: free */
 	__u32 tgid;
 	__u32 flags;
-	__u32 pad;
+	__u32 slot;		/* vmevent: the thread's process's slot in pcounts */
 	__u64 ip;		/* tracepoint, vmevent: the faulting user ip */
 	__u64 ts;		/* fentry/kprobe: do_wp_page entry time;
 				 * vmevent: PGREUSE events, see cowtrace.bpf.c */

@@ -277,6 +277,9 @@ int run(const Args &a)
 			     static_cast<unsigned long long>(ns), static_cast<unsigned long long>(cnt),
 			     ns ? "" : " (sysctl kernel.bpf_stats_enabled=1 to measure)");
 	}
+	if (auto d = tracer.dropped())
+		std::fprintf(stderr, "cowtrace: %llu child processes not tracked: all process slots taken\n",
+			     static_cast<unsigned long long>(d));
 	if (!ended.empty()) {
 		std::fprintf(stderr, "cowtrace: %s\n", ended.c_str());
 		return 1;

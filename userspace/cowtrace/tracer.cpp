@@ -381,20 +381,26 @@ void Tracer::track(pid_t tgid, pid_t ppid, const std::string &comm)
 	info.ppid = static_cast<__u32>(ppid);
 	std::strncpy(info.comm, comm.c_str(), sizeof(info.comm) - 1);
 	int infos = bpf_map__fd(impl_->skel->maps.infos);
-	int counts = bpf_map__fd(impl_->skel->maps.counts);
-	if (bpf_map_update_elem(infos, &key, &info, BPF_ANY))
-		throw Error(fmt::format("failed to track pid {}: {}", tgid, errstr(errno)));
+	int procs = bpf_map__fd(impl_->skel->maps.procs);
+	int pcounts = bpf_map__fd(impl_->skel->maps.pcounts);
+	// the BPF fork hook takes slots from the same counter
+	__u32 slot = __atomic_fetch_add(&impl_->skel->bss->next_slot, 1, __ATOMIC_SEQ_CST);
+	if (slot >= COWTRACE_MAX_PROCS)
+		throw Error(fmt::format("failed to track pid {}: all {} process slots are taken", tgid,
+					COWTRACE_MAX_PROCS));
 	std::vector<cow_counts> zero(impl_->ncpus);
-	bpf_map_delete_elem(counts, &key);
-	if (bpf_map_update_elem(counts, &key, zero.data(), BPF_ANY))
+	if (bpf_map_update_elem(infos, &key, &info, BPF_ANY) ||
+	    bpf_map_update_elem(pcounts, &slot, zero.data(), BPF_ANY) ||
+	    bpf_map_update_elem(procs, &key, &slot, BPF_ANY))
 		throw Error(fmt::format("failed to track pid {}: {}", tgid, errstr(errno)));
 }
 
 std::optional<ProcStats> Tracer::stats(pid_t tgid) const
 {
-	__u32 key = static_cast<__u32>(tgid);
+	__u32 key = static_cast<__u32>(tgid), slot;
 	std::vector<cow_counts> per_cpu(impl_->ncpus);
-	if (bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.counts), &key, per_cpu.data()))
+	if (bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.procs), &key, &slot) ||
+	    bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.pcounts), &slot, per_cpu.data()))
 		return std::nullopt;
 	ProcStats s;
 	s.pid = tgid;
@@ -424,7 +430,7 @@ std::optional<ProcStats> Tracer::stats(pid_t tgid) const
 std::vector<ProcStats> Tracer::snapshot() const
 {
 	std::vector<ProcStats> out;
-	int fd = bpf_map__fd(impl_->skel->maps.counts);
+	int fd = bpf_map__fd(impl_->skel->maps.procs);
 	__u32 key, next;
 	__u32 *prev = nullptr;
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
@@ -435,6 +441,11 @@ std::vector<ProcStats> Tracer::snapshot() const
 	}
 	std::sort(out.begin(), out.end(), [](const ProcStats &a, const ProcStats &b) { return a.pid < b.pid; });
 	return out;
+}
+
+std::uint64_t Tracer::dropped() const
+{
+	return __atomic_load_n(&impl_->skel->bss->dropped, __ATOMIC_RELAXED);
 }
 
 std::pair<std::uint64_t, std::uint64_t> Tracer::run_stats() const

@@ -77,6 +77,8 @@ public:
 	std::vector<ProcStats> snapshot() const;
 	std::optional<ProcStats> stats(pid_t tgid) const;
 	const Plan &plan() const { return plan_; }
+	// Children not tracked because every process slot was taken.
+	std::uint64_t dropped() const;
 	// Sum of run_time_ns / run_cnt over the attached programs (needs
 	// kernel.bpf_stats_enabled=1 to be non-zero).
 	std::pair<std::uint64_t, std::uint64_t> run_stats() const;
