@@ -81,9 +81,9 @@ static inline bool cs_pmd_devmap(pmd_t pmd)
  * the folio's entire mapcount for a large folio.
  */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
-static inline unsigned int cs_page_mapcount(struct page *page)
+static inline unsigned int cs_folio_page_mapcount(struct folio *folio,
+						  struct page *page)
 {
-	struct folio *folio = page_folio(page);
 	int mapcount = atomic_read(&page->_mapcount) + 1;
 
 	if (page_mapcount_is_type(mapcount))
@@ -93,7 +93,8 @@ static inline unsigned int cs_page_mapcount(struct page *page)
 	return mapcount < 0 ? 0 : mapcount;
 }
 #else
-static inline unsigned int cs_page_mapcount(struct page *page)
+static inline unsigned int cs_folio_page_mapcount(struct folio *folio,
+						  struct page *page)
 {
 	int mapcount;
 
@@ -103,6 +104,12 @@ static inline unsigned int cs_page_mapcount(struct page *page)
 	return mapcount < 0 ? 0 : mapcount;
 }
 #endif
+
+/* The same when the caller has not looked the folio up. */
+static inline unsigned int cs_page_mapcount(struct page *page)
+{
+	return cs_folio_page_mapcount(page_folio(page), page);
+}
 
 /*
  * Is this huge PMD the huge zero page? is_huge_zero_pmd() needs

@@ -181,34 +181,40 @@ static bool cs_capable(const struct file *file)
  * ---------------------------------------------------------------------
  */
 
-/* Facts of one page mapped at one place, into rec (pfn/flags preset). */
-static void cs_page_facts(struct vm_area_struct *vma, struct page *page,
-			  struct page *excl_page, struct cowscope_rec *rec)
+/*
+ * Facts of one page mapped at one place: refcount and mapcount into rec,
+ * returns the flags to add. The folio is looked up once.
+ */
+static u32 cs_page_facts(struct page *page, struct page *excl_page,
+			 struct cowscope_rec *rec)
 {
 	struct folio *folio = page_folio(page);
+	u32 flags = 0;
 
-	rec->refcount = page_count(page);
-	rec->mapcount = cs_page_mapcount(page);
+	rec->refcount = folio_ref_count(folio);
+	rec->mapcount = cs_folio_page_mapcount(folio, page);
 	if (folio_test_anon(folio)) {
-		rec->flags |= COWSCOPE_F_ANON;
+		flags |= COWSCOPE_F_ANON;
 		if (folio_test_ksm(folio))
-			rec->flags |= COWSCOPE_F_KSM;
+			flags |= COWSCOPE_F_KSM;
 		else if (PageAnonExclusive(excl_page))
-			rec->flags |= COWSCOPE_F_ANON_EXCL;
+			flags |= COWSCOPE_F_ANON_EXCL;
 	} else if (READ_ONCE(folio->mapping)) {
-		rec->flags |= COWSCOPE_F_FILE;
+		flags |= COWSCOPE_F_FILE;
 	}
 	if (folio_test_swapcache(folio))
-		rec->flags |= COWSCOPE_F_SWAPCACHE;
+		flags |= COWSCOPE_F_SWAPCACHE;
+	return flags;
 }
 
-static void cs_finish_rec(struct vm_area_struct *vma, struct cowscope_rec *rec)
+/* flags plus COW when they say present, anonymous, write-protected */
+static u32 cs_cow_flags(bool vma_write, u32 flags)
 {
-	if ((rec->flags & (COWSCOPE_F_PRESENT | COWSCOPE_F_ANON |
-			   COWSCOPE_F_WRITE)) ==
-	    (COWSCOPE_F_PRESENT | COWSCOPE_F_ANON) &&
-	    (vma->vm_flags & VM_WRITE))
-		rec->flags |= COWSCOPE_F_COW;
+	if (vma_write &&
+	    (flags & (COWSCOPE_F_PRESENT | COWSCOPE_F_ANON | COWSCOPE_F_WRITE)) ==
+	    (COWSCOPE_F_PRESENT | COWSCOPE_F_ANON))
+		flags |= COWSCOPE_F_COW;
+	return flags;
 }
 
 static void cs_huge_pmd(struct vm_area_struct *vma, pmd_t pmd,
@@ -243,26 +249,40 @@ static void cs_huge_pmd(struct vm_area_struct *vma, pmd_t pmd,
 	for (i = 0; addr < end; addr += PAGE_SIZE, i++) {
 		unsigned long pfn = pfn0 + base + i;
 
+		u32 f = rec[i].flags | flags;
+
 		rec[i].pfn = pfn;
-		rec[i].flags |= flags;
 		if (head && !zero) {
 			/* the exclusive bit of a PMD-mapped THP is the head's */
-			cs_page_facts(vma, pfn_to_page(pfn), head, &rec[i]);
+			f |= cs_page_facts(pfn_to_page(pfn), head, &rec[i]);
 		} else if (zero) {
 			rec[i].refcount = page_count(pfn_to_page(pfn));
 			rec[i].mapcount = cs_page_mapcount(pfn_to_page(pfn));
 		}
-		cs_finish_rec(vma, &rec[i]);
+		rec[i].flags = cs_cow_flags(vma->vm_flags & VM_WRITE, f);
 	}
 }
 
+/*
+ * One PTE table's worth of records. Each record is read once and written
+ * once (flags gathered in a local); the VMA's flags are tested once. A
+ * non-special PTE of a VMA that is neither VM_PFNMAP/VM_IO nor VM_MIXEDMAP
+ * maps a normal page (what vm_normal_page() relies on: x86-64 has
+ * pte_special), so pfn_valid() is only needed for VM_MIXEDMAP.
+ */
 static void cs_pte_range(struct vm_area_struct *vma, pte_t *ptep,
 			 unsigned long addr, unsigned long end,
 			 struct cowscope_rec *rec)
 {
+	const vm_flags_t vmf = vma->vm_flags;
+	const bool nopage = vmf & (VM_PFNMAP | VM_IO);
+	const bool check_pfn = vmf & VM_MIXEDMAP;
+	const bool vma_write = vmf & VM_WRITE;
+
 	for (; addr < end; addr += PAGE_SIZE, ptep++, rec++) {
 		pte_t pte = ptep_get(ptep);
 		unsigned long pfn;
+		u32 f;
 
 		if (pte_none(pte))
 			continue;
@@ -271,36 +291,35 @@ static void cs_pte_range(struct vm_area_struct *vma, pte_t *ptep,
 			continue;
 		}
 		pfn = pte_pfn(pte);
-		rec->pfn = pfn;
-		rec->flags |= COWSCOPE_F_PRESENT;
+		f = rec->flags | COWSCOPE_F_PRESENT;
 		if (pte_write(pte))
-			rec->flags |= COWSCOPE_F_WRITE;
+			f |= COWSCOPE_F_WRITE;
 		if (pte_dirty(pte))
-			rec->flags |= COWSCOPE_F_DIRTY;
+			f |= COWSCOPE_F_DIRTY;
 		if (pte_young(pte))
-			rec->flags |= COWSCOPE_F_ACCESSED;
+			f |= COWSCOPE_F_ACCESSED;
 		if (cs_pte_user(pte))
-			rec->flags |= COWSCOPE_F_USER;
+			f |= COWSCOPE_F_USER;
+		rec->pfn = pfn;
 		/* The zero page's PTE is special: test for it first. */
 		if (pte_special(pte)) {
 			if (is_zero_pfn(pfn)) {
 				struct page *zp = pfn_to_page(pfn);
 
-				rec->flags |= COWSCOPE_F_ZERO;
+				f |= COWSCOPE_F_ZERO;
 				rec->refcount = page_count(zp);
 				rec->mapcount = cs_page_mapcount(zp);
 			} else {
-				rec->flags |= COWSCOPE_F_NOPAGE;
+				f |= COWSCOPE_F_NOPAGE;
 			}
-		} else if ((vma->vm_flags & (VM_PFNMAP | VM_IO)) ||
-			   !pfn_valid(pfn)) {
-			rec->flags |= COWSCOPE_F_NOPAGE;
+		} else if (nopage || (check_pfn && !pfn_valid(pfn))) {
+			f |= COWSCOPE_F_NOPAGE;
 		} else {
 			struct page *page = pfn_to_page(pfn);
 
-			cs_page_facts(vma, page, page, rec);
+			f |= cs_page_facts(page, page, rec);
 		}
-		cs_finish_rec(vma, rec);
+		rec->flags = cs_cow_flags(vma_write, f);
 	}
 }
 
@@ -901,72 +920,115 @@ static const struct proc_ops cs_summary_fops = {
  * ---------------------------------------------------------------------
  */
 
-#define CS_PM_BATCH	(4 * CS_CHUNK_RECS)	/* records per lock hold */
+/*
+ * Records per mmap-lock hold and per copy_to_user(): 8 PMD spans (96 KiB).
+ * The buffer is allocated once per open file; reads of one file take its
+ * mutex (killable) to use it.
+ */
+#define CS_PM_BATCH	(8 * CS_CHUNK_RECS)
+
+struct cs_pm {
+	struct cs_entry *e;		/* reference held */
+	struct mutex lock;		/* serialises use of buf */
+	struct cowscope_rec *buf;	/* CS_PM_BATCH records */
+};
 
 static int cs_pagemap_open(struct inode *inode, struct file *file)
 {
+	struct cs_pm *pm;
+
 	if (!cs_capable(file))
 		return -EPERM;
-	file->private_data = cs_entry_get(inode);
+	pm = kzalloc(sizeof(*pm), GFP_KERNEL);
+	if (!pm)
+		return -ENOMEM;
+	pm->buf = kvmalloc_array(CS_PM_BATCH, sizeof(*pm->buf), GFP_KERNEL);
+	if (!pm->buf) {
+		kfree(pm);
+		return -ENOMEM;
+	}
+	mutex_init(&pm->lock);
+	pm->e = cs_entry_get(inode);
+	file->private_data = pm;
 	return 0;
 }
 
 static int cs_pagemap_release(struct inode *inode, struct file *file)
 {
-	cs_entry_put(file->private_data);
+	struct cs_pm *pm = file->private_data;
+
+	cs_entry_put(pm->e);
+	kvfree(pm->buf);
+	mutex_destroy(&pm->lock);
+	kfree(pm);
 	return 0;
 }
 
-/* Records for n pages from vaddr into buf (zeroed here). */
+/* Set n records to *tmpl: one 24-byte store each instead of a memset. */
+static void cs_fill_tmpl(struct cowscope_rec *r, unsigned long n,
+			 const struct cowscope_rec *tmpl)
+{
+	while (n--)
+		*r++ = *tmpl;
+}
+
+/*
+ * Records for n pages from vaddr into buf. One find_vma() per VMA, its
+ * label computed once, every record written in one pass from a template
+ * (holes get segment "none") and then completed under the PMD and PTE
+ * locks, which are taken once per PMD span.
+ */
 static int cs_pagemap_batch(struct mm_struct *mm, unsigned long vaddr,
 			    unsigned long n, struct cowscope_rec *buf)
 {
+	static const struct cowscope_rec none = {
+		.segment = COWSCOPE_SEG_NONE,
+	};
 	unsigned long end = vaddr + (n << PAGE_SHIFT);
 	unsigned long a = vaddr;
+	struct vm_area_struct *vma;
 
-	memset(buf, 0, n * sizeof(*buf));
 	if (mmap_read_lock_killable(mm))
 		return -EINTR;
-	while (a < end) {
-		struct vm_area_struct *vma = find_vma(mm, a);
-		unsigned long vend, x;
-		u8 seg;
+	for (vma = find_vma(mm, a); vma && vma->vm_start < end;
+	     vma = find_vma(mm, vma->vm_end)) {
+		struct cowscope_rec tmpl = {
+			.flags = COWSCOPE_F_VMA,
+			.segment = cs_segment(vma),
+		};
+		unsigned long vend = min(vma->vm_end, end);
 
-		if (!vma || vma->vm_start >= end)
-			break;
-		if (a < vma->vm_start)
+		if (vma->vm_flags & VM_WRITE)
+			tmpl.flags |= COWSCOPE_F_VMA_WRITE;
+		if (a < vma->vm_start) {
+			/* a hole: no VMA */
+			cs_fill_tmpl(&buf[(a - vaddr) >> PAGE_SHIFT],
+				     (vma->vm_start - a) >> PAGE_SHIFT, &none);
 			a = vma->vm_start;
-		vend = min(vma->vm_end, end);
-		seg = cs_segment(vma);
-		for (x = a; x < vend; x += PAGE_SIZE) {
-			struct cowscope_rec *r =
-				&buf[(x - vaddr) >> PAGE_SHIFT];
-
-			r->flags = COWSCOPE_F_VMA;
-			r->segment = seg;
-			if (vma->vm_flags & VM_WRITE)
-				r->flags |= COWSCOPE_F_VMA_WRITE;
 		}
+		cs_fill_tmpl(&buf[(a - vaddr) >> PAGE_SHIFT],
+			     (vend - a) >> PAGE_SHIFT, &tmpl);
 		while (a < vend) {
 			bool filled;
 
 			a = cs_fill(mm, vma, a, vend,
 				    &buf[(a - vaddr) >> PAGE_SHIFT], &filled);
 		}
+		a = vend;
+		if (a >= end)
+			break;
 	}
 	mmap_read_unlock(mm);
-	/* no VMA: segment "none" */
-	for (a = 0; a < n; a++)
-		if (!(buf[a].flags & COWSCOPE_F_VMA))
-			buf[a].segment = COWSCOPE_SEG_NONE;
+	if (a < end)
+		cs_fill_tmpl(&buf[(a - vaddr) >> PAGE_SHIFT],
+			     (end - a) >> PAGE_SHIFT, &none);
 	return 0;
 }
 
 static ssize_t cs_pagemap_read(struct file *file, char __user *ubuf,
 			       size_t count, loff_t *ppos)
 {
-	struct cs_entry *e = file->private_data;
-	struct cowscope_rec *buf;
+	struct cs_pm *pm = file->private_data;
 	struct mm_struct *mm;
 	unsigned long vpage, npages, limit;
 	ssize_t done = 0;
@@ -978,7 +1040,7 @@ static ssize_t cs_pagemap_read(struct file *file, char __user *ubuf,
 	count -= count % COWSCOPE_REC_SIZE;
 	if (*ppos < 0 || *ppos % COWSCOPE_REC_SIZE)
 		return -EINVAL;
-	mm = cs_get_mm(e);
+	mm = cs_get_mm(pm->e);
 	if (IS_ERR(mm))
 		return PTR_ERR(mm);
 	if (!mm)
@@ -991,28 +1053,31 @@ static ssize_t cs_pagemap_read(struct file *file, char __user *ubuf,
 	}
 	npages = min_t(unsigned long, count / COWSCOPE_REC_SIZE,
 		       limit - vpage);
-	buf = kvmalloc_array(CS_PM_BATCH, sizeof(*buf), GFP_KERNEL);
-	if (!buf) {
+	if (mutex_lock_killable(&pm->lock)) {
 		mmput(mm);
-		return -ENOMEM;
+		return -EINTR;
 	}
 	while (npages) {
 		unsigned long n = min_t(unsigned long, npages, CS_PM_BATCH);
-		size_t bytes = n * sizeof(*buf);
+		size_t bytes = n * sizeof(*pm->buf);
 
-		ret = cs_pagemap_batch(mm, vpage << PAGE_SHIFT, n, buf);
+		ret = cs_pagemap_batch(mm, vpage << PAGE_SHIFT, n, pm->buf);
 		if (ret)
 			break;
-		if (copy_to_user(ubuf + done, buf, bytes)) {
+		if (copy_to_user(ubuf + done, pm->buf, bytes)) {
 			ret = -EFAULT;
 			break;
 		}
 		done += bytes;
 		vpage += n;
 		npages -= n;
-		cond_resched();
+		if (npages) {
+			if (fatal_signal_pending(current))
+				break;
+			cond_resched();
+		}
 	}
-	kvfree(buf);
+	mutex_unlock(&pm->lock);
 	mmput(mm);
 	if (!done)
 		return ret;
