@@ -1,9 +1,10 @@
 #!/bin/sh
-# cowscope.ko: 100 unload/load cycles while readers of every view (maps,
-# ptes, summary, pagemap), holders of open files (so rmmod's proc teardown
-# releases files that are still open, and reads them afterwards), and track
-# writers (track, untrack, prune of exited pids) run. Then the kernel log
-# must hold no BUG, WARNING, Oops or general protection fault.
+# cowscope.ko: 100 unload/load cycles while readers of every view
+# (maps, ptes, summary, pagemap, range), holders of open files (so that
+# rmmod's proc teardown releases files that are still open, which are
+# then read on) and track writers (track, untrack, prune of exited pids)
+# run. Then the kernel log must hold no BUG, WARNING, Oops or general
+# protection fault.
 # COWSCOPE_RELOAD_CYCLES overrides the cycle count (default 100).
 [ -e /proc/cowscope/track ] || { echo "module not loaded"; exit 77; }
 [ -f /lib/modules/cowscope.ko ] || { echo "no module file"; exit 77; }
@@ -16,6 +17,11 @@ reader() {
 		cat /proc/cowscope/$target/maps /proc/cowscope/$target/ptes \
 			/proc/cowscope/$target/summary >/dev/null 2>&1
 		dd if=/proc/cowscope/$target/pagemap bs=2400 count=4 >/dev/null 2>&1
+		# lseek + read at a high offset
+		dd if=/proc/cowscope/$target/pagemap bs=2400 skip=100000 count=2 \
+			>/dev/null 2>&1
+		{ echo 0-7fffffffffff >/proc/cowscope/$target/range
+		  cat /proc/cowscope/$target/range; } >/dev/null 2>&1
 	done
 }
 # Opens every view, reads part of each, waits so that an rmmod can run
@@ -25,7 +31,7 @@ holder() {
 	while :; do
 		{ echo $target >$T; } 2>/dev/null
 		{
-			exec 3<$d/maps 4<$d/ptes 5<$d/summary 6<$d/pagemap
+			exec 3<$d/maps 4<$d/ptes 5<$d/summary 6<$d/pagemap 7<$d/range
 			head -c 64 <&3 >/dev/null
 			head -c 64 <&4 >/dev/null
 			head -c 64 <&5 >/dev/null
@@ -35,7 +41,8 @@ holder() {
 			cat <&4 >/dev/null
 			cat <&5 >/dev/null
 			dd bs=2400 count=2 <&6 >/dev/null
-			exec 3<&- 4<&- 5<&- 6<&-
+			cat <&7 >/dev/null
+			exec 3<&- 4<&- 5<&- 6<&- 7<&-
 		} 2>/dev/null
 	done
 }
