@@ -338,6 +338,16 @@ Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>())
 		throw Error(fmt::format("failed to probe method {}: the kernel does not offer it",
 					method_name(opts.method)));
 
+	// A wp_page_reuse symbol may exist and still refuse a probe (6.1:
+	// in kallsyms, kprobe EINVAL): try each such plan again without it.
+	for (std::size_t i = 0; i < plans.size(); i++) {
+		if (plans[i].reuse_hook) {
+			Plan q = plans[i];
+			q.reuse_hook = false;
+			plans.insert(plans.begin() + static_cast<std::ptrdiff_t>(i) + 1, q);
+			i++;
+		}
+	}
 	std::string errors;
 	for (const Plan &p : plans) {
 		cowtrace_bpf *s = cowtrace_bpf::open(nullptr);
