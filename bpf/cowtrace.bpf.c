@@ -241,39 +241,43 @@ int tp_alloc(struct trace_event_raw_mm_page_alloc *ctx)
  * BTF datasec. */
 const volatile __s64 vme_rq_to_events = 0;
 
-#define VME_MAX 40	/* vm event items read: PGALLOC_DMA32 .. PGREUSE */
+#define VME_CPUS 1024	/* CPUs whose counters' address is cached */
+
+/* this CPU's &vm_event_states, found once per CPU */
+__u64 vme_base[VME_CPUS];
 
 static __always_inline bool vme_now(__u64 *reuse, __u64 *alloc)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
-	struct rq *rq = t->se.cfs_rq->rq;
+	__u32 cpu = bpf_get_smp_processor_id();
 	int lo = bpf_core_enum_value_exists(enum vm_event_item, PGALLOC_DMA32) ?
 		 bpf_core_enum_value(enum vm_event_item, PGALLOC_DMA32) :
 		 bpf_core_enum_value(enum vm_event_item, PGALLOC_NORMAL);
-	int hi = bpf_core_enum_value(enum vm_event_item, PGREUSE);
-	__u64 ev[VME_MAX];
-	__u64 al = 0;
-	int i;
+	int hi = bpf_core_enum_value_exists(enum vm_event_item, PGALLOC_MOVABLE) ?
+		 bpf_core_enum_value(enum vm_event_item, PGALLOC_MOVABLE) :
+		 bpf_core_enum_value(enum vm_event_item, PGALLOC_NORMAL);
+	__u64 ev[4] = {}, base;
 
-	if (hi < lo || hi - lo >= VME_MAX || !rq)
+	if (cpu >= VME_CPUS)
 		return false;
-	if (bpf_probe_read_kernel(ev, (hi - lo + 1) * sizeof(__u64),
-				  (void *)rq + vme_rq_to_events + lo * sizeof(__u64)))
-		return false;
-	i = bpf_core_enum_value(enum vm_event_item, PGALLOC_NORMAL) - lo;
-	if (i >= 0 && i < VME_MAX)
-		al += ev[i];
-	if (bpf_core_enum_value_exists(enum vm_event_item, PGALLOC_DMA32))
-		al += ev[0];
-	if (bpf_core_enum_value_exists(enum vm_event_item, PGALLOC_MOVABLE)) {
-		i = bpf_core_enum_value(enum vm_event_item, PGALLOC_MOVABLE) - lo;
-		if (i >= 0 && i < VME_MAX)
-			al += ev[i];
+	base = vme_base[cpu];
+	if (!base) {
+		struct task_struct *t = bpf_get_current_task_btf();
+		struct rq *rq = t->se.cfs_rq->rq;
+
+		if (!rq)
+			return false;
+		base = (__u64)rq + vme_rq_to_events;
+		vme_base[cpu] = base;
 	}
-	*alloc = al;
-	i = hi - lo;
-	*reuse = i >= 0 && i < VME_MAX ? ev[i] : 0;
-	return true;
+	/* PGALLOC_<zone> are consecutive items (FOR_ALL_ZONES) */
+	if (hi < lo || hi - lo >= 4)
+		return false;
+	if (bpf_probe_read_kernel(ev, (hi - lo + 1) * sizeof(__u64), (void *)(base + lo * sizeof(__u64))))
+		return false;
+	*alloc = ev[0] + ev[1] + ev[2] + ev[3];
+	return !bpf_probe_read_kernel(reuse, sizeof(*reuse),
+				      (void *)(base + bpf_core_enum_value(enum vm_event_item, PGREUSE) *
+						      sizeof(__u64)));
 }
 
 static __always_inline void vme_resolve(struct pend *p, struct cow_counts *c, __u64 r, __u64 a)

@@ -272,6 +272,11 @@ int run(const Args &a)
 	}
 	emit(a, tracer, true, a.seconds > 0);
 	if (a.bpf_stats) {
+		for (const auto &p : tracer.prog_stats())
+			std::fprintf(stderr, "cowtrace: prog %s runs=%llu ns=%llu ns_per_run=%.1f\n", p.name.c_str(),
+				     static_cast<unsigned long long>(p.run_cnt),
+				     static_cast<unsigned long long>(p.run_time_ns),
+				     p.run_cnt ? static_cast<double>(p.run_time_ns) / p.run_cnt : 0.0);
 		auto [ns, cnt] = tracer.run_stats();
 		std::fprintf(stderr, "cowtrace: bpf_run_time_ns=%llu bpf_run_cnt=%llu%s\n",
 			     static_cast<unsigned long long>(ns), static_cast<unsigned long long>(cnt),

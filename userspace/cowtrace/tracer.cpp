@@ -458,6 +458,23 @@ std::uint64_t Tracer::dropped() const
 	return __atomic_load_n(&impl_->skel->bss->dropped, __ATOMIC_RELAXED);
 }
 
+std::vector<Tracer::ProgStats> Tracer::prog_stats() const
+{
+	std::vector<ProgStats> out;
+	bpf_program *prog;
+	bpf_object__for_each_program(prog, impl_->skel->obj)
+	{
+		int fd = bpf_program__fd(prog);
+		if (fd < 0)
+			continue;
+		bpf_prog_info info{};
+		__u32 len = sizeof(info);
+		if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0)
+			out.push_back({bpf_program__name(prog), info.run_time_ns, info.run_cnt});
+	}
+	return out;
+}
+
 std::pair<std::uint64_t, std::uint64_t> Tracer::run_stats() const
 {
 	std::uint64_t ns = 0, cnt = 0;

@@ -82,6 +82,11 @@ public:
 	// Sum of run_time_ns / run_cnt over the attached programs (needs
 	// kernel.bpf_stats_enabled=1 to be non-zero).
 	std::pair<std::uint64_t, std::uint64_t> run_stats() const;
+	struct ProgStats {
+		std::string name;
+		std::uint64_t run_time_ns = 0, run_cnt = 0;
+	};
+	std::vector<ProgStats> prog_stats() const;	// the same, per loaded program
 
 private:
 	struct Impl;
