@@ -921,16 +921,19 @@ static const struct proc_ops cs_summary_fops = {
  */
 
 /*
- * Records per mmap-lock hold and per copy_to_user(): 8 PMD spans (96 KiB).
- * The buffer is allocated once per open file; reads of one file take its
- * mutex (killable) to use it.
+ * Records per mmap-lock hold and per copy_to_user(): at most 8 PMD spans
+ * (96 KiB). The buffer belongs to the open file: allocated at the first
+ * read, as large as that read needs up to CS_PM_BATCH, grown by a later
+ * larger read, freed at release. Reads of one file take its mutex
+ * (killable) to use it.
  */
 #define CS_PM_BATCH	(8 * CS_CHUNK_RECS)
 
 struct cs_pm {
 	struct cs_entry *e;		/* reference held */
 	struct mutex lock;		/* serialises use of buf */
-	struct cowscope_rec *buf;	/* CS_PM_BATCH records */
+	struct cowscope_rec *buf;	/* cap records, under lock */
+	unsigned long cap;
 };
 
 static int cs_pagemap_open(struct inode *inode, struct file *file)
@@ -942,11 +945,6 @@ static int cs_pagemap_open(struct inode *inode, struct file *file)
 	pm = kzalloc(sizeof(*pm), GFP_KERNEL);
 	if (!pm)
 		return -ENOMEM;
-	pm->buf = kvmalloc_array(CS_PM_BATCH, sizeof(*pm->buf), GFP_KERNEL);
-	if (!pm->buf) {
-		kfree(pm);
-		return -ENOMEM;
-	}
 	mutex_init(&pm->lock);
 	pm->e = cs_entry_get(inode);
 	file->private_data = pm;
@@ -1057,8 +1055,22 @@ static ssize_t cs_pagemap_read(struct file *file, char __user *ubuf,
 		mmput(mm);
 		return -EINTR;
 	}
+	if (pm->cap < min_t(unsigned long, npages, CS_PM_BATCH)) {
+		unsigned long cap = min_t(unsigned long, npages, CS_PM_BATCH);
+		struct cowscope_rec *buf;
+
+		buf = kvmalloc_array(cap, sizeof(*buf), GFP_KERNEL);
+		if (!buf) {
+			mutex_unlock(&pm->lock);
+			mmput(mm);
+			return -ENOMEM;
+		}
+		kvfree(pm->buf);
+		pm->buf = buf;
+		pm->cap = cap;
+	}
 	while (npages) {
-		unsigned long n = min_t(unsigned long, npages, CS_PM_BATCH);
+		unsigned long n = min(npages, pm->cap);
 		size_t bytes = n * sizeof(*pm->buf);
 
 		ret = cs_pagemap_batch(mm, vpage << PAGE_SHIFT, n, pm->buf);
