@@ -7,6 +7,7 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -122,6 +123,17 @@ protected:
 	{
 		if (!view::module_loaded())
 			GTEST_SKIP() << "cowscope.ko not loaded";
+		// Stay on one CPU: a fresh anonymous page sits in this CPU's
+		// LRU-add batch (holding a reference) until drained, and
+		// do_wp_page() can drain only the local CPU's batches. After a
+		// migration the parent's write would copy instead of reusing.
+		pinned_ = sched_getaffinity(0, sizeof(saved_cpus_), &saved_cpus_) == 0;
+		if (pinned_) {
+			cpu_set_t one;
+			CPU_ZERO(&one);
+			CPU_SET(sched_getcpu(), &one);
+			pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
+		}
 		kind_ = GetParam();
 		if (kind_ == Kind::Thp && !thp_available())
 			GTEST_SKIP() << "THP unavailable in this kernel";
@@ -184,8 +196,16 @@ protected:
 		return reinterpret_cast<std::uintptr_t>(r_.addr) + page * kPage;
 	}
 
+	void TearDown() override
+	{
+		if (pinned_)
+			sched_setaffinity(0, sizeof(saved_cpus_), &saved_cpus_);
+	}
+
 	Kind kind_{};
 	Region r_;
+	cpu_set_t saved_cpus_{};
+	bool pinned_ = false;
 };
 
 TEST_P(KmodCow, ForkSharesThenCopiesThenReuses)
