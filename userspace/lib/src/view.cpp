@@ -28,25 +28,10 @@ void write_all(const std::string &path, const std::string &data)
 		throw Error(fmt::format("short write to {}", path));
 }
 
-// read_file() for a view, with "no such process" spelled out.
+// A whole text view; a target that exited reads as "...: No such process".
 std::string read_view(pid_t pid, const char *name)
 {
-	const std::string path = dir(pid) + "/" + name;
-	UniqueFd fd = UniqueFd::open(path, O_RDONLY);
-	std::string out;
-	char buf[65536];
-	for (;;) {
-		ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			throw SysError("read " + path);
-		}
-		if (n == 0)
-			break;
-		out.append(buf, static_cast<size_t>(n));
-	}
-	return out;
+	return read_file(dir(pid) + "/" + name);
 }
 
 std::uint64_t to_u64(const std::string &s, int base, const std::string &what)
