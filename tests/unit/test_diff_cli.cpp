@@ -2,6 +2,8 @@
 // runs build/bin/cowscope, found next to this test program.
 #include <gtest/gtest.h>
 
+#include "run_command.hpp"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,15 +24,7 @@ std::string bin_dir()
 // Run "cowscope ARGS 2>&1": output and exit status.
 std::pair<std::string, int> run(const std::string &args)
 {
-	std::string cmd = bin_dir() + "/cowscope " + args + " 2>&1";
-	FILE *f = popen(cmd.c_str(), "r");
-	std::string out;
-	char buf[512];
-	size_t k;
-	while (f && (k = fread(buf, 1, sizeof(buf), f)) > 0)
-		out.append(buf, k);
-	int st = f ? pclose(f) : -1;
-	return {out, WIFEXITED(st) ? WEXITSTATUS(st) : -1};
+	return cowscope::testing::run_command(bin_dir() + "/cowscope " + args + " 2>&1");
 }
 
 bool have_cli() { return access((bin_dir() + "/cowscope").c_str(), X_OK) == 0; }

@@ -2,6 +2,8 @@
 // diff (--json) agree with what the test did and with /proc/PID/pagemap.
 #include <gtest/gtest.h>
 
+#include "run_command.hpp"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,15 +35,7 @@ std::string cli()
 
 std::pair<std::string, int> run(const std::string &args, bool merge = false)
 {
-	std::string cmd = cli() + " " + args + (merge ? " 2>&1" : "");
-	FILE *f = popen(cmd.c_str(), "r");
-	std::string out;
-	char buf[4096];
-	size_t k;
-	while (f && (k = fread(buf, 1, sizeof(buf), f)) > 0)
-		out.append(buf, k);
-	int st = f ? pclose(f) : -1;
-	return {out, WIFEXITED(st) ? WEXITSTATUS(st) : -1};
+	return cowscope::testing::run_command(cli() + " " + args + (merge ? " 2>&1" : ""));
 }
 
 json run_json(const std::string &args)
