@@ -2,14 +2,21 @@
 /*
  * cowtrace: count copy-on-write page faults per process.
  *
- * Three attach methods; the loader keeps one set of programs and turns the
+ * Four attach methods; the loader keeps one set of programs and turns the
  * others off with bpf_program__set_autoload() after probing the kernel:
  *
+ *  vmevent     exceptions:page_fault_user snapshots this CPU's vm event
+ *              counters (PGREUSE, PGALLOC_*) at a wp fault; sched_switch
+ *              accounts the thread's on-CPU stretches; the next fault or
+ *              switch-out decides copy or reuse (see below). No hook on the
+ *              page allocator: the cheapest method where only tracepoints
+ *              exist (the 6.18 dev host).
  *  tracepoint  exceptions:page_fault_user marks a write-protect fault
  *              (error_code P|W|U), and the first order-0 movable page
  *              allocation (kmem:mm_page_alloc) made inside that same fault
  *              (same user ip, task in an exception, not a syscall) is the
- *              copy. Works with tracepoints alone (the 6.18 dev host).
+ *              copy. Works with tracepoints alone; costs a program run per
+ *              page allocated on the machine.
  *  fentry      fentry/fexit do_wp_page open and close a window per task;
  *              fentry wp_page_copy counts copies where it is a real function,
  *              else mm_page_alloc inside the window does; fexit
