@@ -15,6 +15,8 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "cowscope/fd.hpp"
 #include "cowscope/meta.hpp"
@@ -135,6 +137,34 @@ TEST_F(Cowtrace, ChildCopiesTheKPagesItWrites)
 	EXPECT_LE(dcopy, kSlack);
 	EXPECT_GE(df + kSlack, dwp);
 	EXPECT_LE(df, dwp + kSlack);
+}
+
+// Threads of one process write disjoint pages at the same time (faults
+// interleave, threads switch and migrate between CPUs): every page is one
+// copy, and once the process has exited every wp fault is classified.
+TEST_F(Cowtrace, ThreadsCopyTheirPages)
+{
+	constexpr std::size_t N = 4096, T = 4;
+	auto heap = populated_heap(N);
+	auto [child, child_minflt] = in_child([&] {
+		std::uint64_t before = minflt();
+		std::vector<std::thread> th;
+		for (std::size_t t = 0; t < T; t++)
+			th.emplace_back([&, t] {
+				for (std::size_t i = t; i < N; i += T)
+					heap.data()[i * kPage] = 2;
+			});
+		for (auto &x : th)
+			x.join();
+		return minflt() - before;
+	});
+	auto s = stats(child);
+	std::printf("[ threads  ] T=%zu N=%zu wp_faults=%lu cow_copies=%lu cow_reuses=%lu minflt(phase)=%lu\n", T, N,
+		    s.wp_faults, s.cow_copies, s.cow_reuses, child_minflt);
+	EXPECT_TRUE(s.exited);
+	EXPECT_GE(s.cow_copies, N);
+	EXPECT_LE(s.cow_copies, N + 2 * kSlack);
+	EXPECT_EQ(s.cow_copies + s.cow_reuses, s.wp_faults);
 }
 
 TEST_F(Cowtrace, FollowsGrandchildren)
@@ -264,7 +294,8 @@ TEST_F(Cowtrace, CliBadInput)
 	// a command that works: JSON with the required keys
 	r = cli("--json - -- /bin/true");
 	EXPECT_EQ(r.rc, 0) << r.out;
-	for (const char *key : {"\"pid\"", "\"ppid\"", "\"comm\"", "\"wp_faults\"", "\"cow_copies\"", "\"cow_reuses\""})
+	for (const char *key : {"\"pid\"", "\"ppid\"", "\"comm\"", "\"wp_faults\"", "\"cow_copies\"", "\"cow_reuses\"",
+				"\"cow_copies_by\"", "\"cow_reuses_by\"", "\"method\""})
 		EXPECT_NE(r.out.find(key), std::string::npos) << key << " missing in " << r.out;
 }
 
