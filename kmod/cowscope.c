@@ -638,9 +638,14 @@ static void *cs_maps_find(struct cs_seq *st, unsigned long addr)
 	return st;
 }
 
-static void *cs_maps_start(struct seq_file *m, loff_t *pos)
+/*
+ * ->start of the address-positioned views (maps, ptes): take the locks,
+ * then resume at the address the position encodes (pos 0 is the header,
+ * pos N > 0 is page N - 1, CS_POS_EOF is past the end).
+ */
+static void *cs_addr_start(struct seq_file *m, loff_t *pos,
+			   void *(*find)(struct cs_seq *st, unsigned long addr))
 {
-	struct cs_seq *st = m->private;
 	void *p;
 
 	if (*pos == CS_POS_EOF)
@@ -650,7 +655,12 @@ static void *cs_maps_start(struct seq_file *m, loff_t *pos)
 		return p;
 	if (*pos == 0)
 		return SEQ_START_TOKEN;
-	return cs_maps_find(st, (unsigned long)(*pos - 1) << PAGE_SHIFT);
+	return find(m->private, (unsigned long)(*pos - 1) << PAGE_SHIFT);
+}
+
+static void *cs_maps_start(struct seq_file *m, loff_t *pos)
+{
+	return cs_addr_start(m, pos, cs_maps_find);
 }
 
 static void *cs_maps_next(struct seq_file *m, void *v, loff_t *pos)
@@ -752,17 +762,7 @@ static void *cs_ptes_find(struct cs_seq *st, unsigned long addr)
 
 static void *cs_ptes_start(struct seq_file *m, loff_t *pos)
 {
-	struct cs_seq *st = m->private;
-	void *p;
-
-	if (*pos == CS_POS_EOF)
-		return NULL;
-	p = cs_seq_lock(m);
-	if (IS_ERR_OR_NULL(p))
-		return p;
-	if (*pos == 0)
-		return SEQ_START_TOKEN;
-	return cs_ptes_find(st, (unsigned long)(*pos - 1) << PAGE_SHIFT);
+	return cs_addr_start(m, pos, cs_ptes_find);
 }
 
 static void *cs_ptes_next(struct seq_file *m, void *v, loff_t *pos)
