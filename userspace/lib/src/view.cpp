@@ -147,28 +147,41 @@ std::vector<PageRecord> read_records(pid_t pid, std::uint64_t start,
 	return out;
 }
 
-std::vector<MapsEntry> parse_maps(const std::string &text)
+// Every line of a text view but blank lines and '#' headers, parsed into a
+// T by `fields`, which reads the line's columns and returns false when they
+// do not fit.
+template <typename T, typename Fields>
+std::vector<T> parse_view(const std::string &text, const char *view, Fields fields)
 {
-	std::vector<MapsEntry> out;
+	std::vector<T> out;
 	std::istringstream in(text);
 	std::string line;
 	while (std::getline(in, line)) {
 		if (line.empty() || line[0] == '#')
 			continue;
 		std::istringstream ls(line);
+		T row;
+		if (!fields(ls, row))
+			throw Error(fmt::format("cowscope: bad {} line \"{}\"", view, line));
+		out.push_back(std::move(row));
+	}
+	return out;
+}
+
+std::vector<MapsEntry> parse_maps(const std::string &text)
+{
+	return parse_view<MapsEntry>(text, "maps", [](std::istringstream &ls, MapsEntry &e) {
 		std::string range;
-		MapsEntry e;
 		if (!(ls >> range >> e.perms >> e.label >> e.present >> e.writable >>
 		      e.cow >> e.shared))
-			throw Error("cowscope: bad maps line \"" + line + "\"");
+			return false;
 		auto dash = range.find('-');
 		if (dash == std::string::npos)
 			throw Error("cowscope: bad maps range \"" + range + "\"");
 		e.start = to_u64(range.substr(0, dash), 16, "maps");
 		e.end = to_u64(range.substr(dash + 1), 16, "maps");
-		out.push_back(std::move(e));
-	}
-	return out;
+		return true;
+	});
 }
 
 std::vector<MapsEntry> read_maps(pid_t pid)
@@ -178,22 +191,14 @@ std::vector<MapsEntry> read_maps(pid_t pid)
 
 std::vector<PteLine> parse_ptes(const std::string &text)
 {
-	std::vector<PteLine> out;
-	std::istringstream in(text);
-	std::string line;
-	while (std::getline(in, line)) {
-		if (line.empty() || line[0] == '#')
-			continue;
-		std::istringstream ls(line);
+	return parse_view<PteLine>(text, "ptes", [](std::istringstream &ls, PteLine &p) {
 		std::string va, pfn;
-		PteLine p;
 		if (!(ls >> va >> pfn >> p.flags >> p.ref >> p.map))
-			throw Error("cowscope: bad ptes line \"" + line + "\"");
+			return false;
 		p.vaddr = to_u64(va, 16, "ptes");	// stoull accepts 0x
 		p.pfn = to_u64(pfn, 16, "ptes");
-		out.push_back(std::move(p));
-	}
-	return out;
+		return true;
+	});
 }
 
 std::vector<PteLine> read_ptes(pid_t pid)
@@ -208,20 +213,10 @@ void set_range(pid_t pid, std::uint64_t start, std::uint64_t end)
 
 std::vector<SummaryRow> parse_summary(const std::string &text)
 {
-	std::vector<SummaryRow> out;
-	std::istringstream in(text);
-	std::string line;
-	while (std::getline(in, line)) {
-		if (line.empty() || line[0] == '#')
-			continue;
-		std::istringstream ls(line);
-		SummaryRow r;
-		if (!(ls >> r.label >> r.present >> r.writable >> r.cow >> r.shared >>
-		      r.exclusive >> r.huge))
-			throw Error("cowscope: bad summary line \"" + line + "\"");
-		out.push_back(std::move(r));
-	}
-	return out;
+	return parse_view<SummaryRow>(text, "summary", [](std::istringstream &ls, SummaryRow &r) {
+		return static_cast<bool>(ls >> r.label >> r.present >> r.writable >> r.cow >>
+					 r.shared >> r.exclusive >> r.huge);
+	});
 }
 
 std::vector<SummaryRow> read_summary(pid_t pid)
