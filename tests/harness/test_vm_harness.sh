@@ -38,6 +38,8 @@ expect 2 "a kernel panic is 'never finished'" "$vm" --kernel "$kernel" --no-modu
 grep -q 'last 40 console lines' "$tmp/out" || { echo "  FAIL: no console tail after a panic"; fails=$((fails + 1)); }
 grep -q 'Kernel panic' "$tmp/out" || { echo "  FAIL: the console tail does not show the panic"; fails=$((fails + 1)); }
 expect 2 "a hang hits the hard timeout" "$vm" --kernel "$kernel" --no-module --timeout 20 --add "$tmp/selftest_hang.sh" --filter 'selftest_hang*' test
+expect 2 "a kernel that never reaches /init is retried, then 'never finished'" "$vm" --kernel "$kernel" --no-module --timeout 60 --append "rdinit=/nonexistent" run true
+grep -q 'died before /init (attempt 2' "$tmp/out" || { echo "  FAIL: no retry of a boot that died before /init"; fails=$((fails + 1)); }
 expect 3 "run passes the command's exit status through" "$vm" --kernel "$kernel" --no-module run 'echo hello; exit 3'
 grep -qx hello "$tmp/out" || { echo "  FAIL: run did not print the command's output"; fails=$((fails + 1)); }
 expect 2 "a bad --kernel is a usage error" "$vm" --kernel 5.10 run true
