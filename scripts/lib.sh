@@ -3,43 +3,103 @@
 
 COWSCOPE_ROOT=${COWSCOPE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 COWSCOPE_CACHE=${COWSCOPE_CACHE:-/var/cache/cowscope}
-# The VM lab kernels, by short name.
-COWSCOPE_KERNELS=${COWSCOPE_KERNELS:-"6.1 6.12"}
+# The VM lab kernels: ONE line per kernel. Adding a kernel is adding a line
+# here (then `scripts/setup` fetches it; see README "Adding a kernel").
+#   short  apt suite of its linux-image-cloud-amd64   where its module is built
+#          ("host": this Debian 12 with its headers installed as packages;
+#          "trixie": a cached Debian 13 root, see build_root_dir, for headers
+#          that need Debian 13's compiler and glibc)
+COWSCOPE_KERNEL_TABLE='
+6.1    bookworm             host
+6.12   bookworm-backports   host
+7.3    trixie-backports     trixie
+'
+COWSCOPE_KERNELS=${COWSCOPE_KERNELS:-$(awk 'NF { printf "%s%s", sep, $1; sep = " " }' <<<"$COWSCOPE_KERNEL_TABLE")}
 PYTHON=/usr/bin/python3
 
 log() { printf 'cowscope: %s\n' "$*" >&2; }
 die() { printf 'cowscope: error: %s\n' "$*" >&2; exit 1; }
 
-# kernel_abi 6.1|6.12 -> the ABI name of the cloud kernel that suite's
-# linux-image-cloud-amd64 meta package depends on (e.g. 6.1.0-56-cloud-amd64).
-# bookworm(-security) carries 6.1, bookworm-backports carries 6.12.
+# kernel_field K N -> column N of kernel K's table line; fails for an
+# unknown kernel.
+kernel_field() {
+	awk -v k="$1" -v n="$2" '$1 == k { print $n; found = 1 } END { exit !found }' <<<"$COWSCOPE_KERNEL_TABLE"
+}
+kernel_known() { kernel_field "$1" 1 >/dev/null; }
+kernel_suite() { kernel_field "$1" 2; }
+kernel_root() { kernel_field "$1" 3; }
+# The known short names, for messages: "6.1, 6.12 or 7.3".
+kernel_names() {
+	awk 'NF { n[++c] = $1 } END { for (i = 1; i <= c; i++) printf "%s%s", n[i], (i == c ? "\n" : (i == c - 1 ? " or " : ", ")) }' <<<"$COWSCOPE_KERNEL_TABLE"
+}
+
+# A kernel whose module is built in a foreign root ("trixie") is fetched
+# through a private apt configuration under the cache, so the host's own apt
+# never sees that release (nothing on the host can upgrade from it).
+# foreign_apt_dir RELEASE -> that configuration's folder.
+foreign_apt_dir() { echo "$COWSCOPE_CACHE/apt/$1"; }
+# foreign_apt RELEASE apt-get|apt-cache ARGS... -> run apt on that config.
+foreign_apt() {
+	local rel=$1 tool=$2 d
+	shift 2
+	d=$(foreign_apt_dir "$rel")
+	"$tool" -o Dir::Etc="$d/etc" -o Dir::State="$d/state" \
+		-o Dir::State::status="$d/status" -o Dir::Cache="$d/cache" \
+		-o Debug::NoLocking=1 -o APT::Sandbox::User=root "$@"
+}
+# kernel_apt K apt-get|apt-cache ARGS... -> the right apt for kernel K.
+kernel_apt() {
+	local root tool=$2 k=$1
+	root=$(kernel_root "$k") || return 1
+	shift 2
+	if [ "$root" = host ]; then
+		"$tool" "$@"
+	else
+		foreign_apt "$root" "$tool" "$@"
+	fi
+}
+
+# kernel_abi K -> the ABI name of the cloud kernel its suite's
+# linux-image-cloud-amd64 meta package depends on (e.g. 6.1.0-56-cloud-amd64,
+# 7.3.4+deb13-cloud-amd64), resolved from apt at set-up.
 kernel_abi() {
 	local want=$1 v dep
+	kernel_known "$want" || return 1
 	while read -r v; do
 		case "$v" in
 		"$want".*)
-			dep=$(apt-cache show "linux-image-cloud-amd64=$v" 2>/dev/null |
-				sed -n 's/^Depends: linux-image-\([^ ]*\) .*/\1/p' | head -n1)
+			dep=$(kernel_apt "$want" apt-cache show "linux-image-cloud-amd64=$v" 2>/dev/null |
+				sed -n '/^Depends:/{s/.*linux-image-\([0-9][^ ,]*-cloud-amd64\).*/\1/p;q}')
 			if [ -n "$dep" ]; then
 				echo "$dep"
 				return 0
 			fi
 			;;
 		esac
-	done < <(apt-cache madison linux-image-cloud-amd64 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}' | sort -rV)
+	done < <(kernel_apt "$want" apt-cache madison linux-image-cloud-amd64 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}' | sort -rV)
 	return 1
 }
 
-# kernel_dir 6.1|6.12 -> cache folder holding vmlinuz and lib/modules/...
+# kernel_dir K -> cache folder holding vmlinuz and lib/modules/...
 kernel_dir() {
 	local abi
 	abi=$(kernel_abi "$1") || return 1
 	echo "$COWSCOPE_CACHE/kernels/$abi"
 }
 
-# kernel_headers 6.1|6.12 -> the Kbuild directory for that kernel.
+# build_root_dir RELEASE -> the cached foreign build root (a Debian RELEASE
+# tree made by scripts/setup --build-root).
+build_root_dir() { echo "$COWSCOPE_CACHE/roots/$1-build"; }
+
+# kernel_headers K -> the Kbuild directory for that kernel: on the host, or
+# inside its build root for a foreign-built kernel.
 kernel_headers() {
-	local abi
+	local abi root
 	abi=$(kernel_abi "$1") || return 1
-	echo "/usr/src/linux-headers-$abi"
+	root=$(kernel_root "$1") || return 1
+	if [ "$root" = host ]; then
+		echo "/usr/src/linux-headers-$abi"
+	else
+		echo "$(build_root_dir "$root")/usr/src/linux-headers-$abi"
+	fi
 }
