@@ -66,11 +66,39 @@ static inline bool cs_pud_leaf(pud_t pud)
 	return pud_leaf(pud);
 }
 
-/* DAX/devmap huge entries: no THP folio behind them. */
+/*
+ * A huge PMD with no THP folio behind it: DAX/devmap entries up to 6.16
+ * (pmd_devmap(), present while the arch has the devmap PTE bit); from
+ * 6.17 the devmap bit and pmd_devmap() are gone and such PMDs (VM_PFNMAP
+ * huge mappings, DAX without struct pages) are marked special instead.
+ */
 static inline bool cs_pmd_devmap(pmd_t pmd)
 {
+#if defined(CONFIG_ARCH_HAS_PTE_DEVMAP)
 	return pmd_devmap(pmd);
+#elif defined(CONFIG_ARCH_SUPPORTS_PMD_PFNMAP)
+	return pmd_special(pmd);
+#else
+	return false;
+#endif
 }
+
+/* hex_to_bin() moved from kernel.h to its own linux/hex.h (7.x). */
+#if __has_include(<linux/hex.h>)
+#include <linux/hex.h>
+#endif
+
+/*
+ * CS_MAPCOUNT_AVERAGE: this kernel keeps no per-page mapcount for pages of
+ * large folios (CONFIG_NO_PAGE_MAPCOUNT, 6.15+); the mapcount of such a
+ * page is then the folio's average, as /proc/kpagecount reports it there,
+ * and the record says so (COWSCOPE_F_MAP_AVG).
+ */
+#ifdef CONFIG_NO_PAGE_MAPCOUNT
+#define CS_MAPCOUNT_AVERAGE 1
+#else
+#define CS_MAPCOUNT_AVERAGE 0
+#endif
 
 /*
  * The mapcount of one page as /proc/kpagecount reports it.
@@ -80,7 +108,36 @@ static inline bool cs_pmd_devmap(pmd_t pmd)
  * includable): the page's own _mapcount, ignoring page-type values, plus
  * the folio's entire mapcount for a large folio.
  */
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
+#if CS_MAPCOUNT_AVERAGE
+/*
+ * No per-page mapcount: kpagecount reports folio_average_page_mapcount()
+ * (mm/internal.h, not includable): for a small folio its exact mapcount;
+ * for a large one the entire (PMD) mapcount plus the PTE mappings spread
+ * evenly over its pages, rounded to the closest integer.
+ */
+static inline unsigned int cs_folio_page_mapcount(struct folio *folio,
+						  struct page *page)
+{
+	int mapcount, entire, avg;
+
+	if (!folio_test_large(folio)) {
+		mapcount = atomic_read(&folio->_mapcount) + 1;
+		if (page_mapcount_is_type(mapcount))
+			return 0;
+		return mapcount < 0 ? 0 : mapcount;
+	}
+	mapcount = folio_large_mapcount(folio);
+	if (mapcount <= 0)
+		return 0;
+	entire = folio_entire_mapcount(folio);
+	if (mapcount <= entire)
+		return entire;
+	mapcount -= entire;
+	avg = ((unsigned int)mapcount + folio_nr_pages(folio) / 2) >>
+	      folio_order(folio);
+	return avg + entire;
+}
+#elif LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
 static inline unsigned int cs_folio_page_mapcount(struct folio *folio,
 						  struct page *page)
 {

@@ -16,15 +16,23 @@
  *   /proc/cowscope/PID/maps     one line per VMA:
  *                               "start-end perms label present writable
  *                               cow shared" after a "# ..." header line.
- *   /proc/cowscope/PID/ptes     "# vaddr pfn flags ref map", then one line
- *                               per present 4 KiB page (one per subpage of
- *                               a PMD-mapped huge page). flags letters:
- *                               W D A U H a x z k f s, "-" when none.
+ *   /proc/cowscope/version      "abi N" (COWSCOPE_ABI_VERSION),
+ *                               "version STRING" (COWSCOPE_VERSION) and
+ *                               "mapcount per-page|folio-average".
+ *   /proc/cowscope/PID/ptes     "# vaddr pfn flags ref map folio", then one
+ *                               line per present 4 KiB page (one per
+ *                               subpage of a PMD-mapped huge page). flags
+ *                               letters: W D A U H a x z k f s, "-" when
+ *                               none. map is "~N" when it is the folio's
+ *                               average (COWSCOPE_F_MAP_AVG). folio is the
+ *                               size of the page's folio: 4K 8K ... 2M.
  *   /proc/cowscope/PID/range    write "START-END" (hex, 0x optional) to
  *                               restrict ptes to [START, END); read it
  *                               back. Applies to ptes files opened later.
  *   /proc/cowscope/PID/summary  per segment label and "total": present
- *                               writable cow shared exclusive huge.
+ *                               writable cow shared exclusive huge, then
+ *                               present pages by folio size: 4K 8K 16K
+ *                               32K 64K 128K 256K 512K 1M 2M.
  *   /proc/cowscope/PID/pagemap  binary: struct cowscope_rec (see
  *                               include/cowscope_uapi.h) per virtual page
  *                               at offset (vaddr / 4096) * 24.
@@ -37,6 +45,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include "compat.h"
+#include "cowscope_version.h"
 
 #include <linux/module.h>
 #include <linux/kernel.h>
@@ -193,6 +202,10 @@ static u32 cs_page_facts(struct page *page, struct page *excl_page,
 
 	rec->refcount = folio_ref_count(folio);
 	rec->mapcount = cs_folio_page_mapcount(folio, page);
+	rec->folio_order = min_t(unsigned int, folio_order(folio),
+				 COWSCOPE_MAX_FOLIO_ORDER);
+	if (CS_MAPCOUNT_AVERAGE && folio_test_large(folio))
+		flags |= COWSCOPE_F_MAP_AVG;
 	if (folio_test_anon(folio)) {
 		flags |= COWSCOPE_F_ANON;
 		if (folio_test_ksm(folio))
@@ -258,6 +271,11 @@ static void cs_huge_pmd(struct vm_area_struct *vma, pmd_t pmd,
 		} else if (zero) {
 			rec[i].refcount = page_count(pfn_to_page(pfn));
 			rec[i].mapcount = cs_page_mapcount(pfn_to_page(pfn));
+			rec[i].folio_order = min_t(unsigned int,
+						   folio_order(page_folio(head)),
+						   COWSCOPE_MAX_FOLIO_ORDER);
+			if (CS_MAPCOUNT_AVERAGE)
+				f |= COWSCOPE_F_MAP_AVG;
 		}
 		rec[i].flags = cs_cow_flags(vma->vm_flags & VM_WRITE, f);
 	}
@@ -606,6 +624,8 @@ static void cs_for_each_rec(struct cs_seq *st, struct vm_area_struct *vma,
 
 struct cs_counts {
 	unsigned long present, writable, cow, shared, excl, huge;
+	/* present pages by the order of their folio */
+	unsigned long folio[COWSCOPE_MAX_FOLIO_ORDER + 1];
 };
 
 static void cs_count(void *arg, unsigned long addr,
@@ -626,6 +646,7 @@ static void cs_count(void *arg, unsigned long addr,
 		c->excl++;
 	if ((rec->flags & COWSCOPE_F_HUGE) && !(addr & ~PMD_MASK))
 		c->huge++;
+	c->folio[rec->folio_order]++;
 }
 
 static void *cs_maps_find(struct cs_seq *st, unsigned long addr)
@@ -779,6 +800,17 @@ static void *cs_ptes_next(struct seq_file *m, void *v, loff_t *pos)
 
 static const char cs_flag_letters[] = "WDAUHaxzkfs";
 
+/* A folio size for the text views: 4K 8K ... 512K 1M 2M. */
+static void cs_put_size(struct seq_file *m, unsigned int order)
+{
+	unsigned long kib = (PAGE_SIZE >> 10) << order;
+
+	if (kib >= 1024 && !(kib & 1023))
+		seq_printf(m, "%luM", kib >> 10);
+	else
+		seq_printf(m, "%luK", kib);
+}
+
 static int cs_ptes_show(struct seq_file *m, void *v)
 {
 	struct cs_seq *st = m->private;
@@ -794,7 +826,7 @@ static int cs_ptes_show(struct seq_file *m, void *v)
 
 	BUILD_BUG_ON(ARRAY_SIZE(bits) != sizeof(cs_flag_letters) - 1);
 	if (v == SEQ_START_TOKEN) {
-		seq_puts(m, "# vaddr pfn flags ref map\n");
+		seq_puts(m, "# vaddr pfn flags ref map folio\n");
 		return 0;
 	}
 	r = &st->recs[(st->cur - st->chunk_start) >> PAGE_SHIFT];
@@ -804,8 +836,11 @@ static int cs_ptes_show(struct seq_file *m, void *v)
 	if (!n)
 		flags[n++] = '-';
 	flags[n] = '\0';
-	seq_printf(m, "0x%lx %llx %s %u %u\n", st->cur,
-		   (unsigned long long)r->pfn, flags, r->refcount, r->mapcount);
+	seq_printf(m, "0x%lx %llx %s %u %s%u ", st->cur,
+		   (unsigned long long)r->pfn, flags, r->refcount,
+		   r->flags & COWSCOPE_F_MAP_AVG ? "~" : "", r->mapcount);
+	cs_put_size(m, r->folio_order);
+	seq_putc(m, '\n');
 	return 0;
 }
 
@@ -845,8 +880,13 @@ static void *cs_summary_next(struct seq_file *m, void *v, loff_t *pos)
 static void cs_summary_line(struct seq_file *m, const char *label,
 			    const struct cs_counts *c)
 {
-	seq_printf(m, "%s %lu %lu %lu %lu %lu %lu\n", label, c->present,
+	unsigned int o;
+
+	seq_printf(m, "%s %lu %lu %lu %lu %lu %lu", label, c->present,
 		   c->writable, c->cow, c->shared, c->excl, c->huge);
+	for (o = 0; o <= COWSCOPE_MAX_FOLIO_ORDER; o++)
+		seq_printf(m, " %lu", c->folio[o]);
+	seq_putc(m, '\n');
 }
 
 static int cs_summary_show(struct seq_file *m, void *v)
@@ -867,9 +907,18 @@ static int cs_summary_show(struct seq_file *m, void *v)
 		if (fatal_signal_pending(current))
 			break;
 	}
-	seq_puts(m, "# label present writable cow shared exclusive huge\n");
+	seq_puts(m, "# label present writable cow shared exclusive huge");
+	for (i = 0; i <= COWSCOPE_MAX_FOLIO_ORDER; i++) {
+		seq_putc(m, ' ');
+		cs_put_size(m, i);
+	}
+	seq_putc(m, '\n');
 	for (i = 0; i < COWSCOPE_SEG_COUNT; i++) {
+		unsigned int o;
+
 		cs_summary_line(m, cowscope_segment_name(i), &c[i]);
+		for (o = 0; o <= COWSCOPE_MAX_FOLIO_ORDER; o++)
+			total.folio[o] += c[i].folio[o];
 		total.present += c[i].present;
 		total.writable += c[i].writable;
 		total.cow += c[i].cow;
@@ -1393,6 +1442,19 @@ static const struct proc_ops cs_track_fops = {
 };
 
 /* ---------------------------------------------------------------------
+ * version: what userspace checks before it reads any record.
+ * ---------------------------------------------------------------------
+ */
+
+static int cs_version_show(struct seq_file *m, void *v)
+{
+	seq_printf(m, "abi %u\nversion %s\nmapcount %s\n",
+		   COWSCOPE_ABI_VERSION, COWSCOPE_VERSION,
+		   CS_MAPCOUNT_AVERAGE ? "folio-average" : "per-page");
+	return 0;
+}
+
+/* ---------------------------------------------------------------------
  * Module
  * ---------------------------------------------------------------------
  */
@@ -1402,6 +1464,11 @@ static int __init cs_init(void)
 	cs_root = proc_mkdir_mode("cowscope", 0500, NULL);
 	if (!cs_root)
 		return -ENOMEM;
+	/* no capability needed: it names the interface, nothing of a task */
+	if (!proc_create_single("version", 0444, cs_root, cs_version_show)) {
+		proc_remove(cs_root);
+		return -ENOMEM;
+	}
 	cs_track_pde = proc_create("track", 0600, cs_root, &cs_track_fops);
 	if (!cs_track_pde) {
 		proc_remove(cs_root);
@@ -1436,3 +1503,4 @@ module_exit(cs_exit);
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("cowscope");
 MODULE_DESCRIPTION("/proc views of page tables to watch copy-on-write");
+MODULE_VERSION(COWSCOPE_VERSION);

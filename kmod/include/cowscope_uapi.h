@@ -9,7 +9,12 @@
  * little-endian (the module only supports little-endian x86-64 today).
  *
  * A page that is not present (no VMA, nothing mapped, or swapped out) has
- * pfn == 0, refcount == 0 and mapcount == 0; its flags say which.
+ * pfn == 0, refcount == 0, mapcount == 0 and folio_order == 0; its flags
+ * say which.
+ *
+ * The module says which layout it writes in /proc/cowscope/version (lines
+ * "abi N", "version STRING", "mapcount per-page|folio-average"); a reader
+ * built for another COWSCOPE_ABI_VERSION must refuse to read the records.
  */
 #ifndef COWSCOPE_UAPI_H
 #define COWSCOPE_UAPI_H
@@ -30,8 +35,14 @@
 
 #define COWSCOPE_PAGE_SIZE	4096u
 #define COWSCOPE_REC_SIZE	24u
-/* Version of this layout; bumped on any incompatible change. */
-#define COWSCOPE_ABI_VERSION	1u
+/*
+ * Version of this layout; bumped on any incompatible change.
+ *   1  the first layout (no /proc/cowscope/version file)
+ *   2  folio_order, COWSCOPE_F_MAP_AVG, /proc/cowscope/version
+ */
+#define COWSCOPE_ABI_VERSION	2u
+/* The largest folio_order written (2 MiB on x86-64); larger would clamp. */
+#define COWSCOPE_MAX_FOLIO_ORDER 9u
 
 /* struct cowscope_rec.flags */
 #define COWSCOPE_F_PRESENT	(1u << 0)  /* PTE (or huge PMD) present */
@@ -52,6 +63,11 @@
 #define COWSCOPE_F_COW		(1u << 15) /* present, anon, !W, VMA writable */
 #define COWSCOPE_F_NOPAGE	(1u << 16) /* present, no struct page looked at
 					    * (PFN/IO map, hugetlb, devmap) */
+#define COWSCOPE_F_MAP_AVG	(1u << 17) /* mapcount is the folio's average
+					    * per page: the kernel keeps no
+					    * per-page mapcount for large folios
+					    * (CONFIG_NO_PAGE_MAPCOUNT); as
+					    * /proc/kpagecount reports it */
 
 /* struct cowscope_rec.segment: the VMA's label, as in maps/summary. */
 enum cowscope_segment {
@@ -75,7 +91,11 @@ struct cowscope_rec {
 	uint32_t refcount;	/* page_count() of the page */
 	uint32_t mapcount;	/* as /proc/kpagecount reports it */
 	uint8_t segment;	/* enum cowscope_segment */
-	uint8_t reserved[3];	/* zero */
+	uint8_t folio_order;	/* log2 of the pages of the folio this page
+				 * belongs to: 0 a 4 KiB folio, 4 a 64 KiB
+				 * mTHP, 9 a 2 MiB THP; 0 when no struct page
+				 * was looked at (not present, NOPAGE) */
+	uint8_t reserved[2];	/* zero */
 };
 
 COWSCOPE_STATIC_ASSERT(sizeof(struct cowscope_rec) == COWSCOPE_REC_SIZE,
