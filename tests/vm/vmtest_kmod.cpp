@@ -17,11 +17,14 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <cstdio>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "cowscope/diff.hpp"
 #include "cowscope/error.hpp"
 #include "cowscope/fd.hpp"
 #include "cowscope/proc.hpp"
@@ -617,6 +620,249 @@ TEST(KmodLabels, DynamicBinary)
 	}
 	EXPECT_TRUE(saw_exe && saw_vdso && saw_libc && saw_ldso) << out;
 	view::untrack(pid);
+}
+
+// /proc/cowscope/version names the layout these tests were built for.
+TEST(KmodVersion, MatchesTheHeader)
+{
+	if (!view::module_loaded())
+		GTEST_SKIP() << "cowscope.ko not loaded";
+	const std::string text = read_file("/proc/cowscope/version");
+	const view::ModuleInfo m = view::parse_module_info(text);
+	EXPECT_EQ(m.abi, COWSCOPE_ABI_VERSION) << text;
+	EXPECT_FALSE(m.version.empty()) << text;
+	EXPECT_NE(text.find("mapcount "), std::string::npos) << text;
+	std::printf("[   INFO   ] /proc/cowscope/version: %s", text.c_str());
+}
+
+// ---- a heap of 64 KiB folios (mTHP) -------------------------------------
+
+// A sysfs control set for the test's duration and restored after (also
+// on a failed assertion: the destructor runs).
+class SysfsSetting {
+public:
+	SysfsSetting(std::string path, const std::string &value) : path_(std::move(path))
+	{
+		const std::string cur = read_file(path_);
+		// "always inherit madvise [never]" -> never
+		const auto l = cur.find('['), r = cur.find(']');
+		saved_ = l != std::string::npos && r != std::string::npos ?
+				 cur.substr(l + 1, r - l - 1) : cur;
+		put(value);
+	}
+	~SysfsSetting()
+	{
+		try {
+			put(saved_);
+		} catch (const Error &) {
+		}
+	}
+	SysfsSetting(const SysfsSetting &) = delete;
+	SysfsSetting &operator=(const SysfsSetting &) = delete;
+
+private:
+	void put(const std::string &v)
+	{
+		UniqueFd fd = UniqueFd::open(path_, O_WRONLY);
+		if (::write(fd.get(), v.data(), v.size()) != static_cast<ssize_t>(v.size()))
+			throw SysError("write " + v + " to " + path_);
+	}
+	std::string path_, saved_;
+};
+
+std::uint64_t kpageflags(std::uint64_t pfn)
+{
+	UniqueFd fd = UniqueFd::open("/proc/kpageflags", O_RDONLY);
+	std::uint64_t v = 0;
+	if (::pread(fd.get(), &v, sizeof(v), static_cast<off_t>(pfn * 8)) != sizeof(v))
+		throw SysError("pread /proc/kpageflags");
+	return v;
+}
+
+constexpr int KPF_COMPOUND_HEAD = 15, KPF_COMPOUND_TAIL = 16, KPF_THP = 22;
+constexpr size_t k64K = 64 << 10;
+constexpr unsigned kOrder64K = 4;
+
+class KmodFolio : public ::testing::Test {
+protected:
+	void SetUp() override
+	{
+		if (!view::module_loaded())
+			GTEST_SKIP() << "cowscope.ko not loaded";
+		const std::string ctl = "/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled";
+		if (access(ctl.c_str(), W_OK) != 0)
+			GTEST_SKIP() << "this kernel offers no 64 KiB folios (no " << ctl
+				     << ": multi-size THP came in 6.8)";
+		// Only 64 KiB: no 2 MiB THP may take the region instead.
+		pmd_ = std::make_unique<SysfsSetting>(
+			"/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled", "never");
+		m64_ = std::make_unique<SysfsSetting>(ctl, "always");
+		pinned_ = sched_getaffinity(0, sizeof(saved_cpus_), &saved_cpus_) == 0;
+		if (pinned_) {
+			cpu_set_t one;
+			CPU_ZERO(&one);
+			CPU_SET(sched_getcpu(), &one);
+			pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
+		}
+		map_ = Mapping::anonymous(kLen + k64K);
+		base_ = (reinterpret_cast<std::uintptr_t>(map_.data()) + k64K - 1) & ~(k64K - 1);
+		std::memset(reinterpret_cast<void *>(base_), 0x5a, kLen);
+		view::track(getpid());
+		const auto recs = view::read_records(getpid(), base_, base_ + kPage);
+		ASSERT_EQ(recs.size(), 1u);
+		if (recs[0].folio_order() != kOrder64K)
+			GTEST_SKIP() << "the kernel gave no 64 KiB folio here (got "
+				     << view::folio_size_name(recs[0].folio_order())
+				     << "): memory too fragmented?";
+	}
+	void TearDown() override
+	{
+		if (pinned_)
+			sched_setaffinity(0, sizeof(saved_cpus_), &saved_cpus_);
+	}
+
+	std::uintptr_t va(size_t page) const { return base_ + page * kPage; }
+
+	static constexpr size_t kLen = 1 << 20;	// 16 folios of 64 KiB
+	std::unique_ptr<SysfsSetting> pmd_, m64_;
+	Mapping map_;
+	std::uintptr_t base_ = 0;
+	cpu_set_t saved_cpus_{};
+	bool pinned_ = false;
+};
+
+// Every page reports its 64 KiB folio, as kpageflags and pagemap see it:
+// head/tail bits, THP bit, 16 contiguous PFNs from a 16-aligned head.
+TEST_F(KmodFolio, EveryPageReportsItsFolio)
+{
+	const pid_t self = getpid();
+	const auto recs = view::read_records(self, base_, base_ + kLen);
+	ASSERT_EQ(recs.size(), kLen / kPage);
+	Pagemap pm(self);
+	const auto info = view::module_info();
+	unsigned large = 0;
+	for (size_t i = 0; i < recs.size(); i++) {
+		SCOPED_TRACE("page " + std::to_string(i));
+		const auto &r = recs[i];
+		const PagemapEntry e = pm.at(r.vaddr);
+		ASSERT_TRUE(r.present() && e.present());
+		ASSERT_EQ(r.pfn(), e.pfn());
+		const std::uint64_t kf = kpageflags(r.pfn());
+		if (r.folio_order() != kOrder64K) {
+			// the kernel may fall back to 4 KiB for some folio
+			EXPECT_EQ(r.folio_order(), 0u);
+			EXPECT_FALSE(kf >> KPF_THP & 1) << std::hex << kf;
+			continue;
+		}
+		large++;
+		const bool head = (i % 16) == 0;
+		EXPECT_EQ(kf >> KPF_COMPOUND_HEAD & 1, head ? 1u : 0u) << std::hex << kf;
+		EXPECT_EQ(kf >> KPF_COMPOUND_TAIL & 1, head ? 0u : 1u) << std::hex << kf;
+		EXPECT_TRUE(kf >> KPF_THP & 1) << std::hex << kf;
+		const std::uint64_t head_pfn = recs[i - i % 16].pfn();
+		EXPECT_EQ(head_pfn % 16, 0u) << "folios are naturally aligned";
+		EXPECT_EQ(r.pfn(), head_pfn + i % 16) << "contiguous PFNs in a folio";
+		EXPECT_FALSE(r.has(COWSCOPE_F_HUGE)) << "PTE-mapped, not by a PMD";
+		EXPECT_EQ(r.rec.mapcount, kpagecount(r.pfn()));
+		EXPECT_EQ(r.map_average(), info.mapcount_average) << r.flags();
+	}
+	EXPECT_GE(large, 16u * 8) << "at least half the heap in 64 KiB folios";
+	std::printf("[   INFO   ] %u of %zu pages in 64 KiB folios\n", large, recs.size());
+
+	// The ptes view says 64K, the summary counts the pages by folio size.
+	view::set_range(self, base_, base_ + kLen);
+	const auto ptes = view::read_ptes(self);
+	view::set_range(self, 0, ~0ULL);
+	ASSERT_EQ(ptes.size(), recs.size());
+	for (size_t i = 0; i < ptes.size(); i++)
+		EXPECT_EQ(ptes[i].folio_order, recs[i].folio_order()) << i;
+	const auto sum = view::read_summary(self);
+	ASSERT_FALSE(sum.empty());
+	EXPECT_EQ(sum.back().label, "total");
+	EXPECT_GE(sum.back().folio[kOrder64K], large);
+	std::uint64_t by_size = 0;
+	for (auto n : sum.back().folio)
+		by_size += n;
+	EXPECT_EQ(by_size, sum.back().present) << "every present page has one folio size";
+}
+
+// After fork, the child writes one page of folio 0: the module's PFNs say
+// which pages were copied and which stayed shared, exactly as pagemap
+// does; the diff counts folio 0 as partly copied. Then the child exits
+// and the parent writes another page of folio 0: reused in place or
+// copied, the module agrees with pagemap (and the test says which).
+TEST_F(KmodFolio, PartialChildWriteCopiesAndReusesMatchPagemap)
+{
+	const pid_t self = getpid();
+	const auto before = view::read_records(self, base_, base_ + k64K);
+	ASSERT_EQ(before.size(), 16u);
+	int to_child[2], to_parent[2];
+	ASSERT_EQ(pipe(to_child), 0);
+	ASSERT_EQ(pipe(to_parent), 0);
+	UniqueFd c_r(to_child[0]), c_w(to_child[1]), p_r(to_parent[0]), p_w(to_parent[1]);
+	pid_t pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		char cmd;
+		xwrite(p_w.get(), "r", 1);
+		xread(c_r.get(), &cmd, 1);
+		reinterpret_cast<char *>(va(3))[0] = 1;	// one page of folio 0
+		xwrite(p_w.get(), "w", 1);
+		xread(c_r.get(), &cmd, 1);
+		_exit(0);
+	}
+	char ack;
+	ASSERT_EQ(read(p_r.get(), &ack, 1), 1);
+	view::track(pid);
+	ASSERT_EQ(write(c_w.get(), "w", 1), 1);
+	ASSERT_EQ(read(p_r.get(), &ack, 1), 1);
+
+	const auto par = view::read_records(self, base_, base_ + k64K);
+	const auto chi = view::read_records(pid, base_, base_ + k64K);
+	Pagemap ppm(self), cpm(pid);
+	unsigned copied = 0;
+	for (size_t i = 0; i < 16; i++) {
+		SCOPED_TRACE("page " + std::to_string(i));
+		EXPECT_EQ(par[i].pfn(), ppm.at(va(i)).pfn());
+		EXPECT_EQ(chi[i].pfn(), cpm.at(va(i)).pfn());
+		EXPECT_EQ(par[i].pfn(), before[i].pfn()) << "the parent keeps its folio";
+		EXPECT_EQ(par[i].folio_order(), kOrder64K);
+		EXPECT_EQ(par[i].rec.mapcount, kpagecount(par[i].pfn()));
+		EXPECT_EQ(chi[i].rec.mapcount, kpagecount(chi[i].pfn()));
+		if (chi[i].pfn() != par[i].pfn())
+			copied++;
+	}
+	EXPECT_NE(chi[3].pfn(), par[3].pfn()) << "the written page was copied";
+	EXPECT_TRUE(chi[3].writable());
+	std::printf("[   INFO   ] child wrote 1 page of a 64 KiB folio: %u of 16 pages copied, "
+		    "the copy is a %s folio\n",
+		    copied, view::folio_size_name(chi[3].folio_order()).c_str());
+	const Diff d = diff_pids(self, pid, base_, base_ + k64K);
+	EXPECT_EQ(d.total.copied, copied);
+	EXPECT_EQ(d.total.large_folios, 1u);
+	if (copied < 16)
+		EXPECT_EQ(d.total.large_folios_partly_copied, 1u);
+	else
+		EXPECT_EQ(d.total.large_folios_wholly_copied, 1u);
+
+	ASSERT_EQ(write(c_w.get(), "q", 1), 1);
+	int st = 0;
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+
+	reinterpret_cast<char *>(va(5))[0] = 2;	// the parent writes page 5
+	const auto after = view::read_records(self, base_, base_ + k64K);
+	Pagemap apm(self);
+	for (size_t i = 0; i < 16; i++) {
+		SCOPED_TRACE("page " + std::to_string(i));
+		EXPECT_EQ(after[i].pfn(), apm.at(va(i)).pfn());
+		EXPECT_EQ(after[i].rec.mapcount, kpagecount(after[i].pfn()));
+	}
+	EXPECT_TRUE(after[5].writable());
+	std::printf("[   INFO   ] after the child exited the parent's write to a PTE-mapped "
+		    "64 KiB folio was %s (page 5 now in a %s folio)\n",
+		    after[5].pfn() == before[5].pfn() ? "reused in place" : "copied",
+		    view::folio_size_name(after[5].folio_order()).c_str());
 }
 
 TEST(KmodTrack, BadInputsRefused)

@@ -134,22 +134,34 @@ int cmd_ptes(pid_t pid, const std::string &range, bool json)
 		for (const auto &p : pages)
 			arr.push_back({{"vaddr", p.vaddr}, {"pfn", p.rec.pfn}, {"flags", p.flags()},
 				       {"refcount", p.rec.refcount}, {"mapcount", p.rec.mapcount},
+				       {"mapcount_is_folio_average", p.map_average()},
+				       {"folio_size", p.folio_bytes()},
 				       {"cow", p.cow_pending()}, {"segment", p.segment()}});
 		std::cout << nlohmann::json{{"pid", pid}, {"ptes", arr}}.dump(2) << "\n";
 		return 0;
 	}
 	std::cout << fmt::format("pid {}: {} present pages{}\n", pid, pages.size(),
 				 hi > lo ? fmt::format(" in {:#x}-{:#x}", lo, hi) : "");
-	std::cout << fmt::format("{:>18} {:>10} {:<11} {:>4} {:>4} {:<3} {}\n", "vaddr", "pfn",
-				 "flags", "ref", "map", "cow", "segment");
+	std::cout << fmt::format("{:>18} {:>10} {:<11} {:>4} {:>4} {:>5} {:<3} {}\n", "vaddr", "pfn",
+				 "flags", "ref", "map", "folio", "cow", "segment");
 	std::string out;
-	for (const auto &p : pages)
-		out += fmt::format("{:>#18x} {:>10x} {:<11} {:>4} {:>4} {:<3} {}\n", p.vaddr, p.rec.pfn,
-				   p.flags(), p.rec.refcount, p.rec.mapcount,
+	bool avg = false;
+	for (const auto &p : pages) {
+		avg |= p.map_average();
+		out += fmt::format("{:>#18x} {:>10x} {:<11} {:>4} {:>4} {:>5} {:<3} {}\n", p.vaddr,
+				   p.rec.pfn, p.flags(), p.rec.refcount,
+				   fmt::format("{}{}", p.map_average() ? "~" : "", p.rec.mapcount),
+				   view::folio_size_name(p.folio_order()),
 				   p.cow_pending() ? "C" : "-", p.segment());
+	}
 	std::cout << out;
 	std::cout << "flags: W writable D dirty A accessed U user H huge a anon x anon-exclusive "
-		     "z zero k KSM f file s swapcache; cow C = write-protected anon in a writable VMA\n";
+		     "z zero k KSM f file s swapcache; cow C = write-protected anon in a writable VMA; "
+		     "folio: size of the page's folio\n";
+	if (avg)
+		std::cout << "map ~N: this kernel keeps no per-page mapcount for large folios "
+			     "(CONFIG_NO_PAGE_MAPCOUNT): N is the folio's average, as /proc/kpagecount "
+			     "gives it\n";
 	return 0;
 }
 
@@ -178,15 +190,42 @@ std::string format_summary(pid_t pid, const std::vector<view::SummaryRow> &rows)
 				   r.present, r.writable, r.cow, r.shared, r.exclusive, r.huge,
 				   format_size(r.present * COWSCOPE_PAGE_SIZE));
 	}
+	// Present pages by folio size: only the sizes some segment has.
+	std::vector<unsigned> orders;
+	for (unsigned o = 0; o <= COWSCOPE_MAX_FOLIO_ORDER; o++)
+		for (const auto &r : rows)
+			if (r.folio[o]) {
+				orders.push_back(o);
+				break;
+			}
+	if (orders.empty())
+		return out;
+	out += fmt::format("present pages by folio size\n{:<10}", "segment");
+	for (unsigned o : orders)
+		out += fmt::format(" {:>8}", view::folio_size_name(o));
+	out += "\n";
+	for (const auto &r : rows) {
+		if (r.present == 0 && r.label != "total")
+			continue;
+		out += fmt::format("{:<10}", r.label);
+		for (unsigned o : orders)
+			out += fmt::format(" {:>8}", r.folio[o]);
+		out += "\n";
+	}
 	return out;
 }
 
 nlohmann::json summary_json(pid_t pid, const std::vector<view::SummaryRow> &rows)
 {
 	nlohmann::json segs = nlohmann::json::object();
-	for (const auto &r : rows)
+	for (const auto &r : rows) {
+		nlohmann::json by_size = nlohmann::json::object();
+		for (unsigned o = 0; o <= COWSCOPE_MAX_FOLIO_ORDER; o++)
+			by_size[std::to_string(std::uint64_t(COWSCOPE_PAGE_SIZE) << o)] = r.folio[o];
 		segs[r.label] = {{"present", r.present}, {"writable", r.writable}, {"cow", r.cow},
-				 {"shared", r.shared}, {"exclusive", r.exclusive}, {"huge", r.huge}};
+				 {"shared", r.shared}, {"exclusive", r.exclusive}, {"huge", r.huge},
+				 {"present_by_folio_size", by_size}};
+	}
 	return {{"pid", pid}, {"page_size", COWSCOPE_PAGE_SIZE}, {"segments", segs}};
 }
 
@@ -210,15 +249,17 @@ int cmd_diff(pid_t parent, pid_t child, const std::string &range, unsigned width
 	}
 	std::cout << format_diff(d, width);
 	if (pages) {
-		std::cout << fmt::format("{:>18} {:<11} {:>10} {:>10} {:<9} {:<9} {}\n", "vaddr",
-					 "state", "parent pfn", "child pfn", "p flags", "c flags",
-					 "segment");
+		std::cout << fmt::format("{:>18} {:<11} {:>10} {:>10} {:<9} {:<9} {:>7} {:>7} {}\n",
+					 "vaddr", "state", "parent pfn", "child pfn", "p flags",
+					 "c flags", "p folio", "c folio", "segment");
 		for (const auto &p : d.pages)
-			std::cout << fmt::format("{:>#18x} {:<11} {:>10x} {:>10x} {:<9} {:<9} {}\n",
-						 p.vaddr, to_string(p.state), p.parent_pfn,
-						 p.child_pfn, view::flag_letters(p.parent_flags),
-						 view::flag_letters(p.child_flags),
-						 cowscope_segment_name(p.segment));
+			std::cout << fmt::format(
+				"{:>#18x} {:<11} {:>10x} {:>10x} {:<9} {:<9} {:>7} {:>7} {}\n", p.vaddr,
+				to_string(p.state), p.parent_pfn, p.child_pfn,
+				view::flag_letters(p.parent_flags), view::flag_letters(p.child_flags),
+				p.parent_pfn ? view::folio_size_name(p.parent_order) : "-",
+				p.child_pfn ? view::folio_size_name(p.child_order) : "-",
+				cowscope_segment_name(p.segment));
 	}
 	return 0;
 }

@@ -228,10 +228,11 @@ std::vector<view::PageRecord> read_view(pid_t pid, std::optional<std::uint64_t> 
 
 std::string record_repr(const view::PageRecord &r)
 {
-	char buf[200];
-	std::snprintf(buf, sizeof buf, "PageRecord(vaddr=0x%llx, pfn=0x%llx, flags='%s', refcount=%u, mapcount=%u, segment='%s')",
+	char buf[240];
+	std::snprintf(buf, sizeof buf, "PageRecord(vaddr=0x%llx, pfn=0x%llx, flags='%s', refcount=%u, mapcount=%u, folio_size=%llu, segment='%s')",
 		      static_cast<unsigned long long>(r.vaddr), static_cast<unsigned long long>(r.rec.pfn),
-		      r.flags().c_str(), r.rec.refcount, r.rec.mapcount, r.segment().c_str());
+		      r.flags().c_str(), r.rec.refcount, r.rec.mapcount,
+		      static_cast<unsigned long long>(r.folio_bytes()), r.segment().c_str());
 	return buf;
 }
 
@@ -342,6 +343,8 @@ KeyboardInterrupt. One bench runs at a time per process.)doc");
 				       "page_count() of the page.")
 		.def_property_readonly("mapcount", [](const view::PageRecord &r) { return r.rec.mapcount; },
 				       "The page's mapcount, as /proc/kpagecount reports it.")
+		.def_property_readonly("folio_size", &view::PageRecord::folio_bytes,
+				       "Bytes of the folio this page belongs to (4096, 65536, 2097152...).")
 		.def_property_readonly("segment", &view::PageRecord::segment,
 				       "The VMA's label: text, data, bss, heap, stack, mmap-anon, ...")
 		.def_property_readonly("present", &view::PageRecord::present, "The page is mapped.")

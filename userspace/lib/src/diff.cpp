@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "cowscope/error.hpp"
@@ -31,6 +32,8 @@ void DiffCounts::add(const PageDiff &d)
 		[[fallthrough]];
 	case PageState::Shared:
 		shared++;
+		if (d.parent_order > 0)
+			shared_large++;
 		break;
 	case PageState::Copied:
 		copied++;
@@ -38,6 +41,10 @@ void DiffCounts::add(const PageDiff &d)
 			copied_parent_w++;
 		if (d.child_flags & COWSCOPE_F_WRITE)
 			copied_child_w++;
+		if (d.parent_order > 0)
+			copied_large++;
+		if (d.child_order > 0)
+			copied_child_large++;
 		break;
 	case PageState::ParentOnly:
 		parent_only++;
@@ -57,6 +64,12 @@ DiffCounts &DiffCounts::operator+=(const DiffCounts &o)
 	child_only += o.child_only;
 	copied_parent_w += o.copied_parent_w;
 	copied_child_w += o.copied_child_w;
+	shared_large += o.shared_large;
+	copied_large += o.copied_large;
+	copied_child_large += o.copied_child_large;
+	large_folios += o.large_folios;
+	large_folios_partly_copied += o.large_folios_partly_copied;
+	large_folios_wholly_copied += o.large_folios_wholly_copied;
 	return *this;
 }
 
@@ -79,12 +92,48 @@ PageDiff one_sided(const PageRecord &r, bool parent)
 		d.state = PageState::ParentOnly;
 		d.parent_flags = r.rec.flags;
 		d.parent_pfn = r.rec.pfn;
+		d.parent_order = r.rec.folio_order;
 	} else {
 		d.state = PageState::ChildOnly;
 		d.child_flags = r.rec.flags;
 		d.child_pfn = r.rec.pfn;
+		d.child_order = r.rec.folio_order;
 	}
 	return d;
+}
+
+// The parent's large folios among pages present in both: each counted once
+// (keyed by its first PFN), partly or wholly copied by how many of its
+// pages seen in both are copied. Pages are sorted by address, but a folio's
+// pages need not be adjacent in it (mremap), hence the map.
+void count_large_folios(Diff &out)
+{
+	struct Folio {
+		std::uint8_t segment;
+		std::uint64_t pages = 0, copied = 0;
+	};
+	std::map<std::uint64_t, Folio> folios;
+	for (const PageDiff &d : out.pages) {
+		if (d.parent_order == 0 || d.state == PageState::ParentOnly ||
+		    d.state == PageState::ChildOnly)
+			continue;
+		const std::uint64_t head = d.parent_pfn & ~((std::uint64_t(1) << d.parent_order) - 1);
+		auto [it, fresh] = folios.try_emplace(head, Folio{d.segment});
+		it->second.pages++;
+		if (d.state == PageState::Copied)
+			it->second.copied++;
+	}
+	for (const auto &[head, f] : folios) {
+		DiffCounts c;
+		c.large_folios = 1;
+		if (f.copied == f.pages)
+			c.large_folios_wholly_copied = 1;
+		else if (f.copied)
+			c.large_folios_partly_copied = 1;
+		if (f.segment < COWSCOPE_SEG_COUNT)
+			out.segments[f.segment] += c;
+		out.total += c;
+	}
 }
 
 } // namespace
@@ -110,6 +159,8 @@ Diff diff_pages(const PageList &parent, const PageList &child)
 			d.child_flags = c.flags;
 			d.parent_pfn = p.pfn;
 			d.child_pfn = c.pfn;
+			d.parent_order = p.folio_order;
+			d.child_order = c.folio_order;
 			if (p.pfn != c.pfn)
 				d.state = PageState::Copied;
 			else if ((p.flags | c.flags) & COWSCOPE_F_COW)
@@ -123,6 +174,7 @@ Diff diff_pages(const PageList &parent, const PageList &child)
 		out.total.add(d);
 		out.pages.push_back(d);
 	}
+	count_large_folios(out);
 	return out;
 }
 
@@ -224,7 +276,13 @@ nlohmann::json counts_json(const DiffCounts &c)
 		{"child_only", c.child_only},
 		{"exclusive", c.exclusive()},
 		{"copied_parent_writable", c.copied_parent_w},
-		{"copied_child_writable", c.copied_child_w}};
+		{"copied_child_writable", c.copied_child_w},
+		{"shared_large_folio", c.shared_large},
+		{"copied_large_folio", c.copied_large},
+		{"copied_child_large_folio", c.copied_child_large},
+		{"large_folios", c.large_folios},
+		{"large_folios_partly_copied", c.large_folios_partly_copied},
+		{"large_folios_wholly_copied", c.large_folios_wholly_copied}};
 }
 
 } // namespace
@@ -250,6 +308,14 @@ std::string format_diff(const Diff &d, unsigned strip_width)
 	if (d.total.copied)
 		out += fmt::format("of the copied pages: writable in the parent {}, in the child {}\n",
 				   d.total.copied_parent_w, d.total.copied_child_w);
+	if (d.total.large_folios)
+		out += fmt::format("large folios (> 4 KiB): {} pages shared and {} copied belong to "
+				   "the parent's large folios ({} of the child's copies are in one); "
+				   "{} large folios, {} partly copied, {} wholly copied\n",
+				   d.total.shared_large, d.total.copied_large,
+				   d.total.copied_child_large, d.total.large_folios,
+				   d.total.large_folios_partly_copied,
+				   d.total.large_folios_wholly_copied);
 	auto [lo, hi] = segment_span(d, COWSCOPE_SEG_HEAP);
 	if (hi > lo && strip_width) {
 		Strip s = make_strip(d.pages, lo, hi, strip_width);
@@ -289,7 +355,11 @@ nlohmann::json diff_json(const Diff &d, bool with_pages)
 				       {"parent_pfn", p.parent_pfn},
 				       {"child_pfn", p.child_pfn},
 				       {"parent_flags", p.parent_flags},
-				       {"child_flags", p.child_flags}});
+				       {"child_flags", p.child_flags},
+				       {"parent_folio_size",
+					std::uint64_t(COWSCOPE_PAGE_SIZE) << p.parent_order},
+				       {"child_folio_size",
+					std::uint64_t(COWSCOPE_PAGE_SIZE) << p.child_order}});
 		j["pages"] = std::move(arr);
 	}
 	return j;

@@ -54,10 +54,71 @@ bool module_loaded()
 	return ::access(kTrack.c_str(), F_OK) == 0;
 }
 
+ModuleInfo parse_module_info(const std::string &text)
+{
+	ModuleInfo m;
+	bool have_abi = false;
+	std::istringstream in(text);
+	std::string line;
+	while (std::getline(in, line)) {
+		if (line.empty())
+			continue;
+		const auto sp = line.find(' ');
+		const std::string key = line.substr(0, sp);
+		const std::string val = sp == std::string::npos ? "" : line.substr(sp + 1);
+		if (key == "abi") {
+			m.abi = static_cast<unsigned>(to_u64(val, 10, "/proc/cowscope/version"));
+			have_abi = true;
+		} else if (key == "version") {
+			m.version = val;
+		} else if (key == "mapcount") {
+			if (val != "per-page" && val != "folio-average")
+				throw Error(fmt::format("cowscope: unknown mapcount kind \"{}\" in "
+							"/proc/cowscope/version", val));
+			m.mapcount_average = val == "folio-average";
+		}
+		// other keys: added by a later module, ignored
+	}
+	if (!have_abi)
+		throw Error("cowscope: /proc/cowscope/version has no \"abi N\" line");
+	return m;
+}
+
+ModuleInfo module_info()
+{
+	const std::string path = std::string(kRoot) + "/version";
+	if (::access(path.c_str(), F_OK) != 0)
+		return ModuleInfo{};	// a module of ABI 1 had no such file
+	return parse_module_info(read_file(path));
+}
+
+void check_module_abi(const ModuleInfo &info)
+{
+	if (info.abi == COWSCOPE_ABI_VERSION)
+		return;
+	if (info.abi < COWSCOPE_ABI_VERSION)
+		throw Error(fmt::format(
+			"cowscope: the loaded cowscope.ko (version {}) writes records of "
+			"interface version {}, these programs read version {}: rebuild the "
+			"module from this source tree (`make kmod`, or `make load` natively) "
+			"and reload it (rmmod cowscope; insmod build/kmod/<kernel>/cowscope.ko)",
+			info.version, info.abi, COWSCOPE_ABI_VERSION));
+	throw Error(fmt::format(
+		"cowscope: the loaded cowscope.ko (version {}) writes records of interface "
+		"version {}, these programs read version {}: rebuild the programs from the "
+		"module's source tree (`make userspace`), or load the module built with them",
+		info.version, info.abi, COWSCOPE_ABI_VERSION));
+}
+
 void require_module()
 {
-	if (module_loaded())
+	if (module_loaded()) {
+		// once per process: the module cannot change under a running
+		// program without its /proc/cowscope going away
+		static const ModuleInfo info = module_info();
+		check_module_abi(info);
 		return;
+	}
 	throw Error(fmt::format(
 		"{} not found: the cowscope kernel module is not loaded. Use the VM "
 		"lab (`make vm`, where it is loaded at boot), or load it natively "
@@ -189,14 +250,32 @@ std::vector<MapsEntry> read_maps(pid_t pid)
 	return parse_maps(read_view(pid, "maps"));
 }
 
+unsigned parse_folio_size(const std::string &s)
+{
+	for (unsigned o = 0; o <= COWSCOPE_MAX_FOLIO_ORDER; o++)
+		if (s == folio_size_name(o))
+			return o;
+	throw Error(fmt::format("cowscope: bad folio size \"{}\" (expected 4K, 8K, ... 2M)", s));
+}
+
+std::string folio_size_name(unsigned order)
+{
+	const std::uint64_t kib = (COWSCOPE_PAGE_SIZE >> 10) << order;
+	return kib >= 1024 && kib % 1024 == 0 ? fmt::format("{}M", kib / 1024)
+					       : fmt::format("{}K", kib);
+}
+
 std::vector<PteLine> parse_ptes(const std::string &text)
 {
 	return parse_view<PteLine>(text, "ptes", [](std::istringstream &ls, PteLine &p) {
-		std::string va, pfn;
-		if (!(ls >> va >> pfn >> p.flags >> p.ref >> p.map))
+		std::string va, pfn, map, folio, extra;
+		if (!(ls >> va >> pfn >> p.flags >> p.ref >> map >> folio) || (ls >> extra))
 			return false;
 		p.vaddr = to_u64(va, 16, "ptes");	// stoull accepts 0x
 		p.pfn = to_u64(pfn, 16, "ptes");
+		p.map_average = !map.empty() && map[0] == '~';
+		p.map = to_u64(p.map_average ? map.substr(1) : map, 10, "ptes");
+		p.folio_order = parse_folio_size(folio);
 		return true;
 	});
 }
@@ -214,8 +293,14 @@ void set_range(pid_t pid, std::uint64_t start, std::uint64_t end)
 std::vector<SummaryRow> parse_summary(const std::string &text)
 {
 	return parse_view<SummaryRow>(text, "summary", [](std::istringstream &ls, SummaryRow &r) {
-		return static_cast<bool>(ls >> r.label >> r.present >> r.writable >> r.cow >>
-					 r.shared >> r.exclusive >> r.huge);
+		if (!(ls >> r.label >> r.present >> r.writable >> r.cow >> r.shared >>
+		      r.exclusive >> r.huge))
+			return false;
+		for (auto &n : r.folio)
+			if (!(ls >> n))
+				return false;
+		std::string extra;
+		return !(ls >> extra);
 	});
 }
 

@@ -19,6 +19,14 @@
 //                place: same PFN, W set).
 // Present in only one of the two: parent-only / child-only. "exclusive"
 // is their sum.
+//
+// Large folios (mTHP 16 KiB-1 MiB, THP 2 MiB): each record carries the
+// order of its folio. Pages present in both are also counted by whether
+// the parent's page belongs to a large folio (shared_large, copied_large)
+// and whether the child's copy does (copied_child_large). The parent's
+// large folios seen in both processes are counted once each by how many
+// of their pages the child has copied: none, some (partly copied), all.
+// A folio is keyed by its first PFN (folios are naturally aligned).
 #pragma once
 
 #include <sys/types.h>
@@ -65,6 +73,7 @@ struct PageDiff {
 	std::uint8_t segment = COWSCOPE_SEG_NONE;
 	std::uint32_t parent_flags = 0, child_flags = 0;  // 0 where absent
 	std::uint64_t parent_pfn = 0, child_pfn = 0;      // 0 where absent
+	std::uint8_t parent_order = 0, child_order = 0;   // folio orders
 };
 
 struct DiffCounts {
@@ -77,6 +86,13 @@ struct DiffCounts {
 	// copied page writable in the parent too has been reused in place.
 	std::uint64_t copied_parent_w = 0;
 	std::uint64_t copied_child_w = 0;
+	// Large folios (see above).
+	std::uint64_t shared_large = 0;        // shared pages of large folios
+	std::uint64_t copied_large = 0;        // copied pages whose parent page is in one
+	std::uint64_t copied_child_large = 0;  // copied pages whose child copy is in one
+	std::uint64_t large_folios = 0;        // the parent's large folios in both
+	std::uint64_t large_folios_partly_copied = 0;
+	std::uint64_t large_folios_wholly_copied = 0;
 
 	std::uint64_t exclusive() const { return parent_only + child_only; }
 	std::uint64_t both() const { return shared + copied; }
