@@ -20,7 +20,7 @@
 
 #include "cowscope/fd.hpp"
 #include "cowscope/meta.hpp"
-#include "tracer.hpp"
+#include "cowscope/trace.hpp"
 
 namespace {
 

@@ -20,7 +20,7 @@
 
 #include "cowscope/error.hpp"
 #include "cowscope/fd.hpp"
-#include "tracer.hpp"
+#include "cowscope/trace.hpp"
 
 using cowscope::Error;
 using cowscope::UsageError;

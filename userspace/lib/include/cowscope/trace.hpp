@@ -1,5 +1,6 @@
-// cowtrace_core: the loader logic shared by the cowtrace program and its
-// tests. A Tracer owns the BPF skeleton and its links: it probes the kernel,
+// cowtrace_core (in the core library, userspace/lib): the tracer shared by
+// the cowtrace program, the Python bindings and the tests. A Tracer owns the
+// BPF skeleton and its links: it probes the kernel,
 // opens the object, sets its read-only globals, turns off the programs of
 // the methods not chosen, loads, attaches; the destructor detaches and frees
 // everything (one exit path, also on exceptions).

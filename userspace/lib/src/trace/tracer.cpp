@@ -1,5 +1,5 @@
 // cowtrace_core: probes, skeleton lifetime, map reading and formatting.
-#include "tracer.hpp"
+#include "cowscope/trace.hpp"
 
 #include <linux/capability.h>
 #include <sys/syscall.h>
