@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +31,10 @@ struct Options {
 	bool follow_children = false;
 	bool verbose = false;		// print probe results on stderr
 	Method method = Method::automatic;
+	// Attribute each copy/reuse to its mapping (VMA) and/or to the user
+	// stack that faulted. Off, the BPF code for them is not loaded.
+	bool by_mapping = false;
+	bool sites = false;
 };
 
 // What the probes found and what was attached.
@@ -62,6 +67,63 @@ struct ProcStats {
 	std::array<std::uint64_t, kHistSlots> latency_log2_ns{};
 };
 
+// --by-mapping: one VMA of one process, as seen at its first fault.
+struct MappingStats {
+	pid_t pid = 0;
+	std::uint64_t start = 0, end = 0;	// 0-0: VMA not found at the fault
+	std::string label;	// heap, stack, data, bss, mmap-anon, file-private, file-shared, text, other, unknown
+	std::string path;	// file mappings: the path (from /proc/PID/maps), else the file name
+	std::uint64_t wp_faults = 0, copies = 0, reuses = 0;
+};
+
+// What is kept of a process while it lives, so that its frames resolve
+// after it exited: /proc/PID/maps and an open fd per mapped file (deleted
+// files included).
+struct ProcMemory;
+
+// One symbolized frame.
+struct Frame {
+	std::uint64_t ip = 0;
+	std::string func;	// "" when no symbol covers ip
+	std::uint64_t offset = 0;	// ip - symbol start
+	std::string module;	// path of the mapped file; "" when ip is in no file mapping
+	std::string file;	// source file (debug information), else ""
+	int line = 0;
+	bool guess = false;	// from .dynsym only: nearest exported symbol
+	std::string text() const;	// "func+0x1a (module) file:line", "0x7f.. (module)", "[unknown 0x..]"
+	std::string name() const;	// func, or "module+0xoff", or "[unknown]"
+};
+
+// --sites: one user stack of one process (frame 0 = the faulting ip, exact).
+struct Site {
+	pid_t pid = 0;	// 0 in merged lists
+	std::string comm;
+	std::int32_t stackid = -1;	// < 0: no stack (bpf_get_stackid failed)
+	std::uint64_t copies = 0, reuses = 0;
+	std::vector<Frame> frames;
+	// Frames resolved before the first address outside every mapped file
+	// (the frame-pointer walk went astray there, or ended), out of frames.size().
+	std::size_t unwound = 0;
+	std::uint32_t pids = 1;	// merged lists: processes that had this stack
+};
+
+struct AttrErrors {
+	std::uint64_t vma_fail = 0, vma_full = 0, stack_fail = 0, site_full = 0;
+	std::uint64_t no_maps = 0;	// processes whose maps could not be read in time
+};
+
+// Everything --by-mapping and --sites found; symbolized after the run.
+struct Attribution {
+	bool by_mapping = false, sites = false;
+	std::vector<MappingStats> mappings;	// by pid, then copies (most first)
+	std::vector<Site> sites_by_pid;	// by pid, then copies
+	std::vector<Site> merged;	// stacks merged over every process by frame names
+	AttrErrors errors;
+	double symbolize_ms = 0;	// time spent symbolizing
+	std::size_t addresses = 0;	// distinct (pid, address) symbolized
+	std::vector<std::string> notes;	// e.g. "names in /usr/bin/python3.11 are guesses (.dynsym only)"
+};
+
 // Why BPF cannot be used here ("" when it can): not root, no BTF.
 std::string bpf_unavailable_reason();
 
@@ -89,7 +151,17 @@ public:
 	};
 	std::vector<ProgStats> prog_stats() const;	// the same, per loaded program
 
+	// --by-mapping / --sites. A watcher thread snapshots the maps of each
+	// tracked process when first seen and every `refresh` while it lives;
+	// attribution() reads the maps and symbolizes (call it after the run,
+	// or now and then: it is not cheap).
+	Attribution attribution() const;
+	// Snapshot the maps of every tracked live process now (the watcher
+	// does it by itself; call before stopping to catch late mappings).
+	void refresh_memory();
+
 private:
+	void watch();
 	struct Impl;
 	std::unique_ptr<Impl> impl_;
 	Plan plan_;
@@ -99,5 +171,46 @@ nlohmann::json to_json(const ProcStats &s, const Plan &plan);
 nlohmann::json to_json(const std::vector<ProcStats> &procs, const Plan &plan);
 // The table: 80 columns, one line per process.
 std::string format_table(const std::vector<ProcStats> &procs, const Plan &plan);
+
+// --by-mapping, --sites N: text, JSON, folded stacks (copies only, one line
+// "comm;outer;...;leaf COUNT" per stack: flame-graph tools, speedscope).
+std::string format_mappings(const Attribution &a, const std::vector<ProcStats> &procs);
+std::string format_sites(const Attribution &a, const std::vector<ProcStats> &procs, std::size_t top);
+nlohmann::json to_json(const Attribution &a);
+std::string folded(const Attribution &a, const std::vector<ProcStats> &procs);
+
+// The JSON of a session: the array of processes (to_json above) when no
+// attribution was asked for; else {"processes": [... each with its
+// "mappings" and "sites"], "merged_sites", "attribution_errors",
+// "symbolize_ms", "notes"}.
+nlohmann::json report_json(const std::vector<ProcStats> &procs, const Plan &plan, const Attribution *a);
+
+// A command forked and held at a barrier until start(), so that it can be
+// tracked before it runs an instruction of its own; exec failures come back
+// through a close-on-exec pipe. The destructor kills and reaps it if it is
+// still running.
+class Command {
+public:
+	explicit Command(const std::vector<std::string> &argv);	// throws cowscope::SysError
+	~Command();
+	Command(const Command &) = delete;
+	Command &operator=(const Command &) = delete;
+	pid_t pid() const { return pid_; }
+	void start();	// let it exec; throws cowscope::Error if exec failed
+	bool done(int &status);	// true once reaped (wait status in `status`)
+	int wait();	// block until it exits; the wait status
+
+private:
+	pid_t pid_ = -1;
+	bool reaped_ = false;
+	int status_ = 0;
+	int go_ = -1, err_ = -1;
+	std::string name_;
+};
+
+// Run `argv` under a new Tracer (children followed) until it exits, for
+// the Python module and other one-shot consumers: the report_json() of
+// the session plus {"exit_status", "method", "plan"}.
+nlohmann::json trace_command(const std::vector<std::string> &argv, Options opts);
 
 } // namespace cowtrace
