@@ -122,17 +122,26 @@ struct {
 	__type(value, struct site_val);
 } site_counts SEC(".maps");
 
+/* user stacks by a 31-bit hash of their ips (a collision merges two
+ * stacks: the second is counted under the first's frames) */
 struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, COWTRACE_STACK_SLOTS);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, COWTRACE_STACK_DEPTH * sizeof(__u64));
+	__type(key, __u32);
+	__type(value, struct stack_ips);
 } stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stack_ips);
+} stack_scratch SEC(".maps");
 
 /* failures, reported by the loader */
 __u64 vma_fail;		/* VMA not found or lookup refused (bpf_find_vma) */
 __u64 vma_full;		/* vmas full: fault counted under "unknown" */
-__u64 stack_fail;	/* bpf_get_stackid failed (fault counted under stack -1) */
+__u64 stack_fail;	/* no stack recorded (fault counted under stack -1) */
 __u64 site_full;	/* site_counts full: fault not attributed to a site */
 
 /* VM_* flags (include/linux/mm.h, stable) */
@@ -291,13 +300,60 @@ static __always_inline void attr_vma_of(struct pend *p, __u32 tgid, struct vm_ar
 	vma_record(tgid, &ctx, p);
 }
 
+/* The user stack: the faulting ip (exact) and a frame-pointer walk from
+ * the saved user registers. Not bpf_get_stackid(BPF_F_USER_STACK): in code
+ * built without frame pointers (Debian's python3, redis-server) rbp holds
+ * anything, and the kernel's walk then reads an unmapped address; each such
+ * read is a kernel-mode page fault (an exception, fixed up) that cost
+ * ~2 us per stack here. This walk only follows a frame pointer that lies in
+ * [sp, sp + 8 MiB), 8-aligned, above the previous frame: a garbage rbp
+ * ends the walk without a read. */
+#define CT_STACK_SPAN (8UL << 20)
+
 static __always_inline void attr_stack(void *ctx, struct pend *p)
 {
-	p->stackid = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-	if (p->stackid < 0) {
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	__u32 zero = 0, h = 2166136261u;
+	struct stack_ips *st = bpf_map_lookup_elem(&stack_scratch, &zero);
+	__u64 fp, sp, lim, frame[2];
+	int i;
+
+	p->stackid = -1;
+	if (!regs || !st) {
 		__sync_fetch_and_add(&stack_fail, 1);
-		p->stackid = -1;
+		return;
 	}
+	fp = regs->bp;
+	sp = regs->sp;
+	lim = sp + CT_STACK_SPAN;
+	st->ips[0] = regs->ip;
+	for (i = 1; i < COWTRACE_STACK_DEPTH; i++)
+		st->ips[i] = 0;
+	for (i = 1; i < COWTRACE_STACK_DEPTH; i++) {
+		if (fp < sp || fp >= lim || (fp & 7))
+			break;
+		if (bpf_probe_read_user(frame, sizeof(frame), (void *)fp) || !frame[1])
+			break;
+		st->ips[i] = frame[1];
+		sp = fp + 16;	/* the caller's frame is above this one */
+		fp = frame[0];
+	}
+	for (i = 0; i < COWTRACE_STACK_DEPTH; i++) {
+		__u64 v = st->ips[i];
+
+		if (!v)
+			break;
+		h = (h ^ (__u32)v) * 16777619u;
+		h = (h ^ (__u32)(v >> 32)) * 16777619u;
+	}
+	h &= 0x7fffffff;
+	if (!bpf_map_lookup_elem(&stacks, &h) && bpf_map_update_elem(&stacks, &h, st, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&stacks, &h)) {
+		__sync_fetch_and_add(&stack_fail, 1);	/* table full */
+		return;
+	}
+	p->stackid = (__s32)h;
 }
 
 /* The fault recorded in `p` is classified: a copy or a reuse. */

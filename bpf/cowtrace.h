@@ -59,7 +59,8 @@ struct pend {
 	__u64 alloc;		/* vmevent: PGALLOC events, likewise */
 	__u64 vma;		/* --by-mapping: vm_start of the fault's VMA (0: unknown) */
 	__u64 vlo, vhi;		/* --by-mapping: the thread's last VMA looked up */
-	__s32 stackid;		/* --sites: user stack of the fault (< 0: none) */
+	__s32 stackid;		/* --sites: user stack of the fault, its key in
+				 * `stacks` (a 31-bit hash of the ips; < 0: none) */
 	__u32 pad;
 };
 
@@ -85,7 +86,13 @@ struct vma_val {
 /* --sites: copies and reuses per (tgid, user stack id in `stacks`). */
 struct site_key {
 	__u32 tgid;
-	__s32 stackid;		/* < 0: bpf_get_stackid failed (see stack_fail) */
+	__s32 stackid;		/* < 0: no stack (see stack_fail) */
+};
+
+/* --sites: one user stack, ips[0] the faulting ip, then return addresses;
+ * 0 ends it. */
+struct stack_ips {
+	__u64 ips[COWTRACE_STACK_DEPTH];
 };
 
 struct site_val {

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <iostream>
@@ -39,7 +40,7 @@ struct Args {
 	bool verbose = false;
 	bool bpf_stats = false;
 	bool by_mapping = false;
-	std::vector<std::string> sites;	// --sites [N]: given at all, N
+	std::string sites;		// --sites [N]: N ("" for the default)
 	std::size_t top = 0;		// 0: no --sites
 	std::string folded;
 	std::vector<std::string> cmd;
@@ -279,21 +280,34 @@ int main(int argc, char **argv)
 		     "file-private PATH, ...)");
 	app.add_option("--sites", a.sites, "show the top N user stacks that caused copies and reuses "
 					   "(default 10), symbolized after the run")
-		->expected(0, 1)
 		->type_name("[N]");
 	app.add_option("--folded", a.folded, "write the copy stacks as folded stacks (flame graphs, "
 					     "speedscope) to FILE; implies --sites")
 		->type_name("FILE");
 	app.add_option("command", a.cmd, "the command to run and trace, after --")->type_name("CMD ARGS...");
+	// --sites takes an optional N: "--sites N" -> "--sites=N", a bare
+	// "--sites" -> "--sites=" (CLI11's optional values upset "--" here)
+	std::vector<std::string> args(argv + 1, argv + argc);
+	for (std::size_t i = 0; i < args.size() && args[i] != "--"; i++) {
+		if (args[i] != "--sites")
+			continue;
+		if (i + 1 < args.size() && !args[i + 1].empty() && args[i + 1][0] != '-') {
+			args[i] += "=" + args[i + 1];
+			args.erase(args.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+		} else {
+			args[i] += "=";
+		}
+	}
+	std::reverse(args.begin(), args.end());	// CLI11 takes them last first
 	try {
-		app.parse(argc, argv);
+		app.parse(args);
 		if (!a.interval.empty()) {
 			a.seconds = parse_seconds(a.interval[0]);
 			if (a.interval.size() > 1)
 				a.count = parse_count(a.interval[1]);
 		}
 		if (app.count("--sites"))
-			a.top = a.sites.empty() || a.sites[0].empty() ? 10 : parse_top(a.sites[0]);
+			a.top = a.sites.empty() ? 10 : parse_top(a.sites);
 		if (!a.folded.empty() && !a.top)
 			a.top = 10;
 		return run(a);

@@ -98,7 +98,7 @@ struct Frame {
 struct Site {
 	pid_t pid = 0;	// 0 in merged lists
 	std::string comm;
-	std::int32_t stackid = -1;	// < 0: no stack (bpf_get_stackid failed)
+	std::int32_t stackid = -1;	// < 0: no stack recorded
 	std::uint64_t copies = 0, reuses = 0;
 	std::vector<Frame> frames;
 	// Frames resolved before the first address outside every mapped file

@@ -430,8 +430,10 @@ Attribution Tracer::attribution() const
 			s.stackid = key.stackid;
 			s.copies = v.copies;
 			s.reuses = v.reuses;
-			std::uint64_t ips[COWTRACE_STACK_DEPTH] = {};
-			if (s.stackid >= 0 && bpf_map_lookup_elem(sfd, &s.stackid, ips) == 0) {
+			stack_ips st{};
+			const __u64 *ips = st.ips;
+			__u32 sk = static_cast<__u32>(s.stackid);
+			if (s.stackid >= 0 && bpf_map_lookup_elem(sfd, &sk, &st) == 0) {
 				auto mem = memory_of(s.pid);
 				if (!mem)
 					no_maps.insert(s.pid);
@@ -544,7 +546,7 @@ std::string format_site_list(const std::vector<Site> &list, bool copies, std::si
 		if (s.pid == 0 && s.pids > 1)
 			out += fmt::format(", {} processes", s.pids);
 		if (s.stackid < 0) {
-			out += ": no user stack (bpf_get_stackid failed)\n";
+			out += ": no user stack recorded\n";
 			continue;
 		}
 		out += fmt::format(", unwound {} of {} frames{}\n", s.unwound, s.frames.size(),
