@@ -286,7 +286,7 @@ int main(int argc, char **argv)
 		->type_name("FILE");
 	app.add_option("command", a.cmd, "the command to run and trace, after --")->type_name("CMD ARGS...");
 	// --sites takes an optional N: "--sites N" -> "--sites=N", a bare
-	// "--sites" -> "--sites=" (CLI11's optional values upset "--" here)
+	// "--sites" -> "--sites=10" (CLI11's optional values upset "--" here)
 	std::vector<std::string> args(argv + 1, argv + argc);
 	for (std::size_t i = 0; i < args.size() && args[i] != "--"; i++) {
 		if (args[i] != "--sites")
@@ -295,7 +295,7 @@ int main(int argc, char **argv)
 			args[i] += "=" + args[i + 1];
 			args.erase(args.begin() + static_cast<std::ptrdiff_t>(i) + 1);
 		} else {
-			args[i] += "=";
+			args[i] += "=10";	// the default
 		}
 	}
 	std::reverse(args.begin(), args.end());	// CLI11 takes them last first
