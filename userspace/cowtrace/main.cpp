@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <ctime>
 #include <iostream>
@@ -291,7 +292,10 @@ int main(int argc, char **argv)
 	for (std::size_t i = 0; i < args.size() && args[i] != "--"; i++) {
 		if (args[i] != "--sites")
 			continue;
-		if (i + 1 < args.size() && !args[i + 1].empty() && args[i + 1][0] != '-') {
+		const std::string next = i + 1 < args.size() ? args[i + 1] : "";
+		bool value = !next.empty() && (next[0] != '-' || (next.size() > 1 && std::isdigit(
+										       static_cast<unsigned char>(next[1]))));
+		if (value) {	// N, or a bad one ("-3") that parse_top() reports
 			args[i] += "=" + args[i + 1];
 			args.erase(args.begin() + static_cast<std::ptrdiff_t>(i) + 1);
 		} else {
