@@ -339,6 +339,11 @@ Attribution Tracer::attribution() const
 	a.errors.vma_full = __atomic_load_n(&bss->vma_full, __ATOMIC_RELAXED);
 	a.errors.stack_fail = __atomic_load_n(&bss->stack_fail, __ATOMIC_RELAXED);
 	a.errors.site_full = __atomic_load_n(&bss->site_full, __ATOMIC_RELAXED);
+	if (plan_.method == Method::tracepoint)
+		a.notes.push_back("the tracepoint method attributes copies only: reuses by mapping and by site are 0");
+	else if (plan_.huge_hook)
+		a.notes.push_back("huge-PMD write faults kept in place are counted per process but not by mapping "
+				  "or site");
 
 	// The maps a pid's addresses resolve with: its own, else (a child that
 	// exited before the watcher saw it, and never exec'd) its parent's.
@@ -518,6 +523,9 @@ std::string format_mappings(const Attribution &a, const std::vector<ProcStats> &
 				   "REUSES", "PATH");
 		out += body;
 	}
+	for (const std::string &n : a.notes)
+		if (n.find("method") != std::string::npos || n.find("huge-PMD") != std::string::npos)
+			out += "mappings: " + n + "\n";
 	if (a.errors.vma_fail || a.errors.vma_full)
 		out += fmt::format("mappings: {} faults with no VMA found (lookup refused), {} not recorded "
 				   "(table full): under \"unknown\"\n", a.errors.vma_fail, a.errors.vma_full);
