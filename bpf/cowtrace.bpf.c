@@ -39,6 +39,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set between __open and __load. */
 const volatile bool follow_children = false;
+/* --by-mapping, --sites: attribute each copy/reuse to its VMA, its user
+ * stack. Off: the verifier drops the code, plain counting costs the same. */
+const volatile bool by_mapping = false;
+const volatile bool sites = false;
 
 /* x86 page fault error code bits (arch/x86/include/asm/trap_pf.h). */
 #define X86_PF_PROT	(1UL << 0)
@@ -96,6 +100,304 @@ struct {
 	__type(value, struct cow_info);
 } infos SEC(".maps");
 
+/* ---- attribution (--by-mapping, --sites) --------------------------------
+ *
+ * At a write-protect fault the hook records in the thread's pending slot the
+ * start of the faulting VMA (vmas: facts recorded when first seen) and the
+ * user stack (stacks, BPF_F_USER_STACK: frame 0 is the faulting ip, exact;
+ * the rest is a frame-pointer walk); when the fault is classified, attr_count()
+ * adds it to vmas[(tgid, start)] and sites[(tgid, stackid)]. Sizes are set
+ * by the loader (1 entry when the feature is off). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, COWTRACE_MAX_VMAS);
+	__type(key, struct vma_key);
+	__type(value, struct vma_val);
+} vmas SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, COWTRACE_MAX_SITES);
+	__type(key, struct site_key);
+	__type(value, struct site_val);
+} site_counts SEC(".maps");
+
+/* user stacks by a 31-bit hash of their ips (a collision merges two
+ * stacks: the second is counted under the first's frames) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, COWTRACE_STACK_SLOTS);
+	__type(key, __u32);
+	__type(value, struct stack_ips);
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stack_ips);
+} stack_scratch SEC(".maps");
+
+/* failures, reported by the loader */
+__u64 vma_fail;		/* VMA not found or lookup refused (bpf_find_vma) */
+__u64 vma_full;		/* vmas full: fault counted under "unknown" */
+__u64 stack_fail;	/* no stack recorded (fault counted under stack -1) */
+__u64 site_full;	/* site_counts full: fault not attributed to a site */
+
+/* VM_* flags (include/linux/mm.h, stable) */
+#define CT_VM_WRITE	0x00000002UL
+#define CT_VM_SHARED	0x00000008UL
+#define CT_VM_IO	0x00004000UL
+#define CT_VM_PFNMAP	0x00000400UL
+
+struct vma_ctx {
+	__u64 start, end;
+	struct vma_val val;
+};
+
+/* The label, the module's rules (kmod/cowscope.c cs_segment); special
+ * mappings (vdso, vvar: no file, vm_ops set) are "other". */
+static __always_inline __u32 vma_label(struct vm_area_struct *vma, __u64 flags)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	unsigned long s = vma->vm_start, e = vma->vm_end;
+	struct file *f = vma->vm_file;
+
+	if (!f && vma->vm_ops)
+		return COWTRACE_SEG_OTHER;
+	if (s <= mm->start_stack && e >= mm->start_stack)
+		return COWTRACE_SEG_STACK;
+	if (mm->brk > mm->start_brk && s < mm->brk && e > mm->start_brk)
+		return COWTRACE_SEG_HEAP;
+	if (mm->end_code > mm->start_code && s < mm->end_code && e > mm->start_code)
+		return COWTRACE_SEG_TEXT;
+	if (mm->end_data > mm->start_data && s < mm->end_data && e > mm->start_data)
+		return COWTRACE_SEG_DATA;
+	if (f && mm->exe_file && f->f_inode == mm->exe_file->f_inode &&
+	    s >= mm->start_code)
+		return flags & CT_VM_WRITE ? COWTRACE_SEG_DATA : COWTRACE_SEG_TEXT;
+	if (!f && mm->start_brk > mm->end_data && s < mm->start_brk && e > mm->end_data &&
+	    s <= ((mm->end_data + 4095) & ~4095UL))
+		return COWTRACE_SEG_BSS;
+	if (flags & (CT_VM_PFNMAP | CT_VM_IO))
+		return COWTRACE_SEG_OTHER;
+	if (f)
+		return flags & CT_VM_SHARED ? COWTRACE_SEG_FILE_SHARED : COWTRACE_SEG_FILE_PRIVATE;
+	return COWTRACE_SEG_MMAP_ANON;
+}
+
+static long vma_cb(struct task_struct *task, struct vm_area_struct *vma, struct vma_ctx *ctx)
+{
+	__u64 flags = BPF_CORE_READ(vma, vm_flags);
+	struct file *f = vma->vm_file;
+
+	ctx->start = vma->vm_start;
+	ctx->end = vma->vm_end;
+	ctx->val.end = vma->vm_end;
+	ctx->val.pgoff = vma->vm_pgoff;
+	ctx->val.flags = (__u32)flags;
+	ctx->val.seg = vma_label(vma, flags);
+	if (f)
+		bpf_probe_read_kernel_str(ctx->val.name, sizeof(ctx->val.name),
+					  BPF_CORE_READ(f, f_path.dentry, d_name.name));
+	return 0;
+}
+
+static __always_inline void vma_record(__u32 tgid, struct vma_ctx *ctx, struct pend *p)
+{
+	struct vma_key k = {.tgid = tgid, .start = ctx->start};
+
+	if (bpf_map_update_elem(&vmas, &k, &ctx->val, BPF_NOEXIST) && !bpf_map_lookup_elem(&vmas, &k)) {
+		__sync_fetch_and_add(&vma_full, 1);
+		p->vma = 0;
+		return;
+	}
+	p->vma = ctx->start;
+}
+
+/* vmevent, tracepoint: the VMA at `addr`, cached per thread. The cache is
+ * a range: a later munmap+mmap over the same range by the same thread is
+ * charged to the first VMA seen there. */
+static __always_inline void attr_vma_at(struct pend *p, __u32 tgid, __u64 addr)
+{
+	struct vma_ctx ctx = {};
+
+	if (addr >= p->vlo && addr < p->vhi) {
+		p->vma = p->vlo;
+		return;
+	}
+	p->vma = 0;
+	if (bpf_find_vma(bpf_get_current_task_btf(), addr, vma_cb, &ctx, 0) || !ctx.end) {
+		__sync_fetch_and_add(&vma_fail, 1);
+		return;
+	}
+	p->vlo = ctx.start;
+	p->vhi = ctx.end;
+	vma_record(tgid, &ctx, p);
+}
+
+/* fentry/kprobe: the fault's own VMA (vmf->vma). */
+static __always_inline void attr_vma_of(struct pend *p, __u32 tgid, struct vm_area_struct *vma)
+{
+	struct vma_ctx ctx = {};
+	struct file *f;
+	__u64 flags;
+
+	p->vma = 0;
+	if (!vma) {
+		__sync_fetch_and_add(&vma_fail, 1);
+		return;
+	}
+	ctx.start = BPF_CORE_READ(vma, vm_start);
+	if (ctx.start == p->vlo && p->vhi) {
+		p->vma = p->vlo;
+		return;
+	}
+	flags = BPF_CORE_READ(vma, vm_flags);
+	ctx.end = BPF_CORE_READ(vma, vm_end);
+	ctx.val.end = ctx.end;
+	ctx.val.pgoff = BPF_CORE_READ(vma, vm_pgoff);
+	ctx.val.flags = (__u32)flags;
+	ctx.val.seg = COWTRACE_SEG_OTHER;
+	{
+		struct mm_struct *mm = BPF_CORE_READ(vma, vm_mm);
+		unsigned long s = ctx.start, e = ctx.end;
+		unsigned long ss = BPF_CORE_READ(mm, start_stack), sb = BPF_CORE_READ(mm, start_brk),
+			      b = BPF_CORE_READ(mm, brk), sc = BPF_CORE_READ(mm, start_code),
+			      ec = BPF_CORE_READ(mm, end_code), sd = BPF_CORE_READ(mm, start_data),
+			      ed = BPF_CORE_READ(mm, end_data);
+		const void *ops = BPF_CORE_READ(vma, vm_ops);
+		struct inode *ei = BPF_CORE_READ(mm, exe_file, f_inode);
+
+		f = BPF_CORE_READ(vma, vm_file);
+		if (!f && ops)
+			ctx.val.seg = COWTRACE_SEG_OTHER;
+		else if (s <= ss && e >= ss)
+			ctx.val.seg = COWTRACE_SEG_STACK;
+		else if (b > sb && s < b && e > sb)
+			ctx.val.seg = COWTRACE_SEG_HEAP;
+		else if (ec > sc && s < ec && e > sc)
+			ctx.val.seg = COWTRACE_SEG_TEXT;
+		else if (ed > sd && s < ed && e > sd)
+			ctx.val.seg = COWTRACE_SEG_DATA;
+		else if (f && ei && BPF_CORE_READ(f, f_inode) == ei && s >= sc)
+			ctx.val.seg = flags & CT_VM_WRITE ? COWTRACE_SEG_DATA : COWTRACE_SEG_TEXT;
+		else if (!f && sb > ed && s < sb && e > ed && s <= ((ed + 4095) & ~4095UL))
+			ctx.val.seg = COWTRACE_SEG_BSS;
+		else if (flags & (CT_VM_PFNMAP | CT_VM_IO))
+			ctx.val.seg = COWTRACE_SEG_OTHER;
+		else if (f)
+			ctx.val.seg = flags & CT_VM_SHARED ? COWTRACE_SEG_FILE_SHARED
+							   : COWTRACE_SEG_FILE_PRIVATE;
+		else
+			ctx.val.seg = COWTRACE_SEG_MMAP_ANON;
+	}
+	if (f)
+		bpf_probe_read_kernel_str(ctx.val.name, sizeof(ctx.val.name),
+					  BPF_CORE_READ(f, f_path.dentry, d_name.name));
+	p->vlo = ctx.start;
+	p->vhi = ctx.end;
+	vma_record(tgid, &ctx, p);
+}
+
+/* The user stack: the faulting ip (exact) and a frame-pointer walk from
+ * the saved user registers. Not bpf_get_stackid(BPF_F_USER_STACK): in code
+ * built without frame pointers (Debian's python3, redis-server) rbp holds
+ * anything, and the kernel's walk then reads an unmapped address; each such
+ * read is a kernel-mode page fault (an exception, fixed up) that cost
+ * ~2 us per stack here. This walk only follows a frame pointer that lies in
+ * [sp, sp + 8 MiB), 8-aligned, above the previous frame: a garbage rbp
+ * ends the walk without a read. */
+#define CT_STACK_SPAN (8UL << 20)
+
+static __always_inline void attr_stack(void *ctx, struct pend *p)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	__u32 zero = 0, h = 2166136261u;
+	struct stack_ips *st = bpf_map_lookup_elem(&stack_scratch, &zero);
+	__u64 fp, sp, lim, frame[2];
+	int i;
+
+	p->stackid = -1;
+	if (!regs || !st) {
+		__sync_fetch_and_add(&stack_fail, 1);
+		return;
+	}
+	fp = regs->bp;
+	sp = regs->sp;
+	lim = sp + CT_STACK_SPAN;
+	st->ips[0] = regs->ip;
+	for (i = 1; i < COWTRACE_STACK_DEPTH; i++)
+		st->ips[i] = 0;
+	for (i = 1; i < COWTRACE_STACK_DEPTH; i++) {
+		if (fp < sp || fp >= lim || (fp & 7))
+			break;
+		if (bpf_probe_read_user(frame, sizeof(frame), (void *)fp) || !frame[1])
+			break;
+		st->ips[i] = frame[1];
+		sp = fp + 16;	/* the caller's frame is above this one */
+		fp = frame[0];
+	}
+	for (i = 0; i < COWTRACE_STACK_DEPTH; i++) {
+		__u64 v = st->ips[i];
+
+		if (!v)
+			break;
+		h = (h ^ (__u32)v) * 16777619u;
+		h = (h ^ (__u32)(v >> 32)) * 16777619u;
+	}
+	h &= 0x7fffffff;
+	if (!bpf_map_lookup_elem(&stacks, &h) && bpf_map_update_elem(&stacks, &h, st, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&stacks, &h)) {
+		__sync_fetch_and_add(&stack_fail, 1);	/* table full */
+		return;
+	}
+	p->stackid = (__s32)h;
+}
+
+/* The fault recorded in `p` is classified: a copy or a reuse. */
+static __always_inline void attr_count(struct pend *p, __u32 tgid, bool copy)
+{
+	if (by_mapping) {
+		struct vma_key k = {.tgid = tgid, .start = p->vma};
+		struct vma_val *v = bpf_map_lookup_elem(&vmas, &k);
+
+		if (!v && !p->vma) {
+			struct vma_val z = {.seg = COWTRACE_SEG_UNKNOWN};
+
+			bpf_map_update_elem(&vmas, &k, &z, BPF_NOEXIST);
+			v = bpf_map_lookup_elem(&vmas, &k);
+		}
+		if (v) {
+			__sync_fetch_and_add(&v->wp_faults, 1);
+			if (copy)
+				__sync_fetch_and_add(&v->copies, 1);
+			else
+				__sync_fetch_and_add(&v->reuses, 1);
+		}
+	}
+	if (sites) {
+		struct site_key k = {.tgid = tgid, .stackid = p->stackid};
+		struct site_val *v = bpf_map_lookup_elem(&site_counts, &k);
+
+		if (!v) {
+			struct site_val z = {};
+
+			bpf_map_update_elem(&site_counts, &k, &z, BPF_NOEXIST);
+			v = bpf_map_lookup_elem(&site_counts, &k);
+			if (!v) {
+				__sync_fetch_and_add(&site_full, 1);
+				return;
+			}
+		}
+		if (copy)
+			__sync_fetch_and_add(&v->copies, 1);
+		else
+			__sync_fetch_and_add(&v->reuses, 1);
+	}
+}
+
 static __always_inline struct cow_counts *counts_at(__u32 slot)
 {
 	return bpf_map_lookup_elem(&pcounts, &slot);
@@ -115,7 +417,8 @@ static __always_inline struct pend *pend_of(__u32 tid)
 
 /* ---- tracepoint method ------------------------------------------------ */
 
-static __always_inline int on_user_fault(unsigned long error_code, unsigned long ip)
+static __always_inline int on_user_fault(void *ctx, unsigned long error_code, unsigned long ip,
+					 unsigned long address)
 {
 	struct cow_counts *c;
 	struct pend *p;
@@ -133,9 +436,15 @@ static __always_inline int on_user_fault(unsigned long error_code, unsigned long
 		return 0;
 	c->wp_faults++;
 	p = pend_of((__u32)id);
+	if (p->tid != (__u32)id)
+		p->vlo = p->vhi = 0;
 	p->ip = ip;
 	p->flags = PF_TP_PENDING;
 	p->tid = (__u32)id;
+	if (by_mapping)
+		attr_vma_at(p, id >> 32, address);
+	if (sites)
+		attr_stack(ctx, p);
 	return 0;
 }
 
@@ -171,7 +480,14 @@ static __always_inline int on_page_alloc(unsigned int order, unsigned int gfp)
 		if (regs->ip != p->ip ||
 		    (orig_ax != -1 && orig_ax != X86_PF_WP_USER))
 			return 0;
-		p->tid = 0;	/* one copy per fault at most */
+		p->flags = 0;	/* one copy per fault at most */
+		c = counts_of(id >> 32);
+		if (c)
+			c->cow_copies++;
+		/* the tracepoint method sees copies only: reuses are not attributed */
+		if (by_mapping || sites)
+			attr_count(p, id >> 32, true);
+		return 0;
 	} else if (p->flags & PF_WINDOW) {
 		if (p->flags & PF_COPIED)
 			return 0;
@@ -189,7 +505,7 @@ SEC("tp_btf/page_fault_user")
 int BPF_PROG(tp_btf_fault, unsigned long address, struct pt_regs *regs,
 	     unsigned long error_code)
 {
-	return on_user_fault(error_code, regs->ip);
+	return on_user_fault(ctx, error_code, regs->ip, address);
 }
 
 /* The exceptions events are not in BTF (no trace_event_raw_* type); the
@@ -205,7 +521,7 @@ struct cowtrace_x86_exceptions {
 SEC("tracepoint/exceptions/page_fault_user")
 int tp_fault(struct cowtrace_x86_exceptions *ctx)
 {
-	return on_user_fault(ctx->error_code, ctx->ip);
+	return on_user_fault(ctx, ctx->error_code, ctx->ip, ctx->address);
 }
 
 SEC("tp_btf/mm_page_alloc")
@@ -289,21 +605,27 @@ static __always_inline bool vme_now(__u64 *reuse, __u64 *alloc)
 
 static __always_inline void vme_resolve(struct pend *p, struct cow_counts *c, __u64 r, __u64 a)
 {
+	bool copy;
+
 	r += p->ts;
 	a += p->alloc;
 	p->flags = 0;
 	if (!c)
 		return;
-	if (!r && a)
+	copy = !r && a;
+	if (copy)
 		c->cow_copies++;
 	else
 		c->cow_reuses++;
+	if (by_mapping || sites)
+		attr_count(p, p->tgid, copy);
 }
 
 /* The slot pending[tid] of a tracked thread stays its own (tid, tgid and
  * the counters' slot) between faults: a tracked thread's fault costs no
  * hash lookup; an untracked thread's wp fault costs one (a miss). */
-static __always_inline int vme_fault(unsigned long error_code, unsigned long ip, bool user)
+static __always_inline int vme_fault(void *ctx, unsigned long error_code, unsigned long ip,
+				     unsigned long address, bool user)
 {
 	__u64 id = bpf_get_current_pid_tgid(), r, a;
 	__u32 tid = (__u32)id, tgid = id >> 32;
@@ -326,6 +648,7 @@ static __always_inline int vme_fault(unsigned long error_code, unsigned long ip,
 		p->tgid = tgid;
 		p->slot = *slot;
 		p->flags = 0;
+		p->vlo = p->vhi = 0;
 		c = counts_at(*slot);
 	}
 	if (!c)
@@ -340,9 +663,16 @@ static __always_inline int vme_fault(unsigned long error_code, unsigned long ip,
 		return 0;
 	c->wp_faults++;
 	p->ip = ip;
-	p->flags = PF_VME;
 	p->ts = -r;
 	p->alloc = -a;
+	/* Before the fault is marked pending: the user stack walk may fault
+	 * (kernel mode, no fixup needed), and vme_fault_kernel, another
+	 * program, runs nested and would resolve it. */
+	if (by_mapping)
+		attr_vma_at(p, tgid, address);
+	if (sites)
+		attr_stack(ctx, p);
+	p->flags = PF_VME;
 	return 0;
 }
 
@@ -350,14 +680,14 @@ SEC("tp_btf/page_fault_user")
 int BPF_PROG(vme_fault_user, unsigned long address, struct pt_regs *regs,
 	     unsigned long error_code)
 {
-	return vme_fault(error_code, regs->ip, true);
+	return vme_fault(ctx, error_code, regs->ip, address, true);
 }
 
 SEC("tp_btf/page_fault_kernel")
 int BPF_PROG(vme_fault_kernel, unsigned long address, struct pt_regs *regs,
 	     unsigned long error_code)
 {
-	return vme_fault(error_code, 0, false);
+	return vme_fault(ctx, error_code, 0, address, false);
 }
 
 SEC("tp_btf/sched_switch")
@@ -406,7 +736,7 @@ int BPF_PROG(vme_switch, bool preempt, struct task_struct *prev, struct task_str
  * ends without a copy is not counted as a reuse by wp_exit(). */
 const volatile bool reuse_hook = false;
 
-static __always_inline int wp_enter(void)
+static __always_inline int wp_enter(void *ctx, struct vm_fault *vmf)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct cow_counts *c = counts_of(id >> 32);
@@ -416,9 +746,15 @@ static __always_inline int wp_enter(void)
 		return 0;
 	c->wp_faults++;
 	p = pend_of((__u32)id);
+	if (p->tid != (__u32)id)
+		p->vlo = p->vhi = 0;
 	p->ts = bpf_ktime_get_ns();
 	p->flags = PF_WINDOW;
 	p->tid = (__u32)id;
+	if (by_mapping)
+		attr_vma_of(p, id >> 32, BPF_CORE_READ(vmf, vma));
+	if (sites)
+		attr_stack(ctx, p);
 	return 0;
 }
 
@@ -433,7 +769,7 @@ static __always_inline int wp_exit(bool latency)
 	if (p->tid != (__u32)id || !(p->flags & PF_WINDOW))
 		return 0;
 	flags = p->flags;
-	p->tid = 0;
+	p->flags = 0;	/* the slot (and its VMA cache) stays the thread's */
 	c = counts_of(id >> 32);
 	if (!c)
 		return 0;
@@ -441,6 +777,8 @@ static __always_inline int wp_exit(bool latency)
 	 * place, or the fault ended early: a changed pte, an error). */
 	if (!reuse_hook && !(flags & PF_COPIED))
 		c->cow_reuses++;
+	if (by_mapping || sites)
+		attr_count(p, id >> 32, flags & PF_COPIED);
 	if (!latency)
 		return 0;
 	delta = bpf_ktime_get_ns() - p->ts;
@@ -498,7 +836,7 @@ static __always_inline int huge_wp_exit(vm_fault_t ret)
 SEC("fentry/do_wp_page")
 int BPF_PROG(fentry_do_wp_page, struct vm_fault *vmf)
 {
-	return wp_enter();
+	return wp_enter(ctx, vmf);
 }
 
 SEC("fexit/do_wp_page")
@@ -526,9 +864,9 @@ int BPF_PROG(fexit_huge_wp, struct vm_fault *vmf, vm_fault_t ret)
 }
 
 SEC("kprobe/do_wp_page")
-int BPF_KPROBE(kprobe_do_wp_page)
+int BPF_KPROBE(kprobe_do_wp_page, struct vm_fault *vmf)
 {
-	return wp_enter();
+	return wp_enter(ctx, vmf);
 }
 
 SEC("kretprobe/do_wp_page")
@@ -588,8 +926,10 @@ int BPF_PROG(on_exec, struct task_struct *p)
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 	struct cow_info *info = bpf_map_lookup_elem(&infos, &tgid);
 
-	if (info)
+	if (info) {
 		BPF_CORE_READ_STR_INTO(&info->comm, p, comm);
+		__sync_fetch_and_add(&info->execs, 1);
+	}
 	return 0;
 }
 

@@ -7,6 +7,27 @@
 #define COWTRACE_HIST_SLOTS 32	/* log2(ns) buckets of do_wp_page latency */
 #define COWTRACE_MAX_PROCS 16384
 #define COWTRACE_PEND_SLOTS 16384	/* faults in progress, by tid (power of 2) */
+#define COWTRACE_MAX_VMAS 65536	/* --by-mapping: (tgid, vm_start) entries */
+#define COWTRACE_MAX_SITES 65536	/* --sites: (tgid, stack id) entries */
+#define COWTRACE_STACK_SLOTS 32768	/* --sites: distinct user stacks */
+#define COWTRACE_STACK_DEPTH 32	/* --sites: frames kept per stack */
+#define COWTRACE_VMA_NAME_LEN 48	/* file name (last path component) */
+
+/* Label of a mapping, the module's rules (kmod/cowscope.c cs_segment) taken
+ * at fault time from the mm's code/data/brk/stack fields; file mappings
+ * split into private (copy-on-write) and shared (mkwrite, never copied). */
+enum cowtrace_seg {
+	COWTRACE_SEG_TEXT = 0,
+	COWTRACE_SEG_DATA,
+	COWTRACE_SEG_BSS,
+	COWTRACE_SEG_HEAP,
+	COWTRACE_SEG_STACK,
+	COWTRACE_SEG_MMAP_ANON,
+	COWTRACE_SEG_FILE_PRIVATE,
+	COWTRACE_SEG_FILE_SHARED,
+	COWTRACE_SEG_OTHER,
+	COWTRACE_SEG_UNKNOWN,	/* the VMA could not be looked up */
+};
 
 /* Per-process counters, one copy per CPU (BPF_MAP_TYPE_PERCPU_ARRAY pcounts,
  * indexed by the slot that the hash `procs` gives for a tgid; slots are
@@ -36,6 +57,47 @@ struct pend {
 	__u64 ts;		/* fentry/kprobe: do_wp_page entry time;
 				 * vmevent: PGREUSE events, see cowtrace.bpf.c */
 	__u64 alloc;		/* vmevent: PGALLOC events, likewise */
+	__u64 vma;		/* --by-mapping: vm_start of the fault's VMA (0: unknown) */
+	__u64 vlo, vhi;		/* --by-mapping: the thread's last VMA looked up */
+	__s32 stackid;		/* --sites: user stack of the fault, its key in
+				 * `stacks` (a 31-bit hash of the ips; < 0: none) */
+	__u32 pad;
+};
+
+/* --by-mapping: copies and reuses per (tgid, VMA start); the VMA's facts are
+ * recorded when it is first seen, so they outlive the process. */
+struct vma_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 start;
+};
+
+struct vma_val {
+	__u64 end;
+	__u64 wp_faults;
+	__u64 copies;
+	__u64 reuses;
+	__u64 pgoff;		/* vm_pgoff (file offset in pages) */
+	__u32 seg;		/* enum cowtrace_seg */
+	__u32 flags;		/* low 32 bits of vm_flags */
+	char name[COWTRACE_VMA_NAME_LEN];	/* file mappings: d_name */
+};
+
+/* --sites: copies and reuses per (tgid, user stack id in `stacks`). */
+struct site_key {
+	__u32 tgid;
+	__s32 stackid;		/* < 0: no stack (see stack_fail) */
+};
+
+/* --sites: one user stack, ips[0] the faulting ip, then return addresses;
+ * 0 ends it. */
+struct stack_ips {
+	__u64 ips[COWTRACE_STACK_DEPTH];
+};
+
+struct site_val {
+	__u64 copies;
+	__u64 reuses;
 };
 
 /* Cold per-process facts (BPF_MAP_TYPE_HASH keyed by tgid). */
@@ -43,6 +105,8 @@ struct cow_info {
 	__u32 ppid;
 	__u32 exited;		/* 1 once the last thread has exited */
 	char comm[COWTRACE_COMM_LEN];
+	__u32 execs;		/* exec()s seen while tracked */
+	__u32 pad;
 };
 
 #endif /* COWTRACE_H */

@@ -3,6 +3,7 @@
 
     scripts/plot.py results/<date>-<host>     writes <exp>.png beside the JSON
                                               and findings.json, prints them
+    scripts/plot.py --trace COWTRACE.json OUT.png   copies by mapping and top sites (cowtrace --by-mapping --sites --json)
 
 One PNG per experiment found (fork-heap, cow-ratio, spawn, writer,
 children). Every point is drawn as its median with the min..max spread of
@@ -301,11 +302,50 @@ def plot_children(points, meta, out, F):
     finish(fig, ax, ax.get_title(), meta, out)
 
 
+def plot_trace_attribution(path, out, top=10):
+    """Bar charts of a `cowtrace --by-mapping --sites --json` file: copies by
+    mapping (label and path, summed over the processes) and the top copy
+    sites merged over the process tree (leaf frame, with its caller)."""
+    with open(path) as f:
+        j = json.load(f)
+    procs = j["processes"] if isinstance(j, dict) else j
+    maps = {}
+    for p in procs:
+        for m in p.get("mappings", []):
+            key = m["label"] + (" " + os.path.basename(m["path"]) if m.get("path") else "")
+            maps[key] = maps.get(key, 0) + m["copies"]
+    maps = sorted(((v, k) for k, v in maps.items() if v), reverse=True)[:top]
+    sites = []
+    for s in (j.get("merged_sites", []) if isinstance(j, dict) else []):
+        if not s["copies"]:
+            continue
+        names = [fr["func"] or ("%s+0x%x" % (os.path.basename(fr["module"]) or "?", fr["offset"]))
+                 for fr in s["frames"][:2]] or ["[no stack]"]
+        sites.append((s["copies"], " < ".join(names)))
+    sites = sorted(sites, reverse=True)[:top]
+    if not maps and not sites:
+        raise ValueError(f"{path}: no mappings or sites (run cowtrace with --by-mapping --sites --json)")
+    fig, axes = plt.subplots(1, 2, figsize=(13, max(3, 0.45 * max(len(maps), len(sites)) + 1.5)))
+    for ax, rows, title in ((axes[0], maps, "copies by mapping"), (axes[1], sites, "top copy sites (leaf < caller)")):
+        ax.barh([k[:60] for _, k in rows][::-1], [v for v, _ in rows][::-1], color="tab:orange")
+        ax.set_title(title)
+        ax.set_xlabel("pages copied (4 KiB)")
+        ax.tick_params(axis="y", labelsize=8)
+    fig.suptitle(os.path.basename(path))
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 PLOTS = [("fork-heap", plot_fork_heap), ("cow-ratio", plot_cow_ratio), ("spawn", plot_spawn),
          ("writer", plot_writer), ("children", plot_children)]
 
 
 def main(argv):
+    if len(argv) == 4 and argv[1] == "--trace":  # plot.py --trace COWTRACE.json OUT.png
+        print(plot_trace_attribution(argv[2], argv[3]))
+        return 0
     if len(argv) != 2 or argv[1] in ("-h", "--help"):
         print(__doc__.strip(), file=sys.stderr)
         return 2

@@ -9,6 +9,11 @@
 #  - wall_overhead_ratio: median child write phase with cowtrace attached /
 #    without, five runs each (interleaved). Target <= 1.03 (coarse: faults are
 #    slow and noisy here).
+#  - attribution (issue 11), same run: bpf_ns_per_cow_fault with --by-mapping
+#    (target: at most +100 ns over plain counting) and with --sites (target:
+#    at most 1500 ns per copied page); wall ratio with --sites (target
+#    <= 1.15, interleaved with the runs above); symbolization time (after the
+#    run, from cowtrace's own line).
 set -uo pipefail
 bin=${COWSCOPE_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/build/bin}
 cowtrace=$bin/cowtrace
@@ -83,6 +88,18 @@ method=$(sed -n 's/^cowtrace: \([a-z]*\): .*/\1/p' "$tmp/ct.err" | head -n1)
 sed -n 's/^cowtrace: prog /cowtrace_prog /p' "$tmp/ct.err"
 copies=$(python3 -c 'import json,sys; print(max(p["cow_copies"] for p in json.load(open(sys.argv[1]))))' "$tmp/ct.json")
 
+# 1b. The same with --by-mapping, and with --sites.
+attr_ns() { # ARGS...: bpf_run_time_ns of one traced workload run
+	"$cowtrace" --bpf-stats "$@" --json "$tmp/a.json" -- "$tmp/w" "$pages" >"$tmp/a.out" 2>"$tmp/a.err" ||
+		{ cat "$tmp/a.err" >&2; echo 0; return; }
+	sed -n 's/.*bpf_run_time_ns=\([0-9]*\).*/\1/p' "$tmp/a.err"
+}
+bm_ns=$(attr_ns --by-mapping)
+st_ns=$(attr_ns --sites 5)
+st_copies=$(python3 -c 'import json,sys; print(max(p["cow_copies"] for p in json.load(open(sys.argv[1]))["processes"]))' "$tmp/a.json" 2>/dev/null || echo 0)
+sym=$(sed -n 's/^sites: symbolized \([0-9]*\) addresses in \([0-9.]*\) ms.*/\1 \2/p' "$tmp/a.out")
+sed -n 's/^cowtrace: prog /cowtrace_sites_prog /p' "$tmp/a.err"
+
 # 2. The bpftrace one-liner in the same run.
 bt_ns="" bt_cnt=""
 if command -v bpftrace >/dev/null && command -v bpftool >/dev/null; then
@@ -102,17 +119,19 @@ fi
 
 # 3. Wall clock, interleaved: without, with (bpf_stats off: it costs time).
 sysctl -q kernel.bpf_stats_enabled=0
-base=() traced=()
+base=() traced=() sited=()
 for _ in $(seq "$runs"); do
 	base+=("$("$tmp/w" "$pages")")
 	"$cowtrace" -- "$tmp/w" "$pages" >"$tmp/one" 2>/dev/null
 	traced+=("$(head -n1 "$tmp/one")")
+	"$cowtrace" --sites 5 -- "$tmp/w" "$pages" >"$tmp/one" 2>/dev/null
+	sited+=("$(head -n1 "$tmp/one")")
 done
 
 python3 - "$pages" "$copies" "$ct_ns" "$ct_cnt" "${bt_ns:-}" "${bt_cnt:-}" "$method" \
-	"${base[*]}" "${traced[*]}" <<'PY'
+	"${base[*]}" "${traced[*]}" "${bm_ns:-0}" "${st_ns:-0}" "${st_copies:-0}" "${sym:-}" "${sited[*]}" <<'PY'
 import statistics as st, sys
-pages, copies, ct_ns, ct_cnt, bt_ns, bt_cnt, method, base, traced = sys.argv[1:]
+pages, copies, ct_ns, ct_cnt, bt_ns, bt_cnt, method, base, traced, bm_ns, st_ns, st_copies, sym, sited = sys.argv[1:]
 pages, copies, ct_ns, ct_cnt = int(pages), int(copies), int(ct_ns or 0), int(ct_cnt or 0)
 print(f"cowtrace_method={method}")
 print(f"cow_faults_workload={pages} cowtrace_cow_copies={copies}")
@@ -131,4 +150,21 @@ mb, mt = st.median(b), st.median(t)
 print(f"wall_child_ms_median_without={mb / 1e6:.1f} with={mt / 1e6:.1f} runs={len(b)}")
 r = mt / mb
 print(f"wall_overhead_ratio={r:.3f} target<=1.03 {'ok' if r <= 1.03 else 'MISSED'}")
+bm = int(bm_ns or 0) / pages
+print(f"by_mapping_bpf_ns_per_cow_fault={bm:.1f} plain={ct:.1f} extra={bm - ct:.1f} target<=+100 "
+      f"{'ok' if bm - ct <= 100 else 'MISSED'}")
+sc = int(st_copies or 0)
+if sc:
+    sp = int(st_ns or 0) / sc
+    print(f"sites_bpf_ns_per_copied_page={sp:.1f} copies={sc} target<=1500 {'ok' if sp <= 1500 else 'MISSED'}")
+else:
+    print("sites_bpf_ns_per_copied_page=unknown (the --sites run failed) MISSED")
+s = [int(x) for x in sited.split() if x.isdigit()]
+if s:
+    rs = st.median(s) / mb
+    print(f"sites_wall_child_ms_median={st.median(s) / 1e6:.1f} sites_wall_overhead_ratio={rs:.3f} "
+          f"target<=1.15 {'ok' if rs <= 1.15 else 'MISSED'}")
+if sym:
+    n, ms = sym.split()
+    print(f"sites_symbolize_addresses={n} sites_symbolize_ms={ms} (after the run)")
 PY

@@ -159,3 +159,46 @@ def test_ctrl_c_raises_keyboard_interrupt(build_bin):
     p.send_signal(signal.SIGINT)
     out, _ = p.communicate(timeout=60)
     assert p.returncode == 3 and "interrupted" in out
+
+
+def _bpf_skip(cowscope):
+    if os.geteuid() != 0:
+        pytest.skip("cowscope.trace needs root (BPF)")
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        pytest.skip("no kernel BTF: cowscope.trace needs /sys/kernel/btf/vmlinux")
+
+
+def test_trace_by_mapping_and_sites(cowscope, build_bin):
+    """The tracer of cowtrace, from Python: the two-function target's copies
+    by mapping and by faulting function, per process."""
+    _bpf_skip(cowscope)
+    target = os.path.join(build_bin, "cowtrace_target")
+    if not os.path.exists(target):
+        pytest.skip(f"{target} not built")
+    r = cowscope.trace([target, "30", "40", "50", "60"], by_mapping=True, sites=True)
+    assert r["exit_status"] == 0
+    procs = {p["pid"]: p for p in r["processes"]}
+    parent = next(p for p in procs.values() if p["comm"] == "cowtrace_target" and
+                  any(q["ppid"] == p["pid"] for q in procs.values()))
+    child = next(q for q in procs.values() if q["ppid"] == parent["pid"])
+    for proc, heap, mm in ((parent, 30, 40), (child, 50, 60)):
+        best = {}
+        for m in proc["mappings"]:
+            best[m["label"]] = max(best.get(m["label"], 0), m["copies"])
+        assert heap <= best["heap"] <= heap + 16, proc["mappings"]
+        assert mm <= best["mmap-anon"] <= mm + 16, proc["mappings"]
+        leaf = {}
+        for s in proc["sites"]:
+            if s["frames"]:
+                f = s["frames"][0]["func"]
+                leaf[f] = leaf.get(f, 0) + s["copies"]
+        assert heap <= leaf["write_heap_pages"] <= heap + 16, leaf
+        assert mm <= leaf["write_mmap_pages"] <= mm + 16, leaf
+        assert sum(m["copies"] for m in proc["mappings"]) == proc["cow_copies"]
+
+
+def test_trace_usage_errors(cowscope):
+    with pytest.raises(cowscope.UsageError, match="method: expected auto"):
+        cowscope.trace(["true"], method="banana")
+    with pytest.raises(cowscope.UsageError, match="cmd: expected a command"):
+        cowscope.trace([])

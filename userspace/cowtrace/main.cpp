@@ -1,8 +1,8 @@
 // cowtrace: count copy-on-write page faults per process, live.
 //
 //   cowtrace [-p PID] [--children] [--json FILE|-] [-i SECONDS [COUNT]]
-//            [-m auto|fentry|kprobe|vmevent|tracepoint] [-v] [-- CMD ARGS...]
-#include <fcntl.h>
+//            [-m auto|fentry|kprobe|vmevent|tracepoint] [-v]
+//            [--by-mapping] [--sites [N]] [--folded FILE] [-- CMD ARGS...]
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <ctime>
 #include <iostream>
@@ -20,7 +22,7 @@
 
 #include "cowscope/error.hpp"
 #include "cowscope/fd.hpp"
-#include "tracer.hpp"
+#include "cowscope/trace.hpp"
 
 using cowscope::Error;
 using cowscope::UsageError;
@@ -38,6 +40,10 @@ struct Args {
 	std::string method = "auto";
 	bool verbose = false;
 	bool bpf_stats = false;
+	bool by_mapping = false;
+	std::string sites;		// --sites [N]: N ("" for the default)
+	std::size_t top = 0;		// 0: no --sites
+	std::string folded;
 	std::vector<std::string> cmd;
 	double seconds = 0;
 	long count = -1;
@@ -101,91 +107,35 @@ ProcFacts proc_facts(pid_t pid)
 	return f;
 }
 
-// Fork CMD held at a barrier so that it is tracked before it runs a single
-// instruction of its own; exec failures come back through a CLOEXEC pipe.
-class Child {
-public:
-	explicit Child(const std::vector<std::string> &cmd)
-	{
-		int go[2], err[2];
-		if (pipe2(go, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
-			throw cowscope::SysError("failed to create pipe");
-		pid_ = fork();
-		if (pid_ < 0)
-			throw cowscope::SysError("failed to fork");
-		if (pid_ == 0) {
-			close(go[1]);
-			close(err[0]);
-			char c;
-			if (read(go[0], &c, 1) != 1)
-				_exit(127);	// the tracer gave up
-			std::vector<char *> argv;
-			for (const auto &a : cmd)
-				argv.push_back(const_cast<char *>(a.c_str()));
-			argv.push_back(nullptr);
-			execvp(argv[0], argv.data());
-			int e = errno;
-			(void)!write(err[1], &e, sizeof(e));
-			_exit(127);
-		}
-		close(go[0]);
-		close(err[1]);
-		go_ = cowscope::UniqueFd(go[1]);
-		err_ = cowscope::UniqueFd(err[0]);
-		name_ = cmd[0];
-	}
-	~Child()
-	{
-		if (pid_ > 0 && !reaped_) {
-			kill(pid_, SIGKILL);
-			waitpid(pid_, nullptr, 0);
-		}
-	}
-	pid_t pid() const { return pid_; }
-	// Let it exec; throw if exec failed.
-	void start()
-	{
-		char c = 'x';
-		if (write(go_.get(), &c, 1) != 1)
-			throw cowscope::SysError("failed to start " + name_);
-		go_.reset();
-		int e = 0;
-		ssize_t n;
-		do
-			n = read(err_.get(), &e, sizeof(e));
-		while (n < 0 && errno == EINTR);
-		if (n == sizeof(e)) {
-			waitpid(pid_, nullptr, 0);
-			reaped_ = true;
-			throw Error(fmt::format("failed to run '{}': {}", name_, std::strerror(e)));
-		}
-	}
-	// True once it has exited; status in `status`.
-	bool done(int &status)
-	{
-		if (reaped_)
-			return true;
-		pid_t r = waitpid(pid_, &status, WNOHANG);
-		if (r == pid_)
-			reaped_ = true;
-		return reaped_;
-	}
-
-private:
-	pid_t pid_ = -1;
-	bool reaped_ = false;
-	cowscope::UniqueFd go_, err_;
-	std::string name_;
-};
-
-void emit(const Args &a, const cowtrace::Tracer &t, bool final_dump, bool stamp)
+std::size_t parse_top(const std::string &s)
 {
+	try {
+		std::size_t used = 0;
+		long v = std::stol(s, &used);
+		if (used == s.size() && v > 0 && v <= 100000)
+			return static_cast<std::size_t>(v);
+	} catch (const std::exception &) {
+	}
+	throw UsageError(fmt::format("--sites: expected N, how many stacks to show, a whole number > 0, got \"{}\"", s));
+}
+
+// Attribution (--by-mapping, --sites) only in the final dump: symbolizing
+// is not free, and it happens after the run, never in the fault path.
+void emit(const Args &a, cowtrace::Tracer &t, bool final_dump, bool stamp)
+{
+	std::optional<cowtrace::Attribution> attr;
+	if (final_dump && (a.by_mapping || a.top)) {
+		t.refresh_memory();
+		attr = t.attribution();
+	}
 	auto procs = t.snapshot();
+	if (attr && !a.folded.empty())
+		cowscope::write_file_atomic(a.folded, cowtrace::folded(*attr, procs));
 	if (!a.json.empty()) {
-		auto j = cowtrace::to_json(procs, t.plan());
+		auto j = cowtrace::report_json(procs, t.plan(), attr ? &*attr : nullptr);
 		if (a.json == "-") {
 			std::cout << (final_dump && a.interval.empty() ? j.dump(2) : j.dump()) << std::endl;
-			return;
+			return;	// stdout is the JSON
 		}
 		cowscope::write_file_atomic(a.json, j.dump(2) + "\n");
 	}
@@ -195,7 +145,12 @@ void emit(const Args &a, const cowtrace::Tracer &t, bool final_dump, bool stamp)
 		std::strftime(buf, sizeof buf, "%H:%M:%S", std::localtime(&now));
 		std::cout << buf << "\n";
 	}
-	std::cout << cowtrace::format_table(procs, t.plan()) << std::flush;
+	std::cout << cowtrace::format_table(procs, t.plan());
+	if (attr && a.by_mapping)
+		std::cout << cowtrace::format_mappings(*attr, procs);
+	if (attr && a.top)
+		std::cout << cowtrace::format_sites(*attr, procs, a.top);
+	std::cout << std::flush;
 }
 
 int run(const Args &a)
@@ -219,6 +174,8 @@ int run(const Args &a)
 	opts.follow_children = a.children || !a.cmd.empty();
 	opts.verbose = a.verbose;
 	opts.method = *method;
+	opts.by_mapping = a.by_mapping;
+	opts.sites = a.top > 0;
 
 	struct sigaction sa{};
 	sa.sa_handler = on_signal;
@@ -228,7 +185,7 @@ int run(const Args &a)
 	cowtrace::Tracer tracer(opts);
 	std::fprintf(stderr, "cowtrace: %s\n", tracer.plan().describe().c_str());
 
-	std::optional<Child> child;
+	std::optional<cowtrace::Command> child;
 	pid_t root;
 	if (a.cmd.empty()) {
 		root = target.tgid;
@@ -319,14 +276,44 @@ int main(int argc, char **argv)
 	app.add_option("-m,--method", a.method, "attach method: auto, fentry, kprobe, vmevent, tracepoint");
 	app.add_flag("-v,--verbose", a.verbose, "print what the kernel probes found");
 	app.add_flag("--bpf-stats", a.bpf_stats, "at exit, print run_time_ns and run_cnt summed over the programs");
+	app.add_flag("--by-mapping", a.by_mapping,
+		     "split copies and reuses of each process by mapping (heap, stack, data, bss, mmap-anon, "
+		     "file-private PATH, ...)");
+	app.add_option("--sites", a.sites, "show the top N user stacks that caused copies and reuses "
+					   "(default 10), symbolized after the run")
+		->type_name("[N]");
+	app.add_option("--folded", a.folded, "write the copy stacks as folded stacks (flame graphs, "
+					     "speedscope) to FILE; implies --sites")
+		->type_name("FILE");
 	app.add_option("command", a.cmd, "the command to run and trace, after --")->type_name("CMD ARGS...");
+	// --sites takes an optional N: "--sites N" -> "--sites=N", a bare
+	// "--sites" -> "--sites=10" (CLI11's optional values upset "--" here)
+	std::vector<std::string> args(argv + 1, argv + argc);
+	for (std::size_t i = 0; i < args.size() && args[i] != "--"; i++) {
+		if (args[i] != "--sites")
+			continue;
+		const std::string next = i + 1 < args.size() ? args[i + 1] : "";
+		bool value = !next.empty() && (next[0] != '-' || (next.size() > 1 && std::isdigit(
+										       static_cast<unsigned char>(next[1]))));
+		if (value) {	// N, or a bad one ("-3") that parse_top() reports
+			args[i] += "=" + args[i + 1];
+			args.erase(args.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+		} else {
+			args[i] += "=10";	// the default
+		}
+	}
+	std::reverse(args.begin(), args.end());	// CLI11 takes them last first
 	try {
-		app.parse(argc, argv);
+		app.parse(args);
 		if (!a.interval.empty()) {
 			a.seconds = parse_seconds(a.interval[0]);
 			if (a.interval.size() > 1)
 				a.count = parse_count(a.interval[1]);
 		}
+		if (app.count("--sites"))
+			a.top = a.sites.empty() ? 10 : parse_top(a.sites);
+		if (!a.folded.empty() && !a.top)
+			a.top = 10;
 		return run(a);
 	} catch (const CLI::CallForHelp &e) {
 		return app.exit(e);
@@ -334,7 +321,7 @@ int main(int argc, char **argv)
 		return app.exit(e);
 	} catch (const CLI::ParseError &e) {
 		std::fprintf(stderr, "cowtrace: %s\nusage: cowtrace [-p PID] [--children] [--json FILE|-] "
-				     "[-i SECONDS [COUNT]] [-- CMD ARGS...]\n", e.what());
+				     "[-i SECONDS [COUNT]] [--by-mapping] [--sites [N]] [--folded FILE] [-- CMD ARGS...]\n", e.what());
 		return 2;
 	} catch (const UsageError &e) {
 		std::fprintf(stderr, "cowtrace: %s\n", e.what());

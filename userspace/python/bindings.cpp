@@ -15,6 +15,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <fmt/format.h>
+
 #include <atomic>
 #include <cmath>
 #include <map>
@@ -25,6 +27,7 @@
 #include "cowscope/bench.hpp"
 #include "cowscope/error.hpp"
 #include "cowscope/meta.hpp"
+#include "cowscope/trace.hpp"
 #include "cowscope/view.hpp"
 
 namespace py = pybind11;
@@ -244,6 +247,27 @@ struct PyErrors {
 
 PyErrors *g_errors = nullptr;
 
+// cowscope.trace(): the tracer of the cowtrace program (cowtrace_core).
+py::object trace(const std::vector<std::string> &cmd, bool by_mapping, bool sites, const std::string &method)
+{
+	auto m = cowtrace::parse_method(method);
+	if (!m)
+		throw UsageError(fmt::format("method: expected auto, fentry, kprobe, vmevent or tracepoint, got \"{}\"",
+					     method));
+	if (cmd.empty())
+		throw UsageError("cmd: expected a command, like [\"python3\", \"-c\", \"pass\"]");
+	cowtrace::Options o;
+	o.method = *m;
+	o.by_mapping = by_mapping;
+	o.sites = sites;
+	nlohmann::json j;
+	{
+		py::gil_scoped_release nogil;
+		j = cowtrace::trace_command(cmd, o);
+	}
+	return to_python(j);
+}
+
 py::object make_class(py::module_ &m, const char *name, py::tuple bases, const char *doc)
 {
 	py::dict ns;
@@ -353,6 +377,17 @@ KeyboardInterrupt. One bench runs at a time per process.)doc");
 				       "Present, anonymous, read-only in a writable VMA: a write would COW-fault.")
 		.def_property_readonly("anon_exclusive", &view::PageRecord::anon_exclusive, "PageAnonExclusive.")
 		.def("__repr__", &record_repr, "PageRecord(vaddr=..., pfn=..., ...).");
+
+	m.def("trace", &trace, py::arg("cmd"), py::arg("by_mapping") = false, py::arg("sites") = false,
+	      py::arg("method") = "auto",
+	      R"doc(Run `cmd` (a list: program and arguments) under cowtrace until it exits.
+
+Every process it forks is followed. Returns {"processes": [...], "method",
+"plan", "exit_status"}: each process as `cowtrace --json` reports it
+(wp_faults, cow_copies, cow_reuses, ...); by_mapping=True adds its
+"mappings" (label, start, end, path, copies, reuses), sites=True its user
+"sites" (frames symbolized after the run: func, offset, module, file, line,
+guess) and "merged_sites" over the process tree. Needs root (BPF).)doc");
 
 	m.def("read_view", &read_view, py::arg("pid"), py::arg("start") = py::none(), py::arg("end") = py::none(),
 	      R"doc(The module's binary per-page view of process `pid` as a list of PageRecord.

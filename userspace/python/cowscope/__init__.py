@@ -8,7 +8,8 @@ The same core library as the cowbench program (userspace/lib):
 
 bench() returns what `cowbench --json` writes, plus every figure's median
 at the top level. read_view(pid) reads the cowscope kernel module's per-page
-view (inside the VM lab). Errors are cowscope.Error (RuntimeError),
+view (inside the VM lab). trace(cmd, by_mapping=True, sites=True) runs a
+command under cowtrace's tracer (root). Errors are cowscope.Error (RuntimeError),
 cowscope.UsageError (ValueError), cowscope.SysError (OSError) and
 cowscope.ModuleNotLoadedError, whose messages are the command-line tools'.
 """
@@ -25,6 +26,7 @@ from ._core import (
     repetition_keys,
     request_stop,
     thp_mode,
+    trace,
 )
 
 __all__ = [
@@ -40,4 +42,5 @@ __all__ = [
     "repetition_keys",
     "request_stop",
     "thp_mode",
+    "trace",
 ]

@@ -1,5 +1,5 @@
 // cowtrace_core: probes, skeleton lifetime, map reading and formatting.
-#include "tracer.hpp"
+#include "cowscope/trace.hpp"
 
 #include <linux/capability.h>
 #include <sys/syscall.h>
@@ -23,6 +23,7 @@
 #include "cowscope/error.hpp"
 #include "cowtrace.h"
 #include "cowtrace.skel.h"
+#include "impl.hpp"
 
 using cowscope::Error;
 
@@ -210,15 +211,12 @@ std::string bpf_unavailable_reason()
 	return "";
 }
 
-struct Tracer::Impl {
-	cowtrace_bpf *skel = nullptr;
-	int ncpus = 0;
-	~Impl()
-	{
-		if (skel)
-			cowtrace_bpf::destroy(skel);	// detaches links, frees maps
-	}
-};
+
+Tracer::Impl::~Impl()
+{
+	if (skel)
+		cowtrace_bpf::destroy(skel);	// detaches links, frees maps
+}
 
 namespace {
 
@@ -356,6 +354,15 @@ Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>())
 		s->rodata->follow_children = opts.follow_children;
 		s->rodata->reuse_hook = p.reuse_hook;
 		s->rodata->vme_rq_to_events = vme_delta;
+		s->rodata->by_mapping = opts.by_mapping;
+		s->rodata->sites = opts.sites;
+		// maps of a feature that is off: one entry, no memory
+		if (!opts.by_mapping)
+			bpf_map__set_max_entries(s->maps.vmas, 1);
+		if (!opts.sites) {
+			bpf_map__set_max_entries(s->maps.site_counts, 1);
+			bpf_map__set_max_entries(s->maps.stacks, 1);
+		}
 		select_programs(s, p);
 		int err = cowtrace_bpf::load(s);
 		const char *verb = "load";
@@ -380,9 +387,22 @@ Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>())
 	if (impl_->ncpus <= 0)
 		throw Error(fmt::format("failed to count CPUs: {}", errstr(impl_->ncpus)));
 	vlog("method " + plan_.describe());
+	impl_->opts = opts;
+	if (opts.by_mapping || opts.sites)
+		impl_->watcher = std::thread([this] { watch(); });
 }
 
-Tracer::~Tracer() = default;
+Tracer::~Tracer()
+{
+	if (impl_->watcher.joinable()) {
+		{
+			std::lock_guard<std::mutex> g(impl_->mu);
+			impl_->stop = true;
+		}
+		impl_->cv.notify_all();
+		impl_->watcher.join();
+	}
+}
 
 void Tracer::track(pid_t tgid, pid_t ppid, const std::string &comm)
 {
@@ -403,6 +423,8 @@ void Tracer::track(pid_t tgid, pid_t ppid, const std::string &comm)
 	    bpf_map_update_elem(pcounts, &slot, zero.data(), BPF_ANY) ||
 	    bpf_map_update_elem(procs, &key, &slot, BPF_ANY))
 		throw Error(fmt::format("failed to track pid {}: {}", tgid, errstr(errno)));
+	if (impl_->opts.by_mapping || impl_->opts.sites)
+		impl_->remember(tgid);
 }
 
 std::optional<ProcStats> Tracer::stats(pid_t tgid) const
