@@ -202,10 +202,13 @@ static u32 cs_page_facts(struct page *page, struct page *excl_page,
 
 	rec->refcount = folio_ref_count(folio);
 	rec->mapcount = cs_folio_page_mapcount(folio, page);
-	rec->folio_order = min_t(unsigned int, folio_order(folio),
-				 COWSCOPE_MAX_FOLIO_ORDER);
-	if (CS_MAPCOUNT_AVERAGE && folio_test_large(folio))
-		flags |= COWSCOPE_F_MAP_AVG;
+	/* rec arrives zeroed (folio_order 0): only large folios write it */
+	if (folio_test_large(folio)) {
+		rec->folio_order = min_t(unsigned int, folio_order(folio),
+					 COWSCOPE_MAX_FOLIO_ORDER);
+		if (CS_MAPCOUNT_AVERAGE)
+			flags |= COWSCOPE_F_MAP_AVG;
+	}
 	if (folio_test_anon(folio)) {
 		flags |= COWSCOPE_F_ANON;
 		if (folio_test_ksm(folio))

@@ -98,13 +98,13 @@ void check_module_abi(const ModuleInfo &info)
 		return;
 	if (info.abi < COWSCOPE_ABI_VERSION)
 		throw Error(fmt::format(
-			"cowscope: the loaded cowscope.ko (version {}) writes records of "
+			"the loaded cowscope.ko (version {}) writes records of "
 			"interface version {}, these programs read version {}: rebuild the "
 			"module from this source tree (`make kmod`, or `make load` natively) "
 			"and reload it (rmmod cowscope; insmod build/kmod/<kernel>/cowscope.ko)",
 			info.version, info.abi, COWSCOPE_ABI_VERSION));
 	throw Error(fmt::format(
-		"cowscope: the loaded cowscope.ko (version {}) writes records of interface "
+		"the loaded cowscope.ko (version {}) writes records of interface "
 		"version {}, these programs read version {}: rebuild the programs from the "
 		"module's source tree (`make userspace`), or load the module built with them",
 		info.version, info.abi, COWSCOPE_ABI_VERSION));
