@@ -15,6 +15,7 @@
 #include "cowscope/stats.hpp"
 #include "cowscope/sweep.hpp"
 #include "cowscope/units.hpp"
+#include "cowscope/version.hpp"
 
 using namespace cowscope;
 
@@ -206,6 +207,8 @@ int main(int argc, char **argv)
 	if (argc == 2 && std::string_view(argv[1]) == "--exec-noop")
 		_exit(0);
 	CLI::App app{"cowbench: what fork() and copy-on-write cost, by heap size and write ratio"};
+	app.set_version_flag("--version", version_line("cowbench"));
+	app.set_help_all_flag("--help-all", "Print help for every subcommand and exit");
 	app.require_subcommand(0, 1);
 	Opts run, sw;
 	add_bench_options(app, run, false);
@@ -219,6 +222,8 @@ int main(int argc, char **argv)
 	self->add_option("--rounds", rounds, "rounds of 100 forks each");
 	try {
 		app.parse(argc, argv);
+	} catch (const CLI::CallForVersion &e) {
+		return app.exit(e);
 	} catch (const CLI::CallForHelp &e) {
 		return app.exit(e);
 	} catch (const CLI::CallForAllHelp &e) {

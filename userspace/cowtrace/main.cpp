@@ -20,6 +20,7 @@
 
 #include "cowscope/error.hpp"
 #include "cowscope/fd.hpp"
+#include "cowscope/version.hpp"
 #include "tracer.hpp"
 
 using cowscope::Error;
@@ -309,6 +310,7 @@ int main(int argc, char **argv)
 {
 	Args a;
 	CLI::App app{"cowtrace: count copy-on-write page faults per process (eBPF)"};
+	app.set_version_flag("--version", cowscope::version_line("cowtrace"));
 	app.add_option("-p,--pid", a.pid, "trace this running process")->type_name("PID");
 	app.add_flag("--children", a.children, "with -p: also every process it forks from now on");
 	app.add_option("--json", a.json, "write the table as JSON to FILE, or stdout for -")
@@ -328,6 +330,8 @@ int main(int argc, char **argv)
 				a.count = parse_count(a.interval[1]);
 		}
 		return run(a);
+	} catch (const CLI::CallForVersion &e) {
+		return app.exit(e);
 	} catch (const CLI::CallForHelp &e) {
 		return app.exit(e);
 	} catch (const CLI::CallForAllHelp &e) {

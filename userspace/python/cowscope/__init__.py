@@ -18,6 +18,7 @@ from ._core import (
     PageRecord,
     SysError,
     UsageError,
+    __version__,
     bench,
     machine_metadata,
     module_loaded,
