@@ -1436,3 +1436,4 @@ module_exit(cs_exit);
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("cowscope");
 MODULE_DESCRIPTION("/proc views of page tables to watch copy-on-write");
+MODULE_VERSION(COWSCOPE_VERSION);
