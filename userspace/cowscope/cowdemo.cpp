@@ -482,7 +482,7 @@ void step_cow(std::uint64_t heap_bytes)
 			child, written.size(), written.size()));
 	say(fmt::format("  parent {}: about {} reuses and 1 copy (page {}), plus a few of its own\n",
 			parent, written.size(), sample_shared));
-	say("  (make demo runs `cowtrace -- cowdemo --steps cow --no-module` on the host to check.)\n");
+	say("  (count them with `sudo cowtrace -- cowdemo --steps cow --no-module`; make demo does so in a clone.)\n");
 	std::free(buf);
 }
 
