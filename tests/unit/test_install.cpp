@@ -14,6 +14,8 @@
 #include <sstream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "cowscope/version.hpp"
 
 namespace {
@@ -85,4 +87,23 @@ TEST(Install, WithoutTheModuleTheProgramsSayHowToGetIt)
 	EXPECT_EQ(rc, 0) << out;
 	EXPECT_NE(out.find("skipped: the cowscope module is not loaded here"), std::string::npos) << out;
 	EXPECT_NE(out.find("modprobe cowscope"), std::string::npos) << out;
+}
+
+TEST(Install, CowbenchJsonToStandardOutputCountsTheCowFaults)
+{
+	// The package test's check: `cowbench --json -` is JSON alone on stdout
+	// (the table goes to stderr), and counts one COW fault per page written.
+	auto [out, rc] = cowscope::testing::run_command(
+		bin_dir() + "/cowbench --heap 1M --write-ratio 0.25 --repeat 2 --thp never --json - 2>/dev/null");
+	ASSERT_EQ(rc, 0) << out;
+	auto j = nlohmann::json::parse(out, nullptr, false);
+	ASSERT_FALSE(j.is_discarded()) << "not JSON: " << out.substr(0, 200);
+	EXPECT_EQ(j["status"], "ok");
+	const std::uint64_t written = j["setup"]["pages_written"];
+	EXPECT_EQ(written, 64u);
+	for (const auto &rep : j["repetitions"]) {
+		EXPECT_GE(rep["cow_faults"].get<double>(), static_cast<double>(written)) << rep.dump();
+		EXPECT_LT(rep["cow_faults"].get<double>(), 2.0 * written) << rep.dump();
+	}
+	EXPECT_NE(access("-", F_OK), 0) << "cowbench wrote a file named \"-\"";
 }

@@ -91,11 +91,15 @@ int cmd_run(const Opts &o)
 		if (!o.quiet)
 			progress_bar(d, t, "repetitions");
 	});
-	if (!o.json.empty())
+	// --json -: the JSON alone on standard output (for pipes), the table on standard error.
+	const bool json_stdout = o.json == "-";
+	if (!o.json.empty() && !json_stdout)
 		write_file_atomic(o.json, to_json(r).dump(2) + "\n");
 	if (!o.csv.empty())
 		write_file_atomic(o.csv, to_csv(r));
-	std::cout << to_table(r);
+	(json_stdout ? std::cerr : std::cout) << to_table(r);
+	if (json_stdout)
+		std::cout << to_json(r).dump(2) << "\n" << std::flush;
 	if (r.interrupted) {
 		std::cerr << fmt::format("cowbench: interrupted; {} finished repetitions written\n",
 					 r.repetitions.size());
@@ -212,7 +216,7 @@ int main(int argc, char **argv)
 	app.require_subcommand(0, 1);
 	Opts run, sw;
 	add_bench_options(app, run, false);
-	app.add_option("--json", run.json, "write every parameter and repetition as JSON to FILE");
+	app.add_option("--json", run.json, "write every parameter and repetition as JSON to FILE (-: standard output)");
 	app.add_option("--csv", run.csv, "write one CSV row per repetition to FILE");
 	auto *sweep = app.add_subcommand("sweep", "run every combination of the listed values");
 	add_bench_options(*sweep, sw, true);
