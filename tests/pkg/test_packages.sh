@@ -40,7 +40,7 @@ t_start=$SECONDS
 cache=${COWSCOPE_CACHE:-/var/cache/cowscope}/pkg
 base=$cache/root-bookworm-minbase
 archives=$cache/archives
-debdir=$COWSCOPE_ROOT/build/deb
+debdir=${COWSCOPE_DEB_DIR:-$COWSCOPE_ROOT/build/deb}   # (another folder: to test broken packages)
 version=$(cat "$COWSCOPE_ROOT/VERSION")
 progs=(cowbench cowtrace cowscope cowdemo snapdemo)
 pass=0 fail=0
@@ -253,11 +253,15 @@ cat "$root"/var/lib/dpkg/info/*.list "$root"/var/lib/dpkg/info/*.conffiles 2>/de
 	sed -E 's,^/(bin|sbin|lib|lib64)(/|$),/usr/\1\2,; s,^,.,' | LC_ALL=C sort -u >"$root/tmp/owned.txt"
 # Also explained: what the dependencies' maintainer scripts generate
 # (update-rc.d links, kmod's /etc/modules, readline's /etc/inputrc, python's
-# byte code and debian_config, alternatives, the dynamic linker's cache,
-# depmod's indexes).
+# byte code, debian_config and /usr/local folder, update-alternatives' links,
+# cpp's /usr/lib/cpp, the dynamic linker's caches, depmod's indexes).
 LC_ALL=C comm -13 "$root/tmp/before.txt" "$root/tmp/after.txt" | LC_ALL=C comm -23 - "$root/tmp/owned.txt" |
 	grep -vE '/__pycache__(/|$)|^\./etc/alternatives/|^\./etc/ld\.so\.cache$|^\./usr/lib/modules/[^/]+/modules\.[a-z.]+$|^\./etc/rc[0-6S]\.d/|^\./etc/modules$|^\./etc/inputrc$|^\./etc/python3(/debian_config)?$|^\./etc/ssl/certs/' \
-	>"$root/tmp/unexplained.txt" || true
+	grep -vE '^\./usr/lib/cpp$|^\./usr/local/lib/python3[^/]*(/dist-packages)?$|^\./var/cache/ldconfig/|^\./var/lib/python(/|$)' |
+	while IFS= read -r f; do
+		# update-alternatives' links (cc, c89, lzma and their man pages)
+		case $(readlink "$root/$f" || true) in /etc/alternatives/*) ;; *) printf '%s\n' "$f" ;; esac
+	done >"$root/tmp/unexplained.txt" || true
 cp "$root/tmp/unexplained.txt" /tmp/cowscope-pkg/last-unexplained.txt
 if [ -s "$root/tmp/unexplained.txt" ]; then
 	bad "files no installed package owns ($(wc -l <"$root/tmp/unexplained.txt"), all in /tmp/cowscope-pkg/last-unexplained.txt): $(head -20 "$root/tmp/unexplained.txt" | tr '\n' ' ')"
