@@ -11,6 +11,9 @@
 #   make vm-run CMD="..."                    make load / make unload (native)
 #   make results    the reference experiments into results/<date>-<host>/
 #   make crosscheck four independent COW counts side by side (VM=1 adds the module's)
+#   make deb        the Debian packages into build/deb/ (cowscope, cowscope-dkms)
+#   make install PREFIX=/usr/local [DESTDIR=...]   the packages' files, without packages
+#   make pkg-test   install the packages in a pristine Debian 12 root and check them
 #
 # KERNEL=6.1|6.12|7.3 picks the VM kernel (default 6.12); the kernels are
 # the table in scripts/lib.sh. V=1 for full commands.
@@ -36,7 +39,8 @@ MAKEFLAGS += --no-print-directory
 SETUP_STAMP := $(BUILD)/.setup-done
 
 .PHONY: all setup userspace kmod kmod-host kmod-one test unit-test host-test python-test vm-test \
-	vm-test-all vm vm-run bench vm-bench demo results crosscheck load unload clean distclean
+	vm-test-all vm vm-run bench vm-bench demo results crosscheck load unload clean distclean \
+	deb install pkg-test
 
 all: userspace kmod-host
 
@@ -108,6 +112,21 @@ results: all
 
 crosscheck: all
 	$(Q)scripts/crosscheck $(if $(VM),--vm)
+
+deb: $(SETUP_STAMP)
+	$(Q)JOBS=$(JOBS) scripts/make-deb
+
+# The same files as the packages (userspace/install/CMakeLists.txt).
+PREFIX ?= /usr/local
+install: $(BUILD)/CMakeCache.txt
+	$(Q)cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	$(Q)cmake --build $(BUILD) -j $(JOBS)
+	$(Q)DESTDIR=$(DESTDIR) cmake --install $(BUILD) $(if $(V),,>/dev/null)
+	$(Q)echo "cowscope: installed into $(DESTDIR)$(PREFIX); the module's source is in $(PREFIX)/src/cowscope-$$(cat VERSION):" \
+		"dkms add $(PREFIX)/src/cowscope-$$(cat VERSION) && dkms install cowscope/$$(cat VERSION) builds it (then modprobe cowscope)"
+
+pkg-test: deb
+	$(Q)tests/pkg/test_packages.sh
 
 # Native module load for a machine whose running kernel allows modules.
 load: $(SETUP_STAMP)

@@ -15,6 +15,7 @@
 #include "cowscope/stats.hpp"
 #include "cowscope/sweep.hpp"
 #include "cowscope/units.hpp"
+#include "cowscope/version.hpp"
 
 using namespace cowscope;
 
@@ -90,11 +91,15 @@ int cmd_run(const Opts &o)
 		if (!o.quiet)
 			progress_bar(d, t, "repetitions");
 	});
-	if (!o.json.empty())
+	// --json -: the JSON alone on standard output (for pipes), the table on standard error.
+	const bool json_stdout = o.json == "-";
+	if (!o.json.empty() && !json_stdout)
 		write_file_atomic(o.json, to_json(r).dump(2) + "\n");
 	if (!o.csv.empty())
 		write_file_atomic(o.csv, to_csv(r));
-	std::cout << to_table(r);
+	(json_stdout ? std::cerr : std::cout) << to_table(r);
+	if (json_stdout)
+		std::cout << to_json(r).dump(2) << "\n" << std::flush;
 	if (r.interrupted) {
 		std::cerr << fmt::format("cowbench: interrupted; {} finished repetitions written\n",
 					 r.repetitions.size());
@@ -206,10 +211,12 @@ int main(int argc, char **argv)
 	if (argc == 2 && std::string_view(argv[1]) == "--exec-noop")
 		_exit(0);
 	CLI::App app{"cowbench: what fork() and copy-on-write cost, by heap size and write ratio"};
+	app.set_version_flag("--version", version_line("cowbench"));
+	app.set_help_all_flag("--help-all", "Print help for every subcommand and exit");
 	app.require_subcommand(0, 1);
 	Opts run, sw;
 	add_bench_options(app, run, false);
-	app.add_option("--json", run.json, "write every parameter and repetition as JSON to FILE");
+	app.add_option("--json", run.json, "write every parameter and repetition as JSON to FILE (-: standard output)");
 	app.add_option("--csv", run.csv, "write one CSV row per repetition to FILE");
 	auto *sweep = app.add_subcommand("sweep", "run every combination of the listed values");
 	add_bench_options(*sweep, sw, true);
@@ -219,6 +226,8 @@ int main(int argc, char **argv)
 	self->add_option("--rounds", rounds, "rounds of 100 forks each");
 	try {
 		app.parse(argc, argv);
+	} catch (const CLI::CallForVersion &e) {
+		return app.exit(e);
 	} catch (const CLI::CallForHelp &e) {
 		return app.exit(e);
 	} catch (const CLI::CallForAllHelp &e) {

@@ -37,6 +37,7 @@
 #include "cowscope/proc.hpp"
 #include "cowscope/units.hpp"
 #include "cowscope/view.hpp"
+#include "cowscope/version.hpp"
 
 using namespace cowscope;
 
@@ -229,7 +230,9 @@ void step_layout(const char *heap_buf, const char *mmap_buf)
 {
 	heading("2. The memory layout, from the module (/proc/cowscope/PID/maps)");
 	if (!g_module) {
-		say("  skipped: the module is not loaded here (make demo runs this part in the VM lab)\n");
+		say(view::module_loaded() ? std::string("  skipped: --no-module\n")
+					  : fmt::format("  skipped: the cowscope module is not loaded here. {}.\n",
+							view::module_hint()));
 		return;
 	}
 	const pid_t me = ::getpid();
@@ -479,7 +482,7 @@ void step_cow(std::uint64_t heap_bytes)
 			child, written.size(), written.size()));
 	say(fmt::format("  parent {}: about {} reuses and 1 copy (page {}), plus a few of its own\n",
 			parent, written.size(), sample_shared));
-	say("  (make demo runs `cowtrace -- cowdemo --steps cow --no-module` on the host to check.)\n");
+	say("  (count them with `sudo cowtrace -- cowdemo --steps cow --no-module`; make demo does so in a clone.)\n");
 	std::free(buf);
 }
 
@@ -488,6 +491,7 @@ void step_cow(std::uint64_t heap_bytes)
 int main(int argc, char **argv)
 {
 	CLI::App app{"cowdemo: a guided tour of fork() and copy-on-write"};
+	app.set_version_flag("--version", version_line("cowdemo"));
 	std::string heap_s = "16M", steps_s = "fork,layout,cow";
 	bool no_module = false, json = false;
 	app.add_option("--heap", heap_s, "size of the heap buffer (default 16M)");
@@ -496,6 +500,8 @@ int main(int argc, char **argv)
 	app.add_flag("--json", json, "print the numbers as one 'cowdemo-json: {...}' line at the end");
 	try {
 		app.parse(argc, argv);
+	} catch (const CLI::CallForVersion &e) {
+		return app.exit(e);
 	} catch (const CLI::CallForHelp &e) {
 		return app.exit(e);
 	} catch (const CLI::ParseError &e) {

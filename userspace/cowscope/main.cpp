@@ -26,6 +26,7 @@
 #include "cowscope/error.hpp"
 #include "cowscope/units.hpp"
 #include "cowscope/view.hpp"
+#include "cowscope/version.hpp"
 
 using namespace cowscope;
 
@@ -303,7 +304,10 @@ int cmd_watch(pid_t pid, pid_t child, double interval, long count, unsigned widt
 int main(int argc, char **argv)
 {
 	CLI::App app{"cowscope: see fork()'s copy-on-write through the cowscope.ko /proc views.\n"
-		     "Needs the module (/proc/cowscope): the VM lab (make vm) or make load."};
+		     "Needs the cowscope kernel module (/proc/cowscope): `modprobe cowscope` once the\n"
+		     "cowscope-dkms package has built it; in a clone, make load or the VM lab (make vm)."};
+	app.set_version_flag("--version", version_line("cowscope"));
+	app.set_help_all_flag("--help-all", "Print help for every subcommand and exit");
 	app.require_subcommand(1);
 	std::string pid_s, child_s, range, interval_s = "1";
 	bool json = false, pages = false;
@@ -337,6 +341,10 @@ int main(int argc, char **argv)
 
 	try {
 		app.parse(argc, argv);
+	} catch (const CLI::CallForVersion &e) {
+		return app.exit(e);
+	} catch (const CLI::CallForAllHelp &e) {
+		return app.exit(e);
 	} catch (const CLI::CallForHelp &e) {
 		return app.exit(e);
 	} catch (const CLI::ParseError &e) {

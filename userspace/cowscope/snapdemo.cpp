@@ -42,6 +42,7 @@
 
 #include "cowscope/error.hpp"
 #include "cowscope/units.hpp"
+#include "cowscope/version.hpp"
 
 using namespace cowscope;
 
@@ -309,6 +310,7 @@ int main(int argc, char **argv)
 {
 	CLI::App app{"snapdemo: a toy key-value store whose parent keeps writing while forked "
 		     "snapshot children save it (Redis BGSAVE), to watch with cowtrace and cowscope diff"};
+	app.set_version_flag("--version", version_line("snapdemo"));
 	std::string mem_s = "64M", keys_s = "262144", rate_s = "2000", interval_s = "10",
 		    snap_s = "5", out = "/tmp", count_s = "0";
 	app.add_option("--mem", mem_s, "store size (default 64M)");
@@ -321,6 +323,8 @@ int main(int argc, char **argv)
 	app.add_option("--snapshots", count_s, "exit after this many snapshots (default 0: until Ctrl-C)");
 	try {
 		app.parse(argc, argv);
+	} catch (const CLI::CallForVersion &e) {
+		return app.exit(e);
 	} catch (const CLI::CallForHelp &e) {
 		return app.exit(e);
 	} catch (const CLI::ParseError &e) {

@@ -23,6 +23,7 @@
 #include "cowscope/error.hpp"
 #include "cowscope/fd.hpp"
 #include "cowscope/trace.hpp"
+#include "cowscope/version.hpp"
 
 using cowscope::Error;
 using cowscope::UsageError;
@@ -266,6 +267,7 @@ int main(int argc, char **argv)
 {
 	Args a;
 	CLI::App app{"cowtrace: count copy-on-write page faults per process (eBPF)"};
+	app.set_version_flag("--version", cowscope::version_line("cowtrace"));
 	app.add_option("-p,--pid", a.pid, "trace this running process")->type_name("PID");
 	app.add_flag("--children", a.children, "with -p: also every process it forks from now on");
 	app.add_option("--json", a.json, "write the table as JSON to FILE, or stdout for -")
@@ -315,6 +317,8 @@ int main(int argc, char **argv)
 		if (!a.folded.empty() && !a.top)
 			a.top = 10;
 		return run(a);
+	} catch (const CLI::CallForVersion &e) {
+		return app.exit(e);
 	} catch (const CLI::CallForHelp &e) {
 		return app.exit(e);
 	} catch (const CLI::CallForAllHelp &e) {

@@ -306,6 +306,7 @@ void translate(std::exception_ptr p)
 PYBIND11_MODULE(_core, m)
 {
 	m.doc() = "cowscope's compiled core (private: import cowscope instead).";
+	m.attr("__version__") = COWSCOPE_VERSION; // the top-level VERSION file
 
 	static PyErrors errors;
 	py::object runtime = py::reinterpret_borrow<py::object>(PyExc_RuntimeError);

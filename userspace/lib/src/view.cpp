@@ -49,6 +49,13 @@ std::uint64_t to_u64(const std::string &s, int base, const std::string &what)
 
 } // namespace
 
+const char *module_hint()
+{
+	return "Installed from packages: `apt install cowscope-dkms` (DKMS builds it for each "
+	       "kernel with headers), then `modprobe cowscope`. In a clone: `make load`, or the "
+	       "VM lab (`make vm`, where it is loaded at boot)";
+}
+
 bool module_loaded()
 {
 	return ::access(kTrack.c_str(), F_OK) == 0;
@@ -120,10 +127,8 @@ void require_module()
 		return;
 	}
 	throw Error(fmt::format(
-		"{} not found: the cowscope kernel module is not loaded. Use the VM "
-		"lab (`make vm`, where it is loaded at boot), or load it natively "
-		"with `make load` (or install it with DKMS: see kmod/README.md)",
-		kTrack));
+		"{} not found: the cowscope kernel module is not loaded. {}",
+		kTrack, module_hint()));
 }
 
 std::string dir(pid_t pid)

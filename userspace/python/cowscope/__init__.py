@@ -19,6 +19,7 @@ from ._core import (
     PageRecord,
     SysError,
     UsageError,
+    __version__,
     bench,
     machine_metadata,
     module_loaded,

@@ -19,6 +19,8 @@ inline constexpr const char *kRoot = "/proc/cowscope";
 
 // Is /proc/cowscope/track there?
 bool module_loaded();
+// How to get the module: the packages (DKMS, modprobe) or a clone (make load, make vm).
+const char *module_hint();
 // Throws Error saying how to get the module (the VM lab, make load, DKMS)
 // when it is not loaded, and check_module_abi()'s error when the loaded
 // module speaks another record layout.
