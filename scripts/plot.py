@@ -317,6 +317,17 @@ def plot_folio(points, meta, out, F):
     """Fork and the child's COW write phase by heap folio size (cowbench
     --folio), per heap size and write ratio; the probe's page-level answers
     (folio-probe.jsonl beside it) go into findings.json."""
+    # Points of one (heap, folio, ratio) run one repetition each in the VM
+    # lab (each on a fresh heap, --seed telling them apart): merge them.
+    merged = {}
+    for p in points:
+        k = (p["params"]["heap_bytes"], p["params"].get("folio"), p["params"]["write_ratio"])
+        if k in merged:
+            merged[k]["repetitions"] = merged[k]["repetitions"] + p["repetitions"]
+            merged[k]["setups"].append(p.get("setup", {}))
+        else:
+            merged[k] = dict(p, setups=[p.get("setup", {})])
+    points = list(merged.values())
     sizes = [f for f in FOLIOS if any(p["params"].get("folio") == f for p in points)]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     heaps = sorted({p["params"]["heap_bytes"] for p in points})
@@ -335,7 +346,8 @@ def plot_folio(points, meta, out, F):
                 su = p.get("setup", {})
                 res["points"].append({
                     "heap_mib": h // MIB, "write_ratio": r, "folio": p["params"].get("folio"),
-                    "folio_fraction": su.get("folio_fraction"), "folio_fraction_end": su.get("folio_fraction_end"),
+                    "folio_fraction": [x.get("folio_fraction") for x in p["setups"]],
+                    "folio_fraction_end": [x.get("folio_fraction_end") for x in p["setups"]],
                     "fork_us": spread(p, "fork_us"), "child_write_us": spread(p, "child_write_us"),
                     "cow_faults": spread(p, "cow_faults"), "ns_per_cow_fault": spread(p, "ns_per_cow_fault"),
                     "pages_written": su.get("pages_written")})
