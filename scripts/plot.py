@@ -6,7 +6,7 @@
     scripts/plot.py --trace COWTRACE.json OUT.png   copies by mapping and top sites (cowtrace --by-mapping --sites --json)
 
 One PNG per experiment found (fork-heap, cow-ratio, spawn, writer,
-children). Every point is drawn as its median with the min..max spread of
+children, folio). Every point is drawn as its median with the min..max spread of
 its repetitions as an error bar, and the repetitions themselves as faint
 dots. findings.json holds the derived numbers results/README.md quotes:
 fork cost per GiB of heap, the COW/eager crossover write ratio, per-fault
@@ -338,8 +338,81 @@ def plot_trace_attribution(path, out, top=10):
     return out
 
 
+FOLIOS = ["4K", "16K", "32K", "64K", "128K", "256K", "512K", "1M", "2M"]
+
+
+def spread(point, key):
+    """median, first and third quartile, min, max, n of one figure."""
+    v = sorted(values(point, key))
+    if not v:
+        return None
+    q = statistics.quantiles(v, n=4, method="inclusive") if len(v) > 1 else [v[0]] * 3
+    return {"median": statistics.median(v), "q1": q[0], "q3": q[2], "min": v[0], "max": v[-1], "n": len(v)}
+
+
+def plot_folio(points, meta, out, F):
+    """Fork and the child's COW write phase by heap folio size (cowbench
+    --folio), per heap size and write ratio; the probe's page-level answers
+    (folio-probe.jsonl beside it) go into findings.json."""
+    # Points of one (heap, folio, ratio) run one repetition each in the VM
+    # lab (each on a fresh heap, --seed telling them apart): merge them.
+    merged = {}
+    for p in points:
+        k = (p["params"]["heap_bytes"], p["params"].get("folio"), p["params"]["write_ratio"])
+        if k in merged:
+            merged[k]["repetitions"] = merged[k]["repetitions"] + p["repetitions"]
+            merged[k]["setups"].append(p.get("setup", {}))
+        else:
+            merged[k] = dict(p, setups=[p.get("setup", {})])
+    points = list(merged.values())
+    sizes = [f for f in FOLIOS if any(p["params"].get("folio") == f for p in points)]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    heaps = sorted({p["params"]["heap_bytes"] for p in points})
+    ratios = sorted({p["params"]["write_ratio"] for p in points})
+    res = {"points": []}
+    for h in heaps:
+        for r in ratios:
+            ps = [next((p for p in points if p["params"]["heap_bytes"] == h and p["params"]["write_ratio"] == r
+                        and p["params"].get("folio") == f), None) for f in sizes]
+            xs = [i for i, p in enumerate(ps) if p]
+            ps = [p for p in ps if p]
+            if r == ratios[0]:  # fork does not depend on the ratio: one line per heap
+                draw(ax, xs, ps, "fork_us", f"{h // MIB} MiB", scale=1e-3)
+            draw(ax2, xs, ps, "child_write_us", f"{h // MIB} MiB, ratio {r}", scale=1e-3)
+            for p in ps:
+                su = p.get("setup", {})
+                res["points"].append({
+                    "heap_mib": h // MIB, "write_ratio": r, "folio": p["params"].get("folio"),
+                    "folio_fraction": [x.get("folio_fraction") for x in p["setups"]],
+                    "folio_fraction_end": [x.get("folio_fraction_end") for x in p["setups"]],
+                    "fork_us": spread(p, "fork_us"), "child_write_us": spread(p, "child_write_us"),
+                    "cow_faults": spread(p, "cow_faults"), "ns_per_cow_fault": spread(p, "ns_per_cow_fault"),
+                    "pages_written": su.get("pages_written")})
+    for a in (ax, ax2):
+        a.set_xticks(range(len(sizes)), sizes)
+        a.set_xlabel("heap folio size (cowbench --folio)")
+        a.set_yscale("log")
+    ax.set_ylabel("fork call (ms)")
+    ax.set_title("fork latency by folio size")
+    ax2.set_ylabel("child's write phase (ms)")
+    ax2.set_title("child's COW write phase by folio size")
+    probe = os.path.join(os.path.dirname(out), "folio-probe.jsonl")
+    if os.path.exists(probe):
+        res["probe"] = [{"folio": q["params"]["folio"], "heap": q["params"]["heap"],
+                         "before": q["before"]["pages_by_folio_size"], "child": {
+                             k: q["child"][k] for k in ("folios_written", "pages_written", "written_pages_copied",
+                                                        "unwritten_pages_copied", "minor_faults",
+                                                        "new_pages_by_folio_size", "large_folios_partly_copied")},
+                         "parent_after_child_exit": {k: v for k, v in q["parent_after_child_exit"].items()
+                                                     if k != "after"},
+                         "parent_after": q["parent_after_child_exit"]["after"]["pages_by_folio_size"]}
+                        for q in load(probe)]
+    F["folio"] = res
+    finish(fig, ax, ax.get_title(), meta, out)
+
+
 PLOTS = [("fork-heap", plot_fork_heap), ("cow-ratio", plot_cow_ratio), ("spawn", plot_spawn),
-         ("writer", plot_writer), ("children", plot_children)]
+         ("writer", plot_writer), ("children", plot_children), ("folio", plot_folio)]
 
 
 def main(argv):

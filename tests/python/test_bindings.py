@@ -74,6 +74,19 @@ def test_usage_errors_carry_cli_messages(cowscope, build_bin, kwargs, cli_args):
     assert p.stderr.strip() == f"cowbench: {e.value}"
 
 
+def test_bench_folio(cowscope):
+    r = cowscope.bench(heap="4M", write_ratio=0.5, folio="4K", repeat=1)
+    assert r["params"]["folio"] == "4K" and r["params"]["thp"] == "system"
+    assert r["setup"]["thp_advice"] == "MADV_NOHUGEPAGE" and r["setup"]["folio_requested"] == "4K"
+    assert r["setup"]["folio_observed"]["pages"] == 1024
+    with pytest.raises(cowscope.UsageError, match="--folio: .*8K is not"):
+        cowscope.bench(folio="8K")
+    with pytest.raises(cowscope.UsageError, match="--folio: expected a folio size"):
+        cowscope.bench(folio="banana")
+    with pytest.raises(cowscope.UsageError, match="give one of them"):
+        cowscope.bench(folio="64K", thp="always")
+
+
 def test_unknown_option(cowscope):
     with pytest.raises(cowscope.UsageError, match='unknown option "colour"'):
         cowscope.bench(colour="blue")

@@ -12,6 +12,7 @@
 #include "cowscope/bench.hpp"
 #include "cowscope/error.hpp"
 #include "cowscope/fd.hpp"
+#include "cowscope/folio.hpp"
 #include "cowscope/stats.hpp"
 #include "cowscope/sweep.hpp"
 #include "cowscope/units.hpp"
@@ -21,19 +22,12 @@ using namespace cowscope;
 
 namespace {
 
-extern "C" void on_sigint(int)
-{
-	request_stop();
-}
-
+// SIGINT/SIGTERM: the first stops the run after its repetition (every
+// destructor runs: children reaped, --folio's sysfs controls restored); a
+// second restores the controls at once and dies of the signal.
 void install_sigint()
 {
-	struct sigaction sa {};
-	sa.sa_handler = on_sigint;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0; // no SA_RESTART: blocking calls return EINTR
-	sigaction(SIGINT, &sa, nullptr);
-	sigaction(SIGTERM, &sa, nullptr);
+	install_folio_signal_handlers(&request_stop);
 }
 
 struct Opts {
@@ -57,6 +51,9 @@ void add_bench_options(CLI::App &app, Opts &o, bool lists)
 	opt("pattern", fmt::format("write order: seq|random|stride:N{}", l));
 	opt("children", fmt::format("concurrent children{}", l));
 	opt("thp", fmt::format("never|madvise|always (MADV_NOHUGEPAGE/MADV_HUGEPAGE) or system{}", l));
+	opt("folio", fmt::format("heap folio size 4K|16K|32K|64K|128K|256K|512K|1M|2M (root except 4K; sets "
+				 "the per-size THP controls for the run, restores them after; instead of --thp){}",
+				 l));
 	opt("spawn", fmt::format("fork|vfork|posix_spawn|fork-exec{}", l));
 	opt("repeat", "measured repetitions (after the warm-up)");
 	opt("warmup", "unmeasured warm-up repetitions (default 1)");
@@ -124,11 +121,12 @@ int cmd_sweep(const Opts &o)
 			return;
 		std::string label;
 		if (p.current)
-			label = fmt::format("heap={} ratio={} writer={} pattern={} thp={} children={} spawn={}",
+			label = fmt::format("heap={} ratio={} writer={} pattern={} thp={}{} children={} spawn={}",
 					    format_size(p.current->heap), p.current->write_ratio,
 					    to_string(p.current->writer), to_string(p.current->pattern),
-					    to_string(p.current->thp), p.current->children,
-					    to_string(p.current->spawn));
+					    to_string(p.current->thp),
+					    p.current->folio ? " folio=" + folio_name(p.current->folio) : "",
+					    p.current->children, to_string(p.current->spawn));
 		progress_bar(p.done, p.total, label);
 	});
 	std::cout << fmt::format("cowbench sweep: {} points, {} run, {} already in {}{}\n", out.total, out.ran,
@@ -204,6 +202,25 @@ int cmd_selftest(unsigned rounds)
 	return 0;
 }
 
+struct ProbeOpts {
+	std::string heap = "16M", folio = "64K", ratio = "0.5", json;
+	unsigned per_folio = 1;
+};
+
+int cmd_probe(const ProbeOpts &o)
+{
+	FolioProbeConfig c;
+	c.heap = parse_size(o.heap, "--heap");
+	c.folio = parse_folio(o.folio);
+	c.write_ratio = parse_ratio(o.ratio, "--write-ratio");
+	c.pages_per_folio = o.per_folio;
+	FolioProbeResult r = run_folio_probe(c);
+	if (!o.json.empty())
+		write_file_atomic(o.json, r.to_json().dump() + "\n"); // one line: JSON-lines friendly
+	std::cout << r.to_text();
+	return stop_requested() ? 130 : 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -222,6 +239,15 @@ int main(int argc, char **argv)
 	add_bench_options(*sweep, sw, true);
 	sweep->add_option("-o,--out", sw.out, "JSON-lines results file (appended; a rerun resumes)")->required();
 	auto *self = app.add_subcommand("selftest", "driver overhead and COW fault cost (make bench)");
+	ProbeOpts probe;
+	auto *fp = app.add_subcommand("folio-probe",
+				      "page by page (root): does a fork child's write copy 4 KiB or the whole folio, "
+				      "and does the parent reuse its large folios in place after the child exits?");
+	fp->add_option("--heap", probe.heap, "heap SIZE (a whole number of folios; default 16M)");
+	fp->add_option("--folio", probe.folio, "folio size 4K..2M (default 64K)");
+	fp->add_option("--write-ratio", probe.ratio, "share of the folios the child writes in (default 0.5)");
+	fp->add_option("--pages-per-folio", probe.per_folio, "pages the child writes in each (default 1)");
+	fp->add_option("--json", probe.json, "write the result as JSON to FILE");
 	unsigned rounds = 3;
 	self->add_option("--rounds", rounds, "rounds of 100 forks each");
 	try {
@@ -242,6 +268,8 @@ int main(int argc, char **argv)
 			return cmd_sweep(sw);
 		if (*self)
 			return cmd_selftest(rounds);
+		if (*fp)
+			return cmd_probe(probe);
 		return cmd_run(run);
 	} catch (const UsageError &e) {
 		std::cerr << "cowbench: " << e.what() << "\n";

@@ -144,7 +144,11 @@ BenchConfig make_config(py::handle heap, py::handle write_ratio, py::handle writ
 	set_option(cfg, "write-ratio", option_text(write_ratio));
 	set_option(cfg, "writer", option_text(writer));
 	set_option(cfg, "pattern", option_text(pattern));
-	set_option(cfg, "thp", option_text(thp));
+	// thp=None: "never", unless folio= is given (folio sets the advice itself).
+	if (!thp.is_none())
+		set_option(cfg, "thp", option_text(thp));
+	else if (!more.contains("folio"))
+		set_option(cfg, "thp", "never");
 	set_option(cfg, "children", option_text(children));
 	set_option(cfg, "repeat", option_text(repeat));
 	for (auto item : more)
@@ -324,15 +328,17 @@ PYBIND11_MODULE(_core, m)
 	py::register_exception_translator(translate);
 
 	m.def("bench", &bench, py::arg("heap") = "64M", py::arg("write_ratio") = 0.25, py::arg("writer") = "child",
-	      py::arg("pattern") = "seq", py::arg("thp") = "never", py::arg("children") = 1, py::arg("repeat") = 3,
+	      py::arg("pattern") = "seq", py::arg("thp") = py::none(), py::arg("children") = 1, py::arg("repeat") = 3,
 	      R"doc(Run cowbench's fork/copy-on-write benchmark in this process; return its result.
 
 Arguments take what cowbench's options take: heap="64M" (or bytes as an
 int), write_ratio 0..1, writer "child"|"parent"|"both", pattern
-"seq"|"random"|"stride:N", thp "never"|"madvise"|"always"|"system",
-children, repeat; further keyword options as in cowbench: spawn
-("fork"|"vfork"|"posix_spawn"|"fork-exec"; the exec modes run /bin/true),
-warmup, read, pte_state, timeout, seed.
+"seq"|"random"|"stride:N", thp "never"|"madvise"|"always"|"system"
+(default "never"), children, repeat; further keyword options as in
+cowbench: spawn ("fork"|"vfork"|"posix_spawn"|"fork-exec"; the exec modes
+run /bin/true), warmup, read, pte_state, timeout, seed, folio ("4K".."2M":
+the heap's folio size, root except "4K"; not with thp=; the result's
+setup has folio_observed, what the heap really got).
 
 Returns a dict with the keys of `cowbench --json` (tool, params, machine,
 pte_state, setup, repetitions, summary, status, interrupted, timeouts) and,

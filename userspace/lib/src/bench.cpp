@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "cowscope/error.hpp"
+#include "cowscope/folio.hpp"
 #include "cowscope/units.hpp"
 
 namespace cowscope {
@@ -144,6 +145,8 @@ void set_option(BenchConfig &cfg, std::string_view name, std::string_view value)
 		cfg.children = parse_count(value, what, 1, 1024);
 	else if (n == "thp")
 		cfg.thp = parse_thp(value, what);
+	else if (n == "folio")
+		cfg.folio = value.empty() || value == "none" ? 0 : parse_folio(value, what);
 	else if (n == "spawn")
 		cfg.spawn = parse_spawn(value, what);
 	else if (n == "repeat")
@@ -174,7 +177,7 @@ void set_option(BenchConfig &cfg, std::string_view name, std::string_view value)
 	} else
 		throw UsageError(fmt::format("unknown option \"{}\"; expected one of heap, write-ratio, "
 					     "writer, pattern, read, children, thp, spawn, repeat, "
-					     "warmup, pte-state, timeout, seed, exec",
+					     "warmup, pte-state, timeout, seed, exec, folio",
 					     name));
 }
 
@@ -196,6 +199,11 @@ void validate(const BenchConfig &cfg)
 	if (pages > UINT32_MAX)
 		throw UsageError(fmt::format("--heap: {} is more than the {} pages cowbench supports",
 					     format_size(cfg.heap), UINT32_MAX));
+	if (cfg.folio && cfg.thp != Thp::system)
+		throw UsageError(fmt::format("--folio {} and --thp {}: give one of them; --folio sets the heap's THP "
+					     "advice itself (--folio 4K: MADV_NOHUGEPAGE; larger: MADV_HUGEPAGE with "
+					     "only that size enabled)",
+					     folio_name(cfg.folio), to_string(cfg.thp)));
 	if (cfg.spawn != Spawn::fork && cfg.exec_path.empty())
 		throw UsageError(fmt::format("--spawn {}: needs a program to exec", to_string(cfg.spawn)));
 }
@@ -284,7 +292,7 @@ static nlohmann::json num(double v)
 
 nlohmann::json params_json(const BenchConfig &cfg)
 {
-	return {
+	nlohmann::json j = {
 		{"heap", format_size(cfg.heap)},
 		{"heap_bytes", cfg.heap},
 		{"write_ratio", cfg.write_ratio},
@@ -300,6 +308,9 @@ nlohmann::json params_json(const BenchConfig &cfg)
 		{"timeout_s", cfg.timeout_s},
 		{"seed", cfg.seed},
 	};
+	if (cfg.folio) // only when set: older results keep their point keys
+		j["folio"] = folio_name(cfg.folio);
+	return j;
 }
 
 nlohmann::json to_json(const BenchResult &r)
@@ -330,7 +341,7 @@ nlohmann::json to_json(const BenchResult &r)
 	}
 	const BenchSetup &s = r.setup;
 	std::string status = r.interrupted ? "interrupted" : r.timeouts ? "timeouts" : "ok";
-	return {
+	nlohmann::json out = {
 		{"tool", "cowbench"},
 		{"status", status},
 		{"interrupted", r.interrupted},
@@ -351,6 +362,17 @@ nlohmann::json to_json(const BenchResult &r)
 		{"repetitions", reps},
 		{"summary", summary},
 	};
+	if (r.config.folio) {
+		auto &j = out["setup"];
+		j["folio_requested"] = folio_name(r.config.folio);
+		j["folio_observed"] = s.folio_observed;
+		j["folio_fraction"] = num(s.folio_fraction);
+		j["folio_observed_end"] = s.folio_observed_end;
+		j["folio_fraction_end"] = num(s.folio_fraction_end);
+		j["folio_counters"] = s.folio_counters;
+		j["folio_controls_changed"] = s.folio_controls_changed;
+	}
+	return out;
 }
 
 std::string to_csv(const BenchResult &r)
@@ -390,6 +412,21 @@ std::string to_table(const BenchResult &r)
 		c.children == 1 ? "" : "ren", to_string(c.spawn), to_string(c.thp), s.thp_advice,
 		s.thp_system, s.anon_huge_kb, r.pte_state, ok, r.repetitions.size(),
 		r.interrupted ? " (interrupted)" : "");
+	if (c.folio) {
+		auto line = [](const nlohmann::json &o) {
+			if (!o.is_object() || o.value("source", "none") == "none")
+				return std::string("unknown");
+			std::string t;
+			for (const auto &[k, v] : o["pages_by_folio_size"].items())
+				t += fmt::format("{}{} {}", t.empty() ? "" : ", ", k, v.get<std::uint64_t>());
+			return t + " pages (" + o.value("source", "") + ")";
+		};
+		out += fmt::format("          folio {} requested: {:.1f}% of the heap got it after populating, "
+				   "{:.1f}% after the run\n"
+				   "          after populating: {}\n          after the run: {}\n",
+				   folio_name(c.folio), 100 * s.folio_fraction, 100 * s.folio_fraction_end,
+				   line(s.folio_observed), line(s.folio_observed_end));
+	}
 	if (std::isfinite(s.ns_per_first_touch_fault))
 		out += fmt::format("          populate: {:.0f} us, {:.0f} first-touch faults, {:.0f} ns per fault\n",
 				   s.populate_us, s.first_touch_faults, s.ns_per_first_touch_fault);

@@ -27,6 +27,7 @@
 
 #include "cowscope/error.hpp"
 #include "cowscope/fd.hpp"
+#include "cowscope/folio.hpp"
 #include "cowscope/meta.hpp"
 #include "cowscope/proc.hpp"
 #include "cowscope/units.hpp"
@@ -54,7 +55,7 @@ constexpr std::size_t kHuge = 2u << 20;
 class Heap {
 public:
 	Heap() = default;
-	Heap(std::size_t len, Thp thp, bool dontfork)
+	Heap(std::size_t len, Thp thp, bool dontfork, std::uint64_t folio = 0)
 	{
 		if (len == 0)
 			return;
@@ -71,6 +72,8 @@ public:
 			::munmap(reinterpret_cast<void *>(aligned + len), tail);
 		map_ = Mapping(reinterpret_cast<void *>(aligned), len);
 		int advice = thp == Thp::never ? MADV_NOHUGEPAGE : thp == Thp::system ? 0 : MADV_HUGEPAGE;
+		if (folio) // a FolioGuard enables that one size for madvised mappings
+			advice = folio <= 4096 ? MADV_NOHUGEPAGE : MADV_HUGEPAGE;
 		if (advice && ::madvise(map_.data(), len, advice) < 0)
 			throw SysError("madvise heap");
 		if (dontfork && ::madvise(map_.data(), len, MADV_DONTFORK) < 0)
@@ -579,6 +582,19 @@ BenchResult run_bench(const BenchConfig &cfg, const ProgressFn &progress)
 	s.pages = run.pages;
 	s.thp_system = thp_mode();
 	s.thp_advice = cfg.thp == Thp::never ? "MADV_NOHUGEPAGE" : cfg.thp == Thp::system ? "none" : "MADV_HUGEPAGE";
+	FolioGuard folio_guard;
+	if (cfg.folio) {
+		// Refused before anything is allocated: a size the kernel does not
+		// offer, or a global change without root.
+		check_folio_offered(cfg.folio);
+		if (cfg.folio > 4096 && ::geteuid() != 0)
+			throw UsageError(fmt::format("--folio {}: needs root (it sets {}'s per-size controls for "
+						     "the run); --folio 4K needs none",
+						     folio_name(cfg.folio), thp_sysfs_root()));
+		s.thp_advice = cfg.folio <= 4096 ? "MADV_NOHUGEPAGE" : "MADV_HUGEPAGE";
+		folio_guard = FolioGuard(cfg.folio);
+		s.folio_controls_changed = folio_guard.changes();
+	}
 
 	const bool forks = cfg.spawn == Spawn::fork;
 	if (forks) {
@@ -587,8 +603,16 @@ BenchResult run_bench(const BenchConfig &cfg, const ProgressFn &progress)
 			run.rpages = complement_pages(run.wpages, run.pages);
 	}
 	s.pages_written = run.wpages.size();
-	run.heap = Heap(run.pages * run.psz, cfg.thp, false);
+	run.heap = Heap(run.pages * run.psz, cfg.thp, false, cfg.folio);
+	auto observe = [&](nlohmann::json &to, double &fraction) {
+		FolioObservation o = observe_folios(run.heap.data(), run.pages * run.psz);
+		to = o.to_json();
+		fraction = o.fraction(cfg.folio);
+		if (std::isnan(fraction) && cfg.folio == kHuge && s.anon_huge_kb && run.pages)
+			fraction = static_cast<double>(s.anon_huge_kb) * 1024 / static_cast<double>(run.pages * run.psz);
+	};
 	if (run.pages) {
+		auto c0 = cfg.folio ? read_folio_counters() : std::map<std::uint64_t, FolioCounters>{};
 		std::uint64_t f0 = minor_faults_thread();
 		std::int64_t t0 = now_ns();
 		run.touch_heap(1);
@@ -602,9 +626,23 @@ BenchResult run_bench(const BenchConfig &cfg, const ProgressFn &progress)
 			s.anon_huge_kb = smaps_rollup(::getpid())["AnonHugePages"];
 		} catch (const Error &) {
 		}
+		if (cfg.folio) {
+			// System-wide counters: other processes may add to them.
+			s.folio_counters = nlohmann::json::object();
+			for (const auto &[b, c1] : read_folio_counters()) {
+				auto it = c0.find(b);
+				if (it == c0.end())
+					continue;
+				std::uint64_t da = c1.alloc - it->second.alloc, df = c1.fallback - it->second.fallback;
+				if (da || df || b == cfg.folio)
+					s.folio_counters[folio_name(b)] = {{"anon_fault_alloc", da},
+									   {"anon_fault_fallback", df}};
+			}
+			observe(s.folio_observed, s.folio_fraction);
+		}
 	}
 	if (!run.wpages.empty()) {
-		run.eager = Heap(run.wpages.size() * run.psz, cfg.thp, true);
+		run.eager = Heap(run.wpages.size() * run.psz, cfg.folio ? Thp::never : cfg.thp, true);
 		volatile char *e = run.eager.data();
 		for (std::size_t i = 0; i < run.wpages.size(); i++)
 			e[i * run.psz] = 1;
@@ -632,6 +670,8 @@ BenchResult run_bench(const BenchConfig &cfg, const ProgressFn &progress)
 		if (progress)
 			progress(static_cast<unsigned>(res.repetitions.size()), total);
 	}
+	if (cfg.folio && run.pages)
+		observe(s.folio_observed_end, s.folio_fraction_end);
 	return res;
 }
 

@@ -45,7 +45,7 @@ bool file_exists(const std::string &p)
 std::vector<BenchConfig> expand_sweep(const std::map<std::string, std::string> &options)
 {
 	static const std::vector<std::string> order = {"heap", "write-ratio", "writer", "pattern",
-						       "thp", "children", "spawn", "read"};
+						       "thp", "folio", "children", "spawn", "read"};
 	BenchConfig base;
 	std::vector<std::pair<std::string, std::vector<std::string>>> lists;
 	std::map<std::string, std::string> rest;

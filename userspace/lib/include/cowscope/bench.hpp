@@ -38,6 +38,11 @@ struct BenchConfig {
 	bool read = false; // the writer also reads the pages it does not write
 	unsigned children = 1;
 	Thp thp = Thp::system;
+	// Folio size of the heap in bytes (--folio 4K..2M), 0 = not set. Set,
+	// it decides the heap's THP advice itself (MADV_NOHUGEPAGE for 4K,
+	// MADV_HUGEPAGE otherwise, with the per-size sysfs controls set for the
+	// run by a FolioGuard): --thp must then stay "system".
+	std::uint64_t folio = 0;
 	Spawn spawn = Spawn::fork;
 	unsigned repeat = 5;
 	unsigned warmup = 1;
@@ -57,7 +62,7 @@ struct BenchConfig {
 // are the long options with or without dashes, '_' or '-': "heap",
 // "write-ratio", "write_ratio", "--writer", "pattern", "read", "children",
 // "thp", "spawn", "repeat", "warmup", "pte-state", "timeout", "seed",
-// "exec" (path). Throws UsageError("--heap: expected SIZE like 64M ...").
+// "exec" (path), "folio". Throws UsageError("--heap: expected SIZE like 64M ...").
 void set_option(BenchConfig &cfg, std::string_view name, std::string_view value);
 // Defaults, then every option of the map, then validate().
 BenchConfig config_from_options(const std::map<std::string, std::string> &options);
@@ -109,6 +114,14 @@ struct BenchSetup {
 	std::uint64_t anon_huge_kb = 0; // AnonHugePages of the heap after populating
 	std::string thp_system;         // the system's THP setting
 	std::string thp_advice;         // "MADV_NOHUGEPAGE", "MADV_HUGEPAGE", "none"
+	// With --folio: what the heap got after populating (folio_observed) and
+	// after the last repetition (folio_observed_end), FolioObservation JSON;
+	// the share of the heap in folios of the requested size; the per-size
+	// system-wide fault counters' growth over the populate step; the sysfs
+	// controls changed for the run.
+	nlohmann::json folio_observed, folio_observed_end, folio_counters;
+	double folio_fraction = NAN, folio_fraction_end = NAN;
+	std::vector<std::string> folio_controls_changed;
 };
 
 struct BenchResult {

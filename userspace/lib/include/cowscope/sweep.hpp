@@ -13,8 +13,8 @@
 namespace cowscope {
 
 // Every value may be a comma-separated list ("64M,256M"); the product of
-// all lists, in the order heap, write-ratio, writer, pattern, thp, children,
-// spawn, read (later options vary fastest). Throws UsageError.
+// all lists, in the order heap, write-ratio, writer, pattern, thp, folio,
+// children, spawn, read (later options vary fastest). Throws UsageError.
 std::vector<BenchConfig> expand_sweep(const std::map<std::string, std::string> &options);
 
 // The identity of a point in a results file: params_json without run-only
