@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -222,6 +223,52 @@ TEST(Folio, GuardSetsOneSizeAndRestoresEverything)
 	// 4K changes nothing.
 	FolioGuard four(4096);
 	EXPECT_TRUE(four.changes().empty());
+}
+
+// Two processes never interleave their changes: the second guard waits for
+// the first to restore, then finds the first's values undone.
+TEST(Folio, GuardsOfTwoProcessesTakeTurns)
+{
+	if (::geteuid() != 0)
+		GTEST_SKIP() << "FolioGuard needs root (it refuses otherwise)";
+	FakeTree t;
+	int go[2], got[2];
+	ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
+	ASSERT_EQ(::pipe2(got, O_CLOEXEC), 0);
+	UniqueFd go_r(go[0]), go_w(go[1]), got_r(got[0]), got_w(got[1]);
+	pid_t pid = ::fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		char c;
+		if (::read(go_r.get(), &c, 1) != 1)
+			::_exit(3);
+		int rc = 0;
+		try {
+			FolioGuard g(16384);
+			// The first guard's 64K change is undone by now.
+			rc = t.ctl(64) == "never" && t.ctl(16) == "madvise" ? 0 : 1;
+		} catch (...) {
+			rc = 2;
+		}
+		char r = static_cast<char>(rc);
+		ssize_t n = ::write(got_w.get(), &r, 1);
+		::_exit(n == 1 ? rc : 4);
+	}
+	got_w.reset();
+	{
+		FolioGuard g(65536);
+		ASSERT_EQ(::write(go_w.get(), "g", 1), 1);
+		pollfd p{got_r.get(), POLLIN, 0};
+		EXPECT_EQ(::poll(&p, 1, 500), 0) << "the second process changed the controls while the first held them";
+		EXPECT_EQ(t.ctl(64), "madvise");
+	}
+	pollfd p{got_r.get(), POLLIN, 0};
+	EXPECT_EQ(::poll(&p, 1, 10000), 1) << "the second process never got the controls";
+	int st = 0;
+	ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+	ASSERT_TRUE(WIFEXITED(st));
+	EXPECT_EQ(WEXITSTATUS(st), 0) << "1: the second saw the first's values, 2: its guard threw";
+	EXPECT_EQ(t.ctl(16), "never"); // the second restored its own change too
 }
 
 TEST(FolioE2E, Heap64KGets64KFolios)

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -187,6 +188,34 @@ void check_folio_offered(std::uint64_t bytes, std::string_view what)
 
 // ---- the guard --------------------------------------------------------------
 
+namespace {
+
+// The THP controls are global: a second cowbench --folio (a test, a sweep)
+// changing them meanwhile would give this run's heap other folios and
+// restore the wrong values. Every guard holds this lock while its changes
+// are in place; a second one waits, and says so.
+UniqueFd lock_folio_controls()
+{
+	const char *path = "/run/lock/cowscope-thp.lock";
+	UniqueFd fd(::open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+	if (fd.get() < 0)
+		throw Error(fmt::format("--folio: cannot open the lock file {}: {}", path,
+					std::strerror(errno)));
+	if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0)
+		return fd;
+	if (errno != EWOULDBLOCK)
+		throw Error(fmt::format("--folio: cannot lock {}: {}", path, std::strerror(errno)));
+	fmt::print(stderr, "cowbench: --folio: another process holds the THP controls ({}); waiting\n",
+		   path);
+	while (::flock(fd.get(), LOCK_EX) != 0) {
+		if (errno != EINTR)
+			throw Error(fmt::format("--folio: cannot lock {}: {}", path, std::strerror(errno)));
+	}
+	return fd;
+}
+
+} // namespace
+
 FolioGuard::FolioGuard(std::uint64_t bytes)
 {
 	if (bytes == 4 * kKiB)
@@ -198,6 +227,12 @@ FolioGuard::FolioGuard(std::uint64_t bytes)
 	bool expected = false;
 	if (!g_guard_live.compare_exchange_strong(expected, true))
 		throw Error("--folio: another folio-size guard is already live in this process");
+	try {
+		lock_ = lock_folio_controls();
+	} catch (...) {
+		g_guard_live.store(false);
+		throw;
+	}
 	active_ = true;
 	g_nsaved.store(0);
 	try {
@@ -248,7 +283,8 @@ void FolioGuard::apply(std::uint64_t bytes)
 }
 
 FolioGuard::FolioGuard(FolioGuard &&o) noexcept
-	: active_(std::exchange(o.active_, false)), changes_(std::move(o.changes_))
+	: active_(std::exchange(o.active_, false)), changes_(std::move(o.changes_)),
+	  lock_(std::move(o.lock_))
 {
 }
 
@@ -258,6 +294,7 @@ FolioGuard &FolioGuard::operator=(FolioGuard &&o) noexcept
 		restore();
 		active_ = std::exchange(o.active_, false);
 		changes_ = std::move(o.changes_);
+		lock_ = std::move(o.lock_);
 	}
 	return *this;
 }
@@ -274,6 +311,7 @@ void FolioGuard::restore() noexcept
 	restore_folio_controls_now();
 	active_ = false;
 	g_guard_live.store(false);
+	lock_.reset(); // only now may another process change the controls
 }
 
 void restore_folio_controls_now() noexcept

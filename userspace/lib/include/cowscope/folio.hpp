@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "cowscope/fd.hpp"
+
 namespace cowscope {
 
 // "4K", "64K", "2M".
@@ -69,6 +71,10 @@ private:
 	void apply(std::uint64_t bytes);
 	bool active_ = false;
 	std::vector<std::string> changes_;
+	// flock(2) on the machine-wide lock file, held from before the first
+	// change until after the restore (a member: released after ~FolioGuard's
+	// body), so that two processes never interleave their changes.
+	UniqueFd lock_;
 };
 
 // Async-signal-safe: write back whatever a live FolioGuard changed (open,
