@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cowscope/diff.hpp"
+#include "page_records.hpp"
 #include "cowscope/error.hpp"
 
 using namespace cowscope;
@@ -14,19 +15,6 @@ namespace {
 constexpr std::uint64_t P = COWSCOPE_PAGE_SIZE;
 constexpr std::uint64_t HEAP = 0x5000000;
 
-PageRecord rec(std::uint64_t vaddr, std::uint64_t pfn, std::uint32_t flags,
-	       std::uint8_t seg = COWSCOPE_SEG_HEAP)
-{
-	PageRecord r;
-	r.vaddr = vaddr;
-	r.rec.pfn = pfn;
-	r.rec.flags = flags | COWSCOPE_F_PRESENT | COWSCOPE_F_VMA;
-	r.rec.refcount = 1;
-	r.rec.mapcount = 1;
-	r.rec.segment = seg;
-	return r;
-}
-
 constexpr std::uint32_t COW = COWSCOPE_F_ANON | COWSCOPE_F_COW | COWSCOPE_F_VMA_WRITE;
 constexpr std::uint32_t RW = COWSCOPE_F_ANON | COWSCOPE_F_WRITE | COWSCOPE_F_VMA_WRITE;
 
@@ -34,8 +22,8 @@ constexpr std::uint32_t RW = COWSCOPE_F_ANON | COWSCOPE_F_WRITE | COWSCOPE_F_VMA
 void after_fork(unsigned n, PageList &parent, PageList &child)
 {
 	for (unsigned i = 0; i < n; i++) {
-		parent.push_back(rec(HEAP + i * P, 1000 + i, COW));
-		child.push_back(rec(HEAP + i * P, 1000 + i, COW));
+		parent.push_back(page_rec(HEAP + i * P, 1000 + i, COW));
+		child.push_back(page_rec(HEAP + i * P, 1000 + i, COW));
 	}
 }
 
@@ -45,8 +33,8 @@ TEST(Diff, RightAfterForkEverythingIsSharedAndCowPending)
 {
 	PageList p, c;
 	after_fork(8, p, c);
-	p.push_back(rec(0x400000, 7, COWSCOPE_F_FILE, COWSCOPE_SEG_TEXT));
-	c.push_back(rec(0x400000, 7, COWSCOPE_F_FILE, COWSCOPE_SEG_TEXT));
+	p.push_back(page_rec(0x400000, 7, COWSCOPE_F_FILE, COWSCOPE_SEG_TEXT));
+	c.push_back(page_rec(0x400000, 7, COWSCOPE_F_FILE, COWSCOPE_SEG_TEXT));
 	std::sort(p.begin(), p.end(), [](auto &a, auto &b) { return a.vaddr < b.vaddr; });
 	std::sort(c.begin(), c.end(), [](auto &a, auto &b) { return a.vaddr < b.vaddr; });
 	Diff d = diff_pages(p, c);
@@ -66,7 +54,7 @@ TEST(Diff, ChildWritesAQuarterThenParentReuses)
 	// The child writes pages 0..3: it gets new PFNs with W set; the parent
 	// keeps the old ones, still write-protected.
 	for (unsigned i = 0; i < 4; i++)
-		c[i] = rec(HEAP + i * P, 5000 + i, RW);
+		c[i] = page_rec(HEAP + i * P, 5000 + i, RW);
 	Diff d = diff_pages(p, c);
 	EXPECT_EQ(d.total.copied, 4u);
 	EXPECT_EQ(d.total.shared, 12u);
@@ -78,7 +66,7 @@ TEST(Diff, ChildWritesAQuarterThenParentReuses)
 
 	// Now the parent writes the same pages: reuse in place (same PFN, W).
 	for (unsigned i = 0; i < 4; i++)
-		p[i] = rec(HEAP + i * P, 1000 + i, RW);
+		p[i] = page_rec(HEAP + i * P, 1000 + i, RW);
 	d = diff_pages(p, c);
 	EXPECT_EQ(d.total.copied, 4u);
 	EXPECT_EQ(d.total.copied_parent_w, 4u);
@@ -87,8 +75,8 @@ TEST(Diff, ChildWritesAQuarterThenParentReuses)
 
 TEST(Diff, OneSidedPagesAreExclusive)
 {
-	PageList p{rec(HEAP, 1, RW), rec(HEAP + 2 * P, 3, RW)};
-	PageList c{rec(HEAP + P, 2, RW), rec(HEAP + 2 * P, 3, RW)};
+	PageList p{page_rec(HEAP, 1, RW), page_rec(HEAP + 2 * P, 3, RW)};
+	PageList c{page_rec(HEAP + P, 2, RW), page_rec(HEAP + 2 * P, 3, RW)};
 	Diff d = diff_pages(p, c);
 	ASSERT_EQ(d.pages.size(), 3u);
 	EXPECT_EQ(d.pages[0].state, PageState::ParentOnly);
@@ -110,7 +98,7 @@ TEST(Diff, EmptyInputs)
 
 TEST(Diff, UnsortedInputIsAnError)
 {
-	PageList p{rec(HEAP + P, 1, RW), rec(HEAP, 2, RW)};
+	PageList p{page_rec(HEAP + P, 1, RW), page_rec(HEAP, 2, RW)};
 	EXPECT_THROW(diff_pages(p, {}), Error);
 }
 
@@ -121,7 +109,7 @@ TEST(Strip, OneCharPerGroupShowsThePattern)
 	// Every other group of 4 pages copied by the child.
 	for (unsigned i = 0; i < 32; i++)
 		if ((i / 4) % 2 == 0)
-			c[i] = rec(HEAP + i * P, 9000 + i, RW);
+			c[i] = page_rec(HEAP + i * P, 9000 + i, RW);
 	Diff d = diff_pages(p, c);
 	Strip s = make_strip(d.pages, HEAP, HEAP + 32 * P, 8);
 	EXPECT_EQ(s.pages_per_char, 4u);
@@ -136,7 +124,7 @@ TEST(Strip, PartialGroupsMissingPagesAndOneSided)
 {
 	PageList p, c;
 	after_fork(10, p, c);
-	c[0] = rec(HEAP, 9000, RW);          // 1 of 10 copied -> '1'
+	c[0] = page_rec(HEAP, 9000, RW);          // 1 of 10 copied -> '1'
 	Diff d = diff_pages(p, c);
 	Strip s = make_strip(d.pages, HEAP, HEAP + 10 * P, 1);
 	EXPECT_EQ(s.pages_per_char, 10u);
@@ -149,7 +137,7 @@ TEST(Strip, PartialGroupsMissingPagesAndOneSided)
 	EXPECT_EQ(s.pages_per_char, 3u);
 	EXPECT_EQ(s.text.size(), 4u);
 
-	PageList only_p{rec(HEAP, 1, RW)}, only_c{rec(HEAP + P, 2, RW)};
+	PageList only_p{page_rec(HEAP, 1, RW)}, only_c{page_rec(HEAP + P, 2, RW)};
 	d = diff_pages(only_p, only_c);
 	EXPECT_EQ(make_strip(d.pages, HEAP, HEAP + 2 * P, 2).text, "<>");
 	EXPECT_EQ(make_strip(d.pages, HEAP, HEAP + 2 * P, 1).text, "~");
@@ -163,7 +151,7 @@ TEST(Format, TableAndJsonCarryTheCounts)
 	PageList p, c;
 	after_fork(16, p, c);
 	for (unsigned i = 0; i < 4; i++)
-		c[i] = rec(HEAP + i * P, 5000 + i, RW);
+		c[i] = page_rec(HEAP + i * P, 5000 + i, RW);
 	Diff d = diff_pages(p, c);
 	d.parent = 100;
 	d.child = 101;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cowscope/diff.hpp"
+#include "page_records.hpp"
 
 using namespace cowscope;
 
@@ -20,15 +21,7 @@ constexpr std::uint32_t RW = COWSCOPE_F_ANON | COWSCOPE_F_WRITE | COWSCOPE_F_VMA
 PageRecord rec(std::uint64_t vaddr, std::uint64_t pfn, std::uint32_t flags, unsigned order,
 	       std::uint8_t seg = COWSCOPE_SEG_HEAP)
 {
-	PageRecord r;
-	r.vaddr = vaddr;
-	r.rec.pfn = pfn;
-	r.rec.flags = flags | COWSCOPE_F_PRESENT | COWSCOPE_F_VMA;
-	r.rec.refcount = 1;
-	r.rec.mapcount = 1;
-	r.rec.segment = seg;
-	r.rec.folio_order = static_cast<std::uint8_t>(order);
-	return r;
+	return page_rec(vaddr, pfn, flags, seg, order);
 }
 
 // A heap of `folios` 64 KiB folios (16 pages each, PFNs from 0x10000,

@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -59,6 +60,35 @@ bool thp_available()
 		return false;
 	}
 }
+
+// Pins the calling thread to the CPU it runs on while it lives. A fresh
+// anonymous page sits in this CPU's LRU-add batch (holding a reference)
+// until drained, and do_wp_page() can drain only the local CPU's batches:
+// after a migration the parent's write would copy instead of reusing.
+class OneCpu {
+public:
+	OneCpu()
+	{
+		pinned_ = sched_getaffinity(0, sizeof(saved_), &saved_) == 0;
+		if (pinned_) {
+			cpu_set_t one;
+			CPU_ZERO(&one);
+			CPU_SET(sched_getcpu(), &one);
+			pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
+		}
+	}
+	~OneCpu()
+	{
+		if (pinned_)
+			sched_setaffinity(0, sizeof(saved_), &saved_);
+	}
+	OneCpu(const OneCpu &) = delete;
+	OneCpu &operator=(const OneCpu &) = delete;
+
+private:
+	cpu_set_t saved_{};
+	bool pinned_ = false;
+};
 
 struct Region {
 	char *addr = nullptr;
@@ -126,17 +156,7 @@ protected:
 	{
 		if (!view::module_loaded())
 			GTEST_SKIP() << "cowscope.ko not loaded";
-		// Stay on one CPU: a fresh anonymous page sits in this CPU's
-		// LRU-add batch (holding a reference) until drained, and
-		// do_wp_page() can drain only the local CPU's batches. After a
-		// migration the parent's write would copy instead of reusing.
-		pinned_ = sched_getaffinity(0, sizeof(saved_cpus_), &saved_cpus_) == 0;
-		if (pinned_) {
-			cpu_set_t one;
-			CPU_ZERO(&one);
-			CPU_SET(sched_getcpu(), &one);
-			pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
-		}
+		cpu_.emplace();
 		kind_ = GetParam();
 		if (kind_ == Kind::Thp && !thp_available())
 			GTEST_SKIP() << "THP unavailable in this kernel";
@@ -199,16 +219,11 @@ protected:
 		return reinterpret_cast<std::uintptr_t>(r_.addr) + page * kPage;
 	}
 
-	void TearDown() override
-	{
-		if (pinned_)
-			sched_setaffinity(0, sizeof(saved_cpus_), &saved_cpus_);
-	}
+	void TearDown() override { cpu_.reset(); }
 
 	Kind kind_{};
 	Region r_;
-	cpu_set_t saved_cpus_{};
-	bool pinned_ = false;
+	std::optional<OneCpu> cpu_;
 };
 
 TEST_P(KmodCow, ForkSharesThenCopiesThenReuses)
@@ -697,13 +712,7 @@ protected:
 		pmd_ = std::make_unique<SysfsSetting>(
 			"/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled", "never");
 		m64_ = std::make_unique<SysfsSetting>(ctl, "always");
-		pinned_ = sched_getaffinity(0, sizeof(saved_cpus_), &saved_cpus_) == 0;
-		if (pinned_) {
-			cpu_set_t one;
-			CPU_ZERO(&one);
-			CPU_SET(sched_getcpu(), &one);
-			pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
-		}
+		cpu_.emplace(); // reuses need the page's LRU batch on this CPU (OneCpu)
 		map_ = Mapping::anonymous(kLen + k64K);
 		base_ = (reinterpret_cast<std::uintptr_t>(map_.data()) + k64K - 1) & ~(k64K - 1);
 		std::memset(reinterpret_cast<void *>(base_), 0x5a, kLen);
@@ -718,11 +727,7 @@ protected:
 			GTEST_SKIP() << "the kernel gave no large folio here (kpageflags "
 				     << std::hex << kf << "): memory too fragmented?";
 	}
-	void TearDown() override
-	{
-		if (pinned_)
-			sched_setaffinity(0, sizeof(saved_cpus_), &saved_cpus_);
-	}
+	void TearDown() override { cpu_.reset(); }
 
 	std::uintptr_t va(size_t page) const { return base_ + page * kPage; }
 
@@ -730,8 +735,7 @@ protected:
 	std::unique_ptr<SysfsSetting> pmd_, m64_;
 	Mapping map_;
 	std::uintptr_t base_ = 0;
-	cpu_set_t saved_cpus_{};
-	bool pinned_ = false;
+	std::optional<OneCpu> cpu_;
 };
 
 // Every page reports its 64 KiB folio, as kpageflags and pagemap see it:
