@@ -197,6 +197,10 @@ namespace {
 UniqueFd lock_folio_controls()
 {
 	const char *path = "/run/lock/cowscope-thp.lock";
+	// /run/lock is missing on a bare /run (the VM lab's initramfs)
+	if (::mkdir("/run/lock", 01777) != 0 && errno != EEXIST)
+		throw Error(fmt::format("--folio: cannot make /run/lock for {}: {}", path,
+					std::strerror(errno)));
 	UniqueFd fd(::open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
 	if (fd.get() < 0)
 		throw Error(fmt::format("--folio: cannot open the lock file {}: {}", path,
