@@ -256,7 +256,7 @@ cat "$root"/var/lib/dpkg/info/*.list "$root"/var/lib/dpkg/info/*.conffiles 2>/de
 # byte code, debian_config and /usr/local folder, update-alternatives' links,
 # cpp's /usr/lib/cpp, the dynamic linker's caches, depmod's indexes).
 LC_ALL=C comm -13 "$root/tmp/before.txt" "$root/tmp/after.txt" | LC_ALL=C comm -23 - "$root/tmp/owned.txt" |
-	grep -vE '/__pycache__(/|$)|^\./etc/alternatives/|^\./etc/ld\.so\.cache$|^\./usr/lib/modules/[^/]+/modules\.[a-z.]+$|^\./etc/rc[0-6S]\.d/|^\./etc/modules$|^\./etc/inputrc$|^\./etc/python3(/debian_config)?$|^\./etc/ssl/certs/' \
+	grep -vE '/__pycache__(/|$)|^\./etc/alternatives/|^\./etc/ld\.so\.cache$|^\./usr/lib/modules/[^/]+/modules\.[a-z.]+$|^\./etc/rc[0-6S]\.d/|^\./etc/modules$|^\./etc/inputrc$|^\./etc/python3(/debian_config)?$|^\./etc/ssl/certs/' |
 	grep -vE '^\./usr/lib/cpp$|^\./usr/local/lib/python3[^/]*(/dist-packages)?$|^\./var/cache/ldconfig/|^\./var/lib/python(/|$)' |
 	while IFS= read -r f; do
 		# update-alternatives' links (cc, c89, lzma and their man pages)
