@@ -12,6 +12,7 @@
 #include <array>
 #include <fstream>
 #include <sstream>
+#include <regex>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -55,6 +56,9 @@ TEST(Install, EveryProgramSaysTheOneVersion)
 		std::tie(out, rc) = run(p, "--help");
 		EXPECT_EQ(rc, 0) << p;
 		EXPECT_NE(out.find("--version"), std::string::npos) << p << " --help: " << out;
+		// the usage line names the program (help2man's SYNOPSIS comes from it)
+		EXPECT_TRUE(std::regex_search(out, std::regex("Usage: (\\S*/)?" + std::string(p) + " ")))
+			<< p << " --help: " << out;
 	}
 }
 

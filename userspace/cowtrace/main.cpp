@@ -305,6 +305,7 @@ int main(int argc, char **argv)
 		}
 	}
 	std::reverse(args.begin(), args.end());	// CLI11 takes them last first
+	app.name("cowtrace");	// parse(vector) takes no argv[0] for --help's usage line
 	try {
 		app.parse(args);
 		if (!a.interval.empty()) {
