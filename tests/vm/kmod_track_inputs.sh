@@ -26,11 +26,20 @@ echo $$ >$T || { echo "track twice failed"; fail=1; }
 echo -$$ >$T || { echo "untrack failed"; fail=1; }
 [ -d /proc/cowscope/$$ ] && { echo "dir remains after untrack"; fail=1; }
 echo -$$ >$T 2>/dev/null && { echo "untrack of untracked accepted"; fail=1; }
-# kernel thread (kthreadd is pid 2): empty views or ESRCH, never a crash
-if echo 2 >$T 2>/dev/null; then
-	for f in maps ptes summary; do cat /proc/cowscope/2/$f >/dev/null 2>&1; done
-	dd if=/proc/cowscope/2/pagemap bs=24 count=4 2>/dev/null | wc -c
+# kernel thread (kthreadd is pid 2): tracked like any task, with empty
+# views (headers only, an all-zero summary, no pagemap bytes), never a crash
+if echo 2 >$T; then
+	[ "$(grep -vc '^#' /proc/cowscope/2/maps)" -eq 0 ] ||
+		{ echo "kthread maps not empty"; fail=1; }
+	[ "$(grep -vc '^#' /proc/cowscope/2/ptes)" -eq 0 ] ||
+		{ echo "kthread ptes not empty"; fail=1; }
+	grep -q '^total 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0$' /proc/cowscope/2/summary ||
+		{ echo "kthread summary not all zero:"; cat /proc/cowscope/2/summary; fail=1; }
+	n=$(dd if=/proc/cowscope/2/pagemap bs=24 count=4 2>/dev/null | wc -c)
+	[ "$n" -eq 0 ] || { echo "kthread pagemap gave $n bytes"; fail=1; }
 	echo -2 >$T
+else
+	echo "tracking kthreadd (pid 2) refused"; fail=1
 fi
 # range: bad inputs refused
 echo $$ >$T
@@ -41,16 +50,27 @@ done
 echo 0x1000-0x2000 >/proc/cowscope/$$/range || { echo "good range refused"; fail=1; }
 grep -q '^0x1000-0x2000$' /proc/cowscope/$$/range || { echo "range not read back"; fail=1; }
 echo -$$ >$T
-# the cap: -ENOSPC beyond it (track the same few live pids is harmless,
-# so spawn sleepers up to the cap)
+# the cap: exactly COWSCOPE_MAX_TRACKED (256) pids, then -ENOSPC. Count
+# what earlier tests left tracked (a track write prunes exited entries).
+echo $$ >$T; echo -$$ >$T
+before=$(ls -d /proc/cowscope/[0-9]* 2>/dev/null | wc -l)
 pids=""
-n=0
-while [ $n -lt 260 ]; do
+n=0 err=""
+while [ $n -lt 300 ]; do
 	sleep 1000 & p=$!; pids="$pids $p"
-	if ! echo $p >$T 2>/dev/null; then break; fi
+	if ! err=$( (echo $p >$T) 2>&1); then break; fi
 	n=$((n + 1))
 done
-[ $n -ge 200 ] && [ $n -lt 260 ] || { echo "cap not enforced (tracked $n)"; fail=1; }
+echo "tracked $n new pids beside $before already tracked"
+[ $((n + before)) -eq 256 ] || { echo "cap not 256 (tracked $n + $before)"; fail=1; }
+case "$err" in
+*"No space left"*) ;;
+*) echo "the write beyond the cap failed with [$err], not ENOSPC"; fail=1 ;;
+esac
+# an untrack frees a slot
+set -- $pids
+echo -$1 >$T || { echo "untrack at the cap failed"; fail=1; }
+echo $1 >$T || { echo "no slot after an untrack at the cap"; fail=1; }
 kill $pids 2>/dev/null; wait 2>/dev/null
 for p in $pids; do echo -$p >$T 2>/dev/null; done
 exit $fail
