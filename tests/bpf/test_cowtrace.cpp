@@ -509,7 +509,9 @@ TEST_F(Attribution, EachMappingAndFunctionGetsItsCopies)
 	expect_near(func_copies(child, "write_heap_pages"), 700, "child write_heap_pages copies");
 	expect_near(func_copies(child, "write_mmap_pages"), 200, "child write_mmap_pages copies");
 	// the faulting frame: exact, in the target, with its source line
-	if (auto f = leaf_of(parent, "write_heap_pages")) {
+	{
+		auto f = leaf_of(parent, "write_heap_pages");
+		ASSERT_TRUE(f) << "no site whose faulting frame is write_heap_pages: " << parent.dump(1);
 		EXPECT_NE(f->at("module").get<std::string>().find("cowtrace_target"), std::string::npos) << *f;
 		EXPECT_NE(f->at("file").get<std::string>().find("cowtrace_target.c"), std::string::npos) << *f;
 		EXPECT_GT(f->at("line").get<int>(), 0) << *f;
@@ -569,7 +571,9 @@ TEST_F(Attribution, StrippedBinaryNamesAreMarkedGuesses)
 		return;
 	// -rdynamic: the function is in .dynsym; nothing else says where it ends
 	expect_near(func_copies(parent, "write_heap_pages"), 30, "stripped: write_heap_pages");
-	if (auto f = leaf_of(parent, "write_heap_pages")) {
+	{
+		auto f = leaf_of(parent, "write_heap_pages");
+		ASSERT_TRUE(f) << "no site whose faulting frame is write_heap_pages: " << parent.dump(1);
 		EXPECT_TRUE(f->at("guess").get<bool>()) << *f;
 	}
 	EXPECT_NE(out.find("[guess]"), std::string::npos) << out;
