@@ -300,6 +300,7 @@ TEST(FolioE2E, Heap64KGets64KFolios)
 	EXPECT_GE(j["setup"]["folio_counters"]["64K"]["anon_fault_alloc"].get<double>(), 512 * 0.9);
 	std::cout << "64K heap: after populate " << o.dump() << "\n  after the run " << r.setup.folio_observed_end.dump()
 		  << "\n";
+	ASSERT_FALSE(r.repetitions.empty());
 	for (const auto &rep : r.repetitions)
 		EXPECT_EQ(rep.status, "ok");
 }
@@ -365,6 +366,7 @@ TEST(FolioE2E, PartialChildWriteMatchesPagemap)
 	double want = static_cast<double>(r.setup.pages_written) / per_folio;
 	// The first measured repetition follows the warm-up: the heap's
 	// folios are what the parent's rewrite left (reused or copied).
+	ASSERT_FALSE(r.repetitions.empty());
 	for (const auto &rep : r.repetitions) {
 		EXPECT_EQ(rep.status, "ok");
 		EXPECT_NEAR(rep.cow_faults, want, want * 0.02 + 4) << "granularity from pagemap: " << per_folio;
