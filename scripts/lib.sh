@@ -17,6 +17,13 @@ COWSCOPE_KERNEL_TABLE='
 COWSCOPE_KERNELS=${COWSCOPE_KERNELS:-$(awk 'NF { printf "%s%s", sep, $1; sep = " " }' <<<"$COWSCOPE_KERNEL_TABLE")}
 PYTHON=/usr/bin/python3
 
+# cowscope_build -> the build folder, absolute: $BUILD (relative to the
+# source tree, as make takes it) or build/.
+cowscope_build() {
+	local b=${BUILD:-build}
+	case "$b" in /*) echo "$b" ;; *) echo "$COWSCOPE_ROOT/$b" ;; esac
+}
+
 log() { printf 'cowscope: %s\n' "$*" >&2; }
 die() { printf 'cowscope: error: %s\n' "$*" >&2; exit 1; }
 
