@@ -17,7 +17,7 @@
 #
 # KERNEL=6.1|6.12|7.3|6.12-debug picks the VM kernel (default 6.12); the
 # kernels are the table in scripts/lib.sh (6.12-debug: 6.12 with KASAN and
-# lockdep, built from source once, on first use: 25 minutes or more).
+# lockdep, built from source once, on first use: tens of minutes).
 # BUILD=DIR puts every build output in DIR (default build/; every script
 # takes it). V=1 for full commands.
 
