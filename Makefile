@@ -15,14 +15,18 @@
 #   make install PREFIX=/usr/local [DESTDIR=...]   the packages' files, without packages
 #   make pkg-test   install the packages in a pristine Debian 12 root and check them
 #
-# KERNEL=6.1|6.12|7.3 picks the VM kernel (default 6.12); the kernels are
-# the table in scripts/lib.sh. V=1 for full commands.
+# KERNEL=6.1|6.12|7.3|6.12-debug picks the VM kernel (default 6.12); the
+# kernels are the table in scripts/lib.sh (6.12-debug: 6.12 with KASAN and
+# lockdep, built from source once, on first use: tens of minutes).
+# BUILD=DIR puts every build output in DIR (default build/; every script
+# takes it). V=1 for full commands.
 
 SHELL := /bin/bash
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := all
 
 BUILD   ?= build
+export BUILD
 KERNEL  ?= 6.12
 # Every lab kernel (the table in scripts/lib.sh) ...
 KERNELS ?= $(shell bash -c '. scripts/lib.sh && echo $$COWSCOPE_KERNELS')
@@ -36,7 +40,12 @@ Q       := $(if $(V),,@)
 export COWSCOPE_ROOT := $(CURDIR)
 MAKEFLAGS += --no-print-directory
 
-SETUP_STAMP := $(BUILD)/.setup-done
+# Set-up in two steps, each run once per build folder (and again when
+# scripts/setup changes): the packages (with the headers the modules built
+# on the host need), all that `make` needs; and the VM kernel images, for
+# what boots the lab. `make setup` forces a full check.
+SETUP_STAMP   := $(BUILD)/.setup-packages
+KERNELS_STAMP := $(BUILD)/.setup-kernels
 
 .PHONY: all setup userspace kmod kmod-host kmod-one test unit-test host-test python-test vm-test \
 	vm-test-all vm vm-run bench vm-bench demo results crosscheck load unload clean distclean \
@@ -44,15 +53,17 @@ SETUP_STAMP := $(BUILD)/.setup-done
 
 all: userspace kmod-host
 
-# Set-up runs once per build folder (and again when scripts/setup changes);
-# `make setup` forces a full check.
 $(SETUP_STAMP): scripts/setup scripts/lib.sh
-	$(Q)scripts/setup
+	$(Q)scripts/setup --packages
+	$(Q)mkdir -p $(BUILD) && touch $@
+
+$(KERNELS_STAMP): scripts/setup scripts/lib.sh
+	$(Q)scripts/setup --kernels
 	$(Q)mkdir -p $(BUILD) && touch $@
 
 setup:
 	$(Q)scripts/setup
-	$(Q)mkdir -p $(BUILD) && touch $(SETUP_STAMP)
+	$(Q)mkdir -p $(BUILD) && touch $(SETUP_STAMP) $(KERNELS_STAMP)
 
 $(BUILD)/CMakeCache.txt: $(SETUP_STAMP) CMakeLists.txt
 	$(Q)cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -61,7 +72,7 @@ $(BUILD)/CMakeCache.txt: $(SETUP_STAMP) CMakeLists.txt
 userspace: $(BUILD)/CMakeCache.txt
 	$(Q)cmake --build $(BUILD) -j $(JOBS) $(if $(V),-- VERBOSE=1)
 
-# The module, once per VM kernel, in build/kmod/<kernel>/cowscope.ko.
+# The module, once per VM kernel, in $(BUILD)/kmod/<kernel>/cowscope.ko.
 kmod: $(SETUP_STAMP)
 	$(Q)for k in $(KERNELS); do scripts/build-kmod $$k || exit 1; done
 
@@ -81,36 +92,39 @@ host-test: userspace
 
 python-test: userspace
 	$(Q)if [ -d tests/python ]; then \
-		PYTHONPATH=$(CURDIR)/$(BUILD)/python $(PYTHON) -m pytest -q -W error -p no:cacheprovider tests/python; fi
+		PYTHONPATH=$(abspath $(BUILD))/python $(PYTHON) -m pytest -q -W error -p no:cacheprovider tests/python; fi
 
-vm-test: all kmod-one
+vm-test: all kmod-one $(KERNELS_STAMP)
 	$(Q)scripts/vm --kernel $(KERNEL) test
 
-vm-test-all: all kmod
+vm-test-all: all kmod $(KERNELS_STAMP)
 	$(Q)for k in $(KERNELS); do scripts/vm --kernel $$k test || exit $$?; done
 
-test: all kmod
+# run-tests runs unit-test, host-test and python-test through make, and
+# builds each kernel's module as a suite of its own (timed; a debug tier's
+# kernel is built there on first need).
+test: all $(KERNELS_STAMP)
 	$(Q)scripts/run-tests $(KERNELS)
 
-vm: all kmod-one
+vm: all kmod-one $(KERNELS_STAMP)
 	$(Q)scripts/vm --kernel $(KERNEL) shell
 
-vm-run: all kmod-one
+vm-run: all kmod-one $(KERNELS_STAMP)
 	$(Q)scripts/vm --kernel $(KERNEL) run "$(CMD)"
 
 bench: all
 	$(Q)scripts/bench
 
-vm-bench: all kmod-one
+vm-bench: all kmod-one $(KERNELS_STAMP)
 	$(Q)scripts/vm --kernel $(KERNEL) bench
 
-demo: all
+demo: all $(KERNELS_STAMP)
 	$(Q)scripts/demo $(if $(NATIVE),--native)
 
-results: all
+results: all $(KERNELS_STAMP)
 	$(Q)scripts/sweep
 
-crosscheck: all
+crosscheck: all $(if $(VM),$(KERNELS_STAMP))
 	$(Q)scripts/crosscheck $(if $(VM),--vm)
 
 deb: $(SETUP_STAMP)

@@ -8,14 +8,26 @@ COWSCOPE_CACHE=${COWSCOPE_CACHE:-/var/cache/cowscope}
 #   short  apt suite of its linux-image-cloud-amd64   where its module is built
 #          ("host": this Debian 12 with its headers installed as packages;
 #          "trixie": a cached Debian 13 root, see build_root_dir, for headers
-#          that need Debian 13's compiler and glibc)
+#          that need Debian 13's compiler and glibc; "debug": a debug
+#          tier, NAME-debug, built from source from the suite's
+#          linux-source-NAME at NAME's cloud kernel version with the
+#          configuration scripts/kernel/NAME-debug.config, by
+#          scripts/build-debug-kernel, once, on first need)
 COWSCOPE_KERNEL_TABLE='
-6.1    bookworm             host
-6.12   bookworm-backports   host
-7.3    trixie-backports     trixie
+6.1          bookworm             host
+6.12         bookworm-backports   host
+7.3          trixie-backports     trixie
+6.12-debug   bookworm-backports   debug
 '
 COWSCOPE_KERNELS=${COWSCOPE_KERNELS:-$(awk 'NF { printf "%s%s", sep, $1; sep = " " }' <<<"$COWSCOPE_KERNEL_TABLE")}
 PYTHON=/usr/bin/python3
+
+# cowscope_build -> the build folder, absolute: $BUILD (relative to the
+# source tree, as make takes it) or build/.
+cowscope_build() {
+	local b=${BUILD:-build}
+	case "$b" in /*) echo "$b" ;; *) echo "$COWSCOPE_ROOT/$b" ;; esac
+}
 
 log() { printf 'cowscope: %s\n' "$*" >&2; }
 die() { printf 'cowscope: error: %s\n' "$*" >&2; exit 1; }
@@ -28,6 +40,9 @@ kernel_field() {
 kernel_known() { kernel_field "$1" 1 >/dev/null; }
 kernel_suite() { kernel_field "$1" 2; }
 kernel_root() { kernel_field "$1" 3; }
+# kernel_base K -> the lab kernel a debug tier is built like (6.12-debug ->
+# 6.12); K itself for the others.
+kernel_base() { kernel_known "$1" && echo "${1%-debug}"; }
 # The known short names, for messages: "6.1, 6.12 or 7.3".
 kernel_names() {
 	awk 'NF { n[++c] = $1 } END { for (i = 1; i <= c; i++) printf "%s%s", n[i], (i == c ? "\n" : (i == c - 1 ? " or " : ", ")) }' <<<"$COWSCOPE_KERNEL_TABLE"
@@ -52,7 +67,7 @@ kernel_apt() {
 	local root tool=$2 k=$1
 	root=$(kernel_root "$k") || return 1
 	shift 2
-	if [ "$root" = host ]; then
+	if [ "$root" = host ] || [ "$root" = debug ]; then
 		"$tool" "$@"
 	else
 		foreign_apt "$root" "$tool" "$@"
@@ -80,9 +95,14 @@ kernel_abi() {
 	return 1
 }
 
-# kernel_dir K -> cache folder holding vmlinuz and lib/modules/...
+# kernel_dir K -> cache folder holding vmlinuz and lib/modules/... (a
+# debug tier: vmlinuz and its build tree, see scripts/build-debug-kernel)
 kernel_dir() {
 	local abi
+	if [ "$(kernel_root "$1")" = debug ]; then
+		echo "$COWSCOPE_CACHE/kernels/$1"
+		return 0
+	fi
 	abi=$(kernel_abi "$1") || return 1
 	echo "$COWSCOPE_CACHE/kernels/$abi"
 }
@@ -95,6 +115,10 @@ build_root_dir() { echo "$COWSCOPE_CACHE/roots/$1-build"; }
 # inside its build root for a foreign-built kernel.
 kernel_headers() {
 	local abi root
+	if [ "$(kernel_root "$1")" = debug ]; then
+		echo "$(kernel_dir "$1")/obj"
+		return 0
+	fi
 	abi=$(kernel_abi "$1") || return 1
 	root=$(kernel_root "$1") || return 1
 	if [ "$root" = host ]; then

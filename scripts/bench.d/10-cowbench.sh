@@ -5,6 +5,6 @@
 # first-touch fault, for 4 KiB pages and THP; fork latency of a 256 MiB
 # heap with writable vs already write-protected PTEs. Prints name=value.
 set -uo pipefail
-bin="${COWSCOPE_BIN:-build/bin}/cowbench"
+bin="${COWSCOPE_BIN:-${BUILD:-build}/bin}/cowbench"
 [ -x "$bin" ] || { echo "cowbench not built ($bin)"; exit 1; }
 exec "$bin" selftest --rounds "${COWBENCH_ROUNDS:-3}"

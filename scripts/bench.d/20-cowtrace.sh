@@ -5,7 +5,10 @@
 #    over cowtrace's programs / COW faults of the workload; beside it the same
 #    for the bpftrace one-liner
 #      tracepoint:exceptions:page_fault_user /(args->error_code & 3) == 3/ { @[pid] = count(); }
-#    measured in the same run. Target: cowtrace <= the one-liner.
+#    measured in the same run. Target: cowtrace <= the one-liner. bpftrace
+#    needs tracefs: where /sys/kernel/tracing is not mounted, it is mounted
+#    for the one-liner and unmounted after it (on every exit path); a
+#    comparison that cannot be made prints why.
 #  - wall_overhead_ratio: median child write phase with cowtrace attached /
 #    without, five runs each (interleaved). Target <= 1.03 (coarse: faults are
 #    slow and noisy here).
@@ -15,7 +18,8 @@
 #    <= 1.15, interleaved with the runs above); symbolization time (after the
 #    run, from cowtrace's own line).
 set -uo pipefail
-bin=${COWSCOPE_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/build/bin}
+build=${BUILD:-build}; case "$build" in /*) ;; *) build=$(cd "$(dirname "$0")/../.." && pwd)/$build ;; esac
+bin=${COWSCOPE_BIN:-$build/bin}
 cowtrace=$bin/cowtrace
 mib=${COWTRACE_BENCH_MIB:-256}
 runs=${COWTRACE_BENCH_RUNS:-5}
@@ -30,13 +34,17 @@ command -v cc >/dev/null || skip "no C compiler for the workload"
 tmp=$(mktemp -d)
 cowpid=""
 bt=""
+tracefs_mounted=""
 cleanup() {
 	[ -n "$cowpid" ] && kill "$cowpid" 2>/dev/null
-	[ -n "$bt" ] && kill "$bt" 2>/dev/null
+	[ -n "$bt" ] && kill "$bt" 2>/dev/null && wait "$bt" 2>/dev/null
+	[ -n "$tracefs_mounted" ] && { umount "$tracefs_mounted" 2>/dev/null || echo "cowtrace bench: could not unmount the tracefs it mounted on $tracefs_mounted" >&2; }
 	[ -n "${old_stats:-}" ] && sysctl -q kernel.bpf_stats_enabled="$old_stats"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # The workload: populate, fork, the child times writing one byte per page.
 cat >"$tmp/w.c" <<'C'
@@ -100,21 +108,59 @@ st_copies=$(python3 -c 'import json,sys; print(max(p["cow_copies"] for p in json
 sym=$(sed -n 's/^sites: symbolized \([0-9]*\) addresses in \([0-9.]*\) ms.*/\1 \2/p' "$tmp/a.out")
 sed -n 's/^cowtrace: prog /cowtrace_sites_prog /p' "$tmp/a.err"
 
-# 2. The bpftrace one-liner in the same run.
-bt_ns="" bt_cnt=""
-if command -v bpftrace >/dev/null && command -v bpftool >/dev/null; then
+# 2. The bpftrace one-liner in the same run; bt_why says why not.
+bt_ns="" bt_cnt="" bt_why=""
+tracing=/sys/kernel/tracing
+if ! command -v bpftrace >/dev/null; then
+	bt_why="bpftrace not installed"
+elif ! command -v bpftool >/dev/null; then
+	bt_why="bpftool not installed (it reads the one-liner's run time)"
+fi
+if [ -z "$bt_why" ] && [ ! -d "$tracing/events" ]; then
+	# bpftrace resolves tracepoints through tracefs.
+	if [ ! -d "$tracing" ]; then
+		bt_why="no $tracing in this kernel (tracefs not built in?)"
+	elif mount -t tracefs tracefs "$tracing" 2>"$tmp/mount.err"; then
+		tracefs_mounted=$tracing
+		echo "cowtrace_bench: mounted tracefs on $tracing for bpftrace (unmounted afterwards)"
+	else
+		bt_why="tracefs is not mounted on $tracing and mounting it failed: $(head -n1 "$tmp/mount.err")"
+	fi
+fi
+if [ -z "$bt_why" ]; then
 	bpftrace -e 'tracepoint:exceptions:page_fault_user /(args->error_code & 3) == 3/ { @[pid] = count(); }' \
 		>"$tmp/bt.out" 2>&1 &
 	bt=$!
-	for _ in $(seq 100); do grep -q Attaching "$tmp/bt.out" && break; sleep 0.1; done
+	for _ in $(seq 100); do
+		grep -q Attaching "$tmp/bt.out" && break
+		kill -0 "$bt" 2>/dev/null || break
+		sleep 0.1
+	done
 	sleep 0.5
-	id=$(bpftool prog show | sed -n 's/^\([0-9]*\): tracepoint  name page_fault_user.*/\1/p' | tail -n1)
-	[ -n "$id" ] || id=$(bpftool prog show | awk -F: '/tracepoint/ && /page_fault/ {print $1}' | tail -n1)
-	read -r b0 c0 < <(bpftool prog show id "$id" 2>/dev/null | sed -n 's/.*run_time_ns \([0-9]*\) run_cnt \([0-9]*\).*/\1 \2/p')
-	"$tmp/w" "$pages" >/dev/null
-	read -r b1 c1 < <(bpftool prog show id "$id" 2>/dev/null | sed -n 's/.*run_time_ns \([0-9]*\) run_cnt \([0-9]*\).*/\1 \2/p')
-	kill -INT "$bt"; wait "$bt" 2>/dev/null; bt=""
-	if [ -n "${b1:-}" ]; then bt_ns=$((b1 - b0)); bt_cnt=$((c1 - c0)); fi
+	if ! kill -0 "$bt" 2>/dev/null; then
+		wait "$bt" 2>/dev/null
+		bt=""
+		bt_why="bpftrace exited before the run: $(grep -v '^$' "$tmp/bt.out" | head -n1)"
+	else
+		id=$(bpftool prog show | sed -n 's/^\([0-9]*\): tracepoint  name page_fault_user.*/\1/p' | tail -n1)
+		[ -n "$id" ] || id=$(bpftool prog show | awk -F: '/tracepoint/ && /page_fault/ {print $1}' | tail -n1)
+		if [ -z "$id" ]; then
+			bt_why="bpftrace's program is not in bpftool prog show"
+		else
+			read -r b0 c0 < <(bpftool prog show id "$id" 2>/dev/null | sed -n 's/.*run_time_ns \([0-9]*\) run_cnt \([0-9]*\).*/\1 \2/p')
+			"$tmp/w" "$pages" >/dev/null
+			read -r b1 c1 < <(bpftool prog show id "$id" 2>/dev/null | sed -n 's/.*run_time_ns \([0-9]*\) run_cnt \([0-9]*\).*/\1 \2/p')
+			if [ -n "${b1:-}" ] && [ -n "${b0:-}" ]; then
+				bt_ns=$((b1 - b0)); bt_cnt=$((c1 - c0))
+			else
+				bt_why="bpftool prog show id $id gave no run_time_ns (kernel.bpf_stats_enabled?)"
+			fi
+		fi
+		kill -INT "$bt" 2>/dev/null; wait "$bt" 2>/dev/null; bt=""
+	fi
+fi
+if [ -n "$tracefs_mounted" ]; then
+	umount "$tracefs_mounted" 2>/dev/null && tracefs_mounted=""
 fi
 
 # 3. Wall clock, interleaved: without, with (bpf_stats off: it costs time).
@@ -129,9 +175,9 @@ for _ in $(seq "$runs"); do
 done
 
 python3 - "$pages" "$copies" "$ct_ns" "$ct_cnt" "${bt_ns:-}" "${bt_cnt:-}" "$method" \
-	"${base[*]}" "${traced[*]}" "${bm_ns:-0}" "${st_ns:-0}" "${st_copies:-0}" "${sym:-}" "${sited[*]}" <<'PY'
+	"${base[*]}" "${traced[*]}" "${bm_ns:-0}" "${st_ns:-0}" "${st_copies:-0}" "${sym:-}" "${sited[*]}" "$bt_why" <<'PY'
 import statistics as st, sys
-pages, copies, ct_ns, ct_cnt, bt_ns, bt_cnt, method, base, traced, bm_ns, st_ns, st_copies, sym, sited = sys.argv[1:]
+pages, copies, ct_ns, ct_cnt, bt_ns, bt_cnt, method, base, traced, bm_ns, st_ns, st_copies, sym, sited, bt_why = sys.argv[1:]
 pages, copies, ct_ns, ct_cnt = int(pages), int(copies), int(ct_ns or 0), int(ct_cnt or 0)
 print(f"cowtrace_method={method}")
 print(f"cow_faults_workload={pages} cowtrace_cow_copies={copies}")
@@ -144,7 +190,7 @@ if bt_ns:
     print(f"cowtrace_bpf_ns_per_cow_fault={ct:.1f} target<={bt:.1f} (one-liner) "
           f"{'ok' if ct <= bt else 'MISSED'}")
 else:
-    print(f"cowtrace_bpf_ns_per_cow_fault={ct:.1f} target<=one-liner (bpftrace unavailable: not compared)")
+    print(f"cowtrace_bpf_ns_per_cow_fault={ct:.1f} target<=one-liner (not compared: {bt_why or 'the one-liner measured nothing'})")
 b = [int(x) for x in base.split()]; t = [int(x) for x in traced.split()]
 mb, mt = st.median(b), st.median(t)
 print(f"wall_child_ms_median_without={mb / 1e6:.1f} with={mt / 1e6:.1f} runs={len(b)}")

@@ -2,7 +2,8 @@
 # The VM harness must tell pass from fail from a VM that never finished:
 # exit 0 for a passing suite, 1 for a failing test, 2 for a kernel panic or
 # a hang (with the console's last lines), and `run` must pass the command's
-# own exit status through.
+# own exit status through. A kernel report (BUG, WARNING, KASAN, lockdep...)
+# on the console fails a suite whose tests all passed, quoted.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 kernel=${1:-6.12}
@@ -29,6 +30,8 @@ printf '#!/bin/sh\necho harness-selftest failing on purpose\nexit 1\n' >"$tmp/se
 printf '#!/bin/sh\necho harness-selftest skipping\nexit 77\n' >"$tmp/selftest_skip.sh"
 printf '#!/bin/sh\necho c >/proc/sysrq-trigger\nsleep 60\n' >"$tmp/selftest_panic.sh"
 printf '#!/bin/sh\nwhile :; do sleep 1; done\n' >"$tmp/selftest_hang.sh"
+# A report line as the kernel prints one (level 1, so every console shows it).
+printf '#!/bin/sh\necho "<1>BUG: harness-selftest: a kernel report on purpose" >/dev/kmsg\nexit 0\n' >"$tmp/selftest_report.sh"
 
 echo "VM harness self-test on $kernel:"
 expect 0 "a passing test passes" "$vm" --kernel "$kernel" --no-module --add "$tmp/selftest_pass.sh" --filter 'selftest_pass*' test
@@ -37,6 +40,8 @@ expect 1 "a suite where everything skips is no pass" "$vm" --kernel "$kernel" --
 expect 2 "a kernel panic is 'never finished'" "$vm" --kernel "$kernel" --no-module --add "$tmp/selftest_panic.sh" --filter 'selftest_panic*' test
 grep -q 'last 40 console lines' "$tmp/out" || { echo "  FAIL: no console tail after a panic"; fails=$((fails + 1)); }
 grep -q 'Kernel panic' "$tmp/out" || { echo "  FAIL: the console tail does not show the panic"; fails=$((fails + 1)); }
+expect 1 "a kernel report on the console fails a suite that passed" "$vm" --kernel "$kernel" --no-module --add "$tmp/selftest_report.sh" --filter 'selftest_report*' test
+grep -q 'vm:   | .*BUG: harness-selftest: a kernel report on purpose' "$tmp/out" || { echo "  FAIL: the report is not quoted"; fails=$((fails + 1)); }
 expect 2 "a hang hits the hard timeout" "$vm" --kernel "$kernel" --no-module --timeout 20 --add "$tmp/selftest_hang.sh" --filter 'selftest_hang*' test
 expect 2 "a kernel that never reaches /init is retried, then 'never finished'" "$vm" --kernel "$kernel" --no-module --timeout 60 --append "rdinit=/nonexistent" run true
 grep -q 'died before /init (attempt 2' "$tmp/out" || { echo "  FAIL: no retry of a boot that died before /init"; fails=$((fails + 1)); }

@@ -40,7 +40,7 @@ t_start=$SECONDS
 cache=${COWSCOPE_CACHE:-/var/cache/cowscope}/pkg
 base=$cache/root-bookworm-minbase
 archives=$cache/archives
-debdir=${COWSCOPE_DEB_DIR:-$COWSCOPE_ROOT/build/deb}   # (another folder: to test broken packages)
+debdir=${COWSCOPE_DEB_DIR:-$(cowscope_build)/deb}   # (another folder: to test broken packages)
 version=$(cat "$COWSCOPE_ROOT/VERSION")
 progs=(cowbench cowtrace cowscope cowdemo snapdemo)
 pass=0 fail=0
