@@ -385,7 +385,7 @@ CopySide measure_soft_dirty(pid_t pid, double window_s, double step_s, const std
 	if (!soft_dirty_supported(&why))
 		throw Error("soft-dirty window: " + why);
 	if (step_s <= 0)
-		step_s = std::max(0.05, window_s / 20);
+		step_s = std::max(0.25, window_s / 10); // each sample is a pagemap pass: CPU the target may need
 	auto vmas_all = parse_smaps(read_proc(pid, "smaps"));
 	Pagemap pm = open_pagemap(pid);
 	std::vector<Tracked> tracked;

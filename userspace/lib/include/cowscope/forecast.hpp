@@ -199,7 +199,7 @@ struct CopySide {
 bool soft_dirty_supported(std::string *why = nullptr);
 // Clear the target's soft-dirty bits ("4" to clear_refs), then sample the
 // distinct pages written (among those present at t=0) every `step_s` for
-// `window_s`. Throws Error when soft-dirty is missing or the pid exits.
+// `window_s` (0: window/10, at least 0.25 s). Throws Error when soft-dirty is missing or the pid exits.
 CopySide measure_soft_dirty(pid_t pid, double window_s, double step_s = 0,
 			    const std::function<void(double)> &progress = {});
 // From a cowtrace JSON record (its array of processes, or an object with
