@@ -13,6 +13,7 @@
 #include "cowscope/error.hpp"
 #include "cowscope/fd.hpp"
 #include "cowscope/folio.hpp"
+#include "cowscope/forecast.hpp"
 #include "cowscope/stats.hpp"
 #include "cowscope/sweep.hpp"
 #include "cowscope/units.hpp"
@@ -221,6 +222,32 @@ int cmd_probe(const ProbeOpts &o)
 	return stop_requested() ? 130 : 0;
 }
 
+// `cowbench calibrate`: fit the fork/COW model of this machine and kernel
+// (cowscope/forecast.hpp), print the held-out check, save it.
+struct CalOpts {
+	std::string file, json;
+	unsigned repeat = 7;
+	bool quick = false, quiet = false;
+};
+
+int cmd_calibrate(const CalOpts &o)
+{
+	forecast::CalibrateConfig cfg;
+	cfg.repeat = o.repeat;
+	if (o.quick)
+		cfg.heaps = {8ull << 20, 32ull << 20, 96ull << 20}, cfg.extra_vmas = {0, 2000}, cfg.boot_rounds = 100;
+	std::string path = o.file.empty() ? forecast::default_calibration_path() : o.file;
+	auto cal = forecast::run_calibration(cfg, [&](unsigned d, unsigned t, const std::string &label) {
+		if (!o.quiet)
+			progress_bar(d, t, label);
+	});
+	forecast::save_calibration(cal, path);
+	if (!o.json.empty())
+		write_file_atomic(o.json, cal.to_json().dump(1) + "\n");
+	std::cout << forecast::calibration_report(cal) << "saved " << path << "\n";
+	return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -248,6 +275,14 @@ int main(int argc, char **argv)
 	fp->add_option("--write-ratio", probe.ratio, "share of the folios the child writes in (default 0.5)");
 	fp->add_option("--pages-per-folio", probe.per_folio, "pages the child writes in each (default 1)");
 	fp->add_option("--json", probe.json, "write the result as JSON to FILE");
+	CalOpts cal;
+	auto *calib = app.add_subcommand("calibrate", "fit this machine's fork/COW cost model for `cowscope forecast` "
+						      "(about a minute; saved per machine and kernel)");
+	calib->add_option("--calibration", cal.file, "write the model to FILE instead of the default place");
+	calib->add_option("--json", cal.json, "also write it to FILE");
+	calib->add_option("--repeat", cal.repeat, "repetitions per point (default 7)")->check(CLI::Range(3, 1000));
+	calib->add_flag("--quick", cal.quick, "smaller heaps and fewer VMAs (tests)");
+	calib->add_flag("-q,--quiet", cal.quiet, "no progress output");
 	unsigned rounds = 3;
 	self->add_option("--rounds", rounds, "rounds of 100 forks each");
 	try {
@@ -270,6 +305,8 @@ int main(int argc, char **argv)
 			return cmd_selftest(rounds);
 		if (*fp)
 			return cmd_probe(probe);
+		if (*calib)
+			return cmd_calibrate(cal);
 		return cmd_run(run);
 	} catch (const UsageError &e) {
 		std::cerr << "cowbench: " << e.what() << "\n";

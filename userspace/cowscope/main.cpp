@@ -24,6 +24,7 @@
 
 #include "cowscope/diff.hpp"
 #include "cowscope/error.hpp"
+#include "cowscope/forecast.hpp"
 #include "cowscope/units.hpp"
 #include "cowscope/view.hpp"
 #include "cowscope/version.hpp"
@@ -299,6 +300,35 @@ int cmd_watch(pid_t pid, pid_t child, double interval, long count, unsigned widt
 	return 0;
 }
 
+// ---- forecast (cowscope/forecast.hpp) ---------------------------------
+
+struct ForecastOpts {
+	std::string window, from_trace, trace_seconds, calibration;
+	bool json = false, no_module = false;
+};
+
+int cmd_forecast(pid_t pid, const ForecastOpts &o)
+{
+	forecast::ForecastRequest req;
+	req.pid = pid;
+	if (!o.window.empty())
+		req.window_s = forecast::parse_seconds(o.window, "--window");
+	if (!o.trace_seconds.empty())
+		req.trace_seconds = forecast::parse_seconds(o.trace_seconds, "--trace-seconds");
+	req.from_trace = o.from_trace;
+	req.calibration = o.calibration;
+	req.use_module = !o.no_module;
+	const bool tty = ::isatty(STDERR_FILENO);
+	auto f = forecast::forecast_pid(req, [&](double t) {
+		if (tty)
+			std::fprintf(stderr, "\rsoft-dirty window: %.1f / %.1f s\x1b[K", t, req.window_s);
+	});
+	if (tty && req.window_s > 0)
+		std::fprintf(stderr, "\r\x1b[K");
+	std::cout << (o.json ? f.to_json().dump(2) + "\n" : f.to_text());
+	return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -339,6 +369,17 @@ int main(int argc, char **argv)
 	watch->add_option("-n,--count", count, "stop after COUNT refreshes");
 	watch->add_option("--width", width, "heap strip width");
 
+	ForecastOpts fo;
+	auto *fc = app.add_subcommand("forecast", "predict PID's fork stall and its snapshot's COW memory "
+						  "before it forks (calibrate first: cowbench calibrate)");
+	fc->add_option("PID", pid_s, "process id")->required();
+	fc->add_option("--window", fo.window, "measure the distinct pages written over SECONDS (soft-dirty)");
+	fc->add_option("--from-trace", fo.from_trace, "copy side from a cowtrace JSON record of an earlier snapshot");
+	fc->add_option("--trace-seconds", fo.trace_seconds, "length of each snapshot in that record");
+	fc->add_option("--calibration", fo.calibration, "the model FILE (default: this machine's)");
+	fc->add_flag("--no-module", fo.no_module, "ignore the module even when loaded");
+	fc->add_flag("--json", fo.json, "JSON for tools");
+
 	try {
 		app.parse(argc, argv);
 	} catch (const CLI::CallForVersion &e) {
@@ -359,6 +400,8 @@ int main(int argc, char **argv)
 			return cmd_ptes(pid, range, json);
 		if (*summary)
 			return cmd_summary(pid, json);
+		if (*fc)
+			return cmd_forecast(pid, fo);
 		pid_t child = child_s.empty() ? 0 : parse_pid(child_s, "CHILD");
 		if (*diff)
 			return cmd_diff(pid, child, range, width, pages, json);

@@ -1,0 +1,270 @@
+// Host end-to-end tests of `cowscope forecast` (ctest -L forecast, as root
+// by scripts/run-tests): a quick calibration of this machine, then a known
+// synthetic process (a 4 KiB heap of known size, rewritten, then forked by
+// itself) whose real fork times must fall inside the forecast's stated
+// interval; its shape against the heap it has; and bad input through the
+// CLI: no such pid, a kernel thread, a zombie, no permission, a missing
+// calibration, a missing soft-dirty, a copy side from a cowtrace record.
+#include <gtest/gtest.h>
+
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fmt/format.h>
+#include <string>
+
+#include "cowscope/error.hpp"
+#include "cowscope/fd.hpp"
+#include "cowscope/forecast.hpp"
+#include "cowscope/stats.hpp"
+#include "run_command.hpp"
+
+using namespace cowscope;
+using namespace cowscope::forecast;
+using cowscope::testing::run_command;
+
+namespace {
+
+std::string g_dir, g_cal;
+std::string bin(const char *name)
+{
+	return std::string(COWSCOPE_BIN_DIR) + "/" + name;
+}
+
+// A process with a known private 4 KiB heap. Commands over a pipe:
+// 'W' rewrites every page (PTEs writable again), 'F' forks a child that
+// exits at once and answers the fork call's duration in microseconds,
+// 'Q' quits.
+class Target {
+public:
+	explicit Target(std::size_t heap) : heap_(heap)
+	{
+		int a[2], b[2];
+		if (::pipe(a) || ::pipe(b))
+			throw SysError("pipe");
+		pid_ = ::fork();
+		if (pid_ < 0)
+			throw SysError("fork");
+		if (pid_ == 0) {
+			::close(a[1]);
+			::close(b[0]);
+			serve(a[0], b[1]);
+			_exit(0);
+		}
+		::close(a[0]);
+		::close(b[1]);
+		cmd_ = a[1];
+		ans_ = b[0];
+		ask('R'); // ready: populated
+	}
+	~Target()
+	{
+		char q = 'Q';
+		(void)!::write(cmd_, &q, 1);
+		::waitpid(pid_, nullptr, 0);
+		::close(cmd_);
+		::close(ans_);
+	}
+	pid_t pid() const { return pid_; }
+	double ask(char c)
+	{
+		if (c != 'R' && ::write(cmd_, &c, 1) != 1)
+			throw SysError("write to target");
+		double v = NAN;
+		if (::read(ans_, &v, sizeof v) != sizeof v)
+			throw Error("target did not answer");
+		return v;
+	}
+
+private:
+	void serve(int in, int out)
+	{
+		char *p = static_cast<char *>(
+			::mmap(nullptr, heap_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+		if (p == MAP_FAILED)
+			_exit(3);
+		::madvise(p, heap_, MADV_NOHUGEPAGE);
+		std::memset(p, 1, heap_);
+		double zero = 0;
+		(void)!::write(out, &zero, sizeof zero);
+		char c;
+		while (::read(in, &c, 1) == 1) {
+			double v = 0;
+			if (c == 'Q')
+				break;
+			if (c == 'W') {
+				for (std::size_t i = 0; i < heap_; i += 4096)
+					p[i]++;
+			} else if (c == 'F') {
+				auto t0 = std::chrono::steady_clock::now();
+				pid_t ch = ::fork();
+				if (ch == 0)
+					_exit(0);
+				v = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+				::waitpid(ch, nullptr, 0);
+			}
+			(void)!::write(out, &v, sizeof v);
+		}
+	}
+	std::size_t heap_;
+	pid_t pid_ = -1;
+	int cmd_ = -1, ans_ = -1;
+};
+
+class ForecastHost : public ::testing::Test {
+protected:
+	static void SetUpTestSuite()
+	{
+		char tmpl[] = "/tmp/forecast-host-XXXXXX";
+		if (!::mkdtemp(tmpl))
+			return;
+		g_dir = tmpl;
+		g_cal = g_dir + "/cal.json";
+		// The real front end, so that its hook is exercised too.
+		auto [out, rc] = run_command(bin("cowbench") + " calibrate --quick -q --calibration " + g_cal + " 2>&1");
+		std::printf("%s", out.c_str());
+		if (rc != 0)
+			g_cal.clear();
+	}
+	static void TearDownTestSuite()
+	{
+		if (!g_dir.empty())
+			std::system(("rm -rf " + g_dir).c_str());
+	}
+	void SetUp() override
+	{
+		if (g_cal.empty())
+			GTEST_FAIL() << "cowbench calibrate --quick failed (see its output above)";
+	}
+};
+
+} // namespace
+
+TEST_F(ForecastHost, CalibrationIsSavedAndChecksItself)
+{
+	Calibration c = load_calibration(g_cal);
+	ASSERT_FALSE(c.held_out.empty());
+	EXPECT_TRUE(c.fit.used[1] && c.fit.used[2] && c.fit.used[4]);
+	EXPECT_GT(c.fit.coef[1], 0);
+	EXPECT_GT(c.copy.ns_per_4k_copy, 0);
+	EXPECT_NEAR(c.copy.kb_per_written_4k, 4.0, 0.5) << "one 4 KiB copy per written page";
+	std::vector<double> err;
+	for (const auto &h : c.held_out)
+		err.push_back(h.error);
+	// The machine is shared (other work loads it): a loose bound, the
+	// figures are printed above.
+	EXPECT_LT(summarize(err).median, 0.5);
+}
+
+TEST_F(ForecastHost, KnownSyntheticProcessForkInsideTheInterval)
+{
+	const std::size_t heap = 192ull << 20, pages = heap / 4096;
+	Target t(heap);
+	Calibration c = load_calibration(g_cal);
+	Shape s = read_shape(t.pid(), false);
+	EXPECT_EQ(s.state_source, "none");
+	EXPECT_GE(s.ptes_cow_writable, pages);
+	EXPECT_LE(s.ptes_cow_writable, pages + 4000) << "the heap and a few libraries' pages";
+	EXPECT_GE(s.pte_tables, pages / 512);
+	EXPECT_LT(s.read_ms, 1000);
+	Forecast f = make_forecast(c, s, CopySide{});
+	ASSERT_LT(f.fork_ms.lo, f.fork_ms.hi);
+	EXPECT_GT(f.fork_writable_ms.point, f.fork_wp_ms.point);
+	// Writable PTEs (rewritten), then write-protected (right after a fork):
+	// three forks each, the median inside the stated range and inside its
+	// own case's interval.
+	std::vector<double> wr, wp;
+	for (int i = 0; i < 3; i++) {
+		t.ask('W');
+		wr.push_back(t.ask('F') / 1e3);
+		wp.push_back(t.ask('F') / 1e3);
+	}
+	double mwr = summarize(wr).median, mwp = summarize(wp).median;
+	std::printf("forecast %.2f..%.2f ms; writable case %.2f [%.2f, %.2f] actual %.2f; write-protected %.2f "
+		    "[%.2f, %.2f] actual %.2f\n",
+		    f.fork_ms.lo, f.fork_ms.hi, f.fork_writable_ms.point, f.fork_writable_ms.lo, f.fork_writable_ms.hi,
+		    mwr, f.fork_wp_ms.point, f.fork_wp_ms.lo, f.fork_wp_ms.hi, mwp);
+	EXPECT_GE(mwr, f.fork_writable_ms.lo);
+	EXPECT_LE(mwr, f.fork_writable_ms.hi);
+	EXPECT_GE(mwp, f.fork_wp_ms.lo);
+	EXPECT_LE(mwp, f.fork_wp_ms.hi);
+	EXPECT_GE(mwp, f.fork_ms.lo);
+	EXPECT_LE(mwr, f.fork_ms.hi);
+}
+
+TEST_F(ForecastHost, CliTextJsonAndTraceSource)
+{
+	Target t(32ull << 20);
+	auto [txt, rc] = run_command(fmt::format("{} forecast {} --no-module --calibration {} 2>&1", bin("cowscope"),
+						 t.pid(), g_cal));
+	EXPECT_EQ(rc, 0) << txt;
+	EXPECT_NE(txt.find("fork stall:"), std::string::npos) << txt;
+	EXPECT_NE(txt.find("unknown without the cowscope module"), std::string::npos) << txt;
+	auto [js, rc2] = run_command(fmt::format("{} forecast {} --no-module --json --calibration {}", bin("cowscope"),
+						 t.pid(), g_cal));
+	ASSERT_EQ(rc2, 0) << js;
+	auto j = nlohmann::json::parse(js);
+	EXPECT_EQ(j["pid"], t.pid());
+	EXPECT_GE(j["shape"]["ptes_private_writable"].get<double>(), (32 << 20) / 4096);
+	EXPECT_EQ(j["copy"]["source"], "none");
+	// A cowtrace record of an earlier snapshot: 3000 copies in a 2 s one.
+	std::string rec = g_dir + "/trace.json";
+	write_file_atomic(rec, fmt::format(R"([{{"pid":{},"ppid":1,"cow_copies":1000}},)"
+					   R"({{"pid":99999999,"ppid":{},"cow_copies":2000}}])",
+					   t.pid(), t.pid()));
+	auto [tr, rc3] = run_command(fmt::format("{} forecast {} --no-module --json --from-trace {} --trace-seconds 2 "
+						 "--calibration {}",
+						 bin("cowscope"), t.pid(), rec, g_cal));
+	ASSERT_EQ(rc3, 0) << tr;
+	auto k = nlohmann::json::parse(tr);
+	EXPECT_EQ(k["copy"]["source"], "cowtrace record");
+	EXPECT_DOUBLE_EQ(k["copy"]["pages"]["point"].get<double>(), 3000);
+	EXPECT_NEAR(k["cow_memory_mib"]["point"].get<double>(), 3000 * 4096.0 / 1048576, 1e-9);
+}
+
+TEST_F(ForecastHost, BadInput)
+{
+	const std::string cs = bin("cowscope") + " forecast ";
+	auto expect = [](const std::string &cmd, int want_rc, const std::string &needle) {
+		auto [out, rc] = run_command(cmd + " 2>&1");
+		EXPECT_EQ(rc, want_rc) << cmd << "\n" << out;
+		EXPECT_NE(out.find(needle), std::string::npos) << cmd << "\n" << out;
+	};
+	expect(cs + "4194000 --calibration " + g_cal, 1, "no process with pid 4194000");
+	expect(cs + "banana --calibration " + g_cal, 2, "PID: expected a process id");
+	expect(cs + "2 --calibration " + g_cal, 1, "kernel thread");
+	expect(cs + "1 --window 0 --calibration " + g_cal, 2, "--window: expected SECONDS");
+	expect(cs + "1 --window 1 --from-trace x --calibration " + g_cal, 2, "not both");
+	expect(cs + "1 --from-trace x --calibration " + g_cal, 2, "--trace-seconds");
+	expect(cs + "1 --calibration " + g_dir + "/missing.json", 1, "run `cowbench calibrate`");
+	expect("COWSCOPE_CALIBRATION_DIR=" + g_dir + "/none " + cs + "1", 1, "run `cowbench calibrate`");
+	// A zombie: exited, not reaped: its memory is gone.
+	pid_t z = ::fork();
+	if (z == 0)
+		_exit(0);
+	::usleep(100000);
+	expect(cs + std::to_string(z) + " --calibration " + g_cal, 1, "exited");
+	::waitpid(z, nullptr, 0);
+	if (::geteuid() == 0) {
+		// No permission: an unprivileged user forecasting init.
+		::chmod(g_dir.c_str(), 0755);
+		::chmod(g_cal.c_str(), 0644);
+		expect("setpriv --reuid=65534 --regid=65534 --clear-groups " + cs + "1 --calibration " + g_cal, 1,
+		       "no permission");
+	} else {
+		std::printf("skipped the no-permission case: not root\n");
+	}
+	std::string why;
+	if (!soft_dirty_supported(&why)) {
+		Target t(4ull << 20);
+		expect(cs + std::to_string(t.pid()) + " --window 0.2 --calibration " + g_cal, 1, "soft-dirty");
+	} else {
+		std::printf("this kernel has soft-dirty: the missing-soft-dirty message is the VM suite's other kernels'\n");
+	}
+}

@@ -1,0 +1,312 @@
+// The forecast's model and readers on recorded and synthetic data: the fit
+// recovers known coefficients, its intervals cover the truth, the recorded
+// calibration of a real machine predicts its own held-out runs, the
+// calibration file round-trips and rejects damage, smaps parsing, the
+// cowtrace-record copy side, and the forecast arithmetic.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "cowscope/error.hpp"
+#include "cowscope/fd.hpp"
+#include "cowscope/forecast.hpp"
+#include "cowscope/stats.hpp"
+
+using namespace cowscope;
+using namespace cowscope::forecast;
+
+namespace {
+
+std::string data_dir()
+{
+	std::string f = __FILE__;
+	return f.substr(0, f.rfind('/')) + "/data";
+}
+
+// Observations from a known model with multiplicative noise.
+std::vector<Observation> synthetic(const std::array<double, kTerms> &truth, double noise, unsigned seed)
+{
+	std::mt19937_64 rng(seed);
+	std::normal_distribution<double> n(0, noise);
+	std::vector<Observation> obs;
+	unsigned k = 0;
+	for (double heap : {4096.0, 16384.0, 65536.0})
+		for (bool thp : {false, true})
+			for (bool wp : {false, true})
+				for (double vmas : {60.0, 4060.0}) {
+					Observation o;
+					o.label = std::to_string(k);
+					double ptes = thp ? 200 : heap;
+					o.in.writable_ptes = wp ? 0 : ptes;
+					o.in.wp_ptes = (wp ? ptes : 0) + 300 + (vmas - 60);
+					o.in.huge_pmds = thp ? heap / 512 : 0;
+					o.in.vmas = vmas;
+					auto row = o.in.row();
+					double y = 0;
+					for (std::size_t i = 0; i < kTerms; i++)
+						y += truth[i] * row[i];
+					for (int r = 0; r < 7; r++)
+						o.fork_us.push_back(y * std::exp(n(rng)));
+					o.held_out = k % 3 == 2;
+					obs.push_back(o);
+					k++;
+				}
+	return obs;
+}
+
+const std::array<double, kTerms> kTruth = {60.0, 0.12, 0.05, 1.5, 0.3, 0.0};
+
+} // namespace
+
+TEST(ForecastFit, RecoversKnownCoefficientsWithoutNoise)
+{
+	auto obs = synthetic(kTruth, 0.0, 1);
+	for (auto &o : obs)
+		o.held_out = false;
+	Fit f = fit_model(obs, 50);
+	for (std::size_t i = 0; i < 5; i++) {
+		ASSERT_TRUE(f.used[i]) << term_names()[i];
+		EXPECT_NEAR(f.coef[i], kTruth[i], 1e-6 * std::max(1.0, kTruth[i])) << term_names()[i];
+	}
+	EXPECT_FALSE(f.used[5]) << "large_folio_ptes never varied: not fitted";
+	EXPECT_EQ(f.observations, obs.size());
+	EXPECT_EQ(f.repetitions, obs.size() * 7);
+}
+
+TEST(ForecastFit, NoisyFitCoversTruthAndPredictsHeldOut)
+{
+	auto obs = synthetic(kTruth, 0.05, 7);
+	Fit f = fit_model(obs, 200);
+	ASSERT_GT(f.boot.size(), 150u);
+	// Every coefficient's bootstrap 99% interval covers the truth.
+	for (std::size_t i = 0; i < 5; i++) {
+		std::vector<double> v;
+		for (const auto &b : f.boot)
+			v.push_back(b[i]);
+		EXPECT_LE(percentile(v, 0.5), kTruth[i] * 1.0001 + 1e-9) << term_names()[i];
+		EXPECT_GE(percentile(v, 99.5), kTruth[i] * 0.9999 - 1e-9) << term_names()[i];
+	}
+	EXPECT_LT(f.ratio_q05, 1.0);
+	EXPECT_GT(f.ratio_q95, 1.0);
+	// Held out: the true value inside the interval, the point near it.
+	for (const auto &o : obs) {
+		if (!o.held_out)
+			continue;
+		auto row = o.in.row();
+		double truth = 0;
+		for (std::size_t i = 0; i < kTerms; i++)
+			truth += kTruth[i] * row[i];
+		Interval iv = predict_interval(f, o.in);
+		EXPECT_LE(iv.lo, truth) << o.label;
+		EXPECT_GE(iv.hi, truth) << o.label;
+		EXPECT_NEAR(iv.point, truth, 0.1 * truth) << o.label;
+	}
+}
+
+TEST(ForecastFit, NegativeTermsAreDroppedAndTooFewObservationsRefused)
+{
+	// vmas cost nothing here; noise may push its estimate below zero: it
+	// must then be dropped, not kept negative.
+	auto truth = kTruth;
+	truth[4] = 0;
+	auto obs = synthetic(truth, 0.08, 3);
+	Fit f = fit_model(obs, 20);
+	for (std::size_t i = 1; i < 5; i++)
+		if (f.used[i]) {
+			EXPECT_GE(f.coef[i], 0) << term_names()[i];
+		}
+	std::vector<Observation> two(obs.begin(), obs.begin() + 2);
+	for (auto &o : two)
+		o.held_out = false;
+	EXPECT_THROW(fit_model(two, 10), Error);
+}
+
+// The recorded calibration of the development machine (Debian 12 VM, 6.18,
+// `cowbench calibrate`): refitting its observations reproduces its model,
+// the held-out points are predicted within their intervals mostly, and the
+// physics holds: a writable PTE costs fork more than a write-protected one,
+// a huge PMD less than the 512 PTEs it replaces.
+TEST(ForecastRecorded, HostCalibrationRefitsAndPredictsHeldOut)
+{
+	Calibration c = load_calibration(data_dir() + "/forecast-calibration-host.json");
+	ASSERT_GE(c.observations.size(), 12u);
+	Fit check = fit_model(c.observations, 100);
+	std::vector<double> err;
+	unsigned inside = 0, n = 0;
+	for (const auto &o : c.observations) {
+		if (!o.held_out)
+			continue;
+		double actual = summarize(o.fork_us).median;
+		Interval iv = predict_interval(check, o.in);
+		err.push_back(std::fabs(iv.point - actual) / actual);
+		inside += actual >= iv.lo && actual <= iv.hi;
+		n++;
+	}
+	ASSERT_GT(n, 3u);
+	EXPECT_LT(summarize(err).median, 0.25);
+	EXPECT_GE(inside * 4, n * 3) << inside << " of " << n << " inside";
+	ASSERT_TRUE(c.fit.used[1] && c.fit.used[2]);
+	EXPECT_GT(c.fit.coef[1], c.fit.coef[2]) << "writable PTEs cost more than write-protected ones";
+	if (c.fit.used[3]) {
+		EXPECT_LT(c.fit.coef[3], 512 * c.fit.coef[1]) << "a huge PMD is cheaper than 512 writable PTEs";
+	}
+	auto all = c.observations;
+	for (auto &o : all)
+		o.held_out = false;
+	Fit again = fit_model(all, 0);
+	for (std::size_t i = 0; i < kTerms; i++)
+		EXPECT_NEAR(again.coef[i], c.fit.coef[i], 1e-9 + 1e-6 * std::fabs(c.fit.coef[i])) << term_names()[i];
+}
+
+TEST(ForecastFile, RoundTripsAndRejectsDamage)
+{
+	auto obs = synthetic(kTruth, 0.03, 5);
+	Calibration c;
+	c.fit = fit_model(obs, 30);
+	c.observations = obs;
+	c.kernel = "6.18.0-test";
+	c.hostname = "h";
+	c.copy.ns_per_4k_copy = 1200;
+	char tmpl[] = "/tmp/forecast-test-XXXXXX";
+	ASSERT_NE(::mkdtemp(tmpl), nullptr);
+	std::string path = std::string(tmpl) + "/sub/dir/cal.json";
+	save_calibration(c, path);
+	Calibration d = load_calibration(path);
+	EXPECT_EQ(d.kernel, c.kernel);
+	EXPECT_EQ(d.fit.boot.size(), c.fit.boot.size());
+	EXPECT_EQ(d.observations.size(), obs.size());
+	EXPECT_DOUBLE_EQ(d.copy.ns_per_4k_copy, 1200);
+	EXPECT_TRUE(std::isnan(d.copy.ns_per_huge_copy));
+	ForkInputs in{1000, 2000, 3, 100, 0};
+	EXPECT_DOUBLE_EQ(d.fit.predict(in), c.fit.predict(in));
+	EXPECT_DOUBLE_EQ(predict_interval(d.fit, in).hi, predict_interval(c.fit, in).hi);
+
+	// Missing: the message says what to run.
+	try {
+		load_calibration(std::string(tmpl) + "/none.json");
+		FAIL() << "no throw";
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find("cowbench calibrate"), std::string::npos) << e.what();
+	}
+	// Damaged: not JSON, a wrong format, a missing field.
+	auto expect_bad = [&](const std::string &text, const std::string &needle) {
+		write_file_atomic(path, text);
+		try {
+			load_calibration(path);
+			ADD_FAILURE() << "accepted: " << text.substr(0, 80);
+		} catch (const Error &e) {
+			EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+		}
+	};
+	expect_bad("{not json", "not JSON");
+	expect_bad(R"({"format":"other"})", "format");
+	auto j = c.to_json();
+	j.erase("coefficients_us");
+	expect_bad(j.dump(), "coefficients_us");
+	j = c.to_json();
+	j["bootstrap_us"][0] = {1, 2};
+	expect_bad(j.dump(), "bootstrap_us");
+	std::system((std::string("rm -rf ") + tmpl).c_str());
+}
+
+TEST(ForecastShape, ParsesRecordedSmaps)
+{
+	auto vmas = parse_smaps(read_file(data_dir() + "/forecast-smaps.txt"));
+	ASSERT_EQ(vmas.size(), 6u);
+	// text: file-backed, private, never written: fork does not copy it
+	EXPECT_FALSE(vmas[0].copies_ptes);
+	EXPECT_FALSE(vmas[0].cow_writable);
+	// data: file-backed with anonymous (COWed) pages: copied, writable
+	EXPECT_TRUE(vmas[1].copies_ptes);
+	EXPECT_TRUE(vmas[1].cow_writable);
+	EXPECT_EQ(vmas[1].ptes(), 3u);
+	// heap with THP: 1024 kB in PTEs, 4 huge PMDs
+	EXPECT_EQ(vmas[2].name, "[heap]");
+	EXPECT_EQ(vmas[2].huge_pmds(), 4u);
+	EXPECT_EQ(vmas[2].ptes(), 256u);
+	// MADV_DONTFORK (dc): not duplicated at all
+	EXPECT_TRUE(vmas[3].dontcopy);
+	EXPECT_FALSE(vmas[3].copies_ptes);
+	// shared anonymous: no anon_vma, fork copies no PTEs
+	EXPECT_FALSE(vmas[4].copies_ptes);
+	EXPECT_TRUE(vmas[5].copies_ptes);
+	EXPECT_EQ(vmas[5].name, "[stack]");
+	EXPECT_THROW(parse_smaps("5600-zz00 rw-p 0 0:0 0\n"), Error);
+}
+
+TEST(ForecastCopy, FromCowtraceRecord)
+{
+	// cowtrace JSON: the parent (pid 100) and two snapshot children.
+	auto rec = nlohmann::json::parse(R"([
+	  {"pid":100,"ppid":1,"comm":"redis-server","cow_copies":2000},
+	  {"pid":201,"ppid":100,"comm":"redis-rdb-bgsave","cow_copies":100},
+	  {"pid":202,"ppid":100,"comm":"redis-rdb-bgsave","cow_copies":300},
+	  {"pid":300,"ppid":5,"comm":"other","cow_copies":99999}])");
+	CopySide c = copies_from_trace(rec, 100, 2.0, 4.0);
+	EXPECT_EQ(c.source, "cowtrace record");
+	// per snapshot: child + 1000 of the parent's, over 2 s, scaled to 4 s
+	EXPECT_DOUBLE_EQ(c.pages_lo, (100 + 1000) * 2.0);
+	EXPECT_DOUBLE_EQ(c.pages_hi, (300 + 1000) * 2.0);
+	EXPECT_DOUBLE_EQ(c.pages_point, (200 + 1000) * 2.0);
+	// Object form; the pid absent: every entry one snapshot, said so.
+	auto obj = nlohmann::json{{"processes", rec}};
+	CopySide d = copies_from_trace(obj, 999, 1.0, 1.0);
+	EXPECT_DOUBLE_EQ(d.pages_hi, 99999);
+	EXPECT_NE(d.note.find("not in it"), std::string::npos) << d.note;
+	EXPECT_THROW(copies_from_trace(nlohmann::json::array(), 100, 1, 1), Error);
+	EXPECT_THROW(copies_from_trace(nlohmann::json::parse(R"([{"pid":1}])"), 1, 1, 1), Error);
+	EXPECT_THROW(copies_from_trace(rec, 201, 1, 1), Error) << "201 has no children";
+	EXPECT_THROW(copies_from_trace(rec, 100, 0, 1), UsageError);
+}
+
+TEST(ForecastMake, RangeWithoutModuleAndArithmetic)
+{
+	Calibration cal;
+	cal.fit.used = {true, true, true, true, true, false};
+	cal.fit.coef = {100, 0.1, 0.04, 2, 0.5, 0};
+	cal.copy.ns_per_4k_copy = 1000;
+	Shape s;
+	s.pid = 42;
+	s.vma_count = 100;
+	s.ptes_cow_writable = 100000;
+	s.ptes_other = 1000;
+	s.huge_pmds = 10;
+	s.pte_tables = 200;
+	CopySide copy;
+	copy.source = "soft-dirty";
+	copy.window_s = 5;
+	copy.pages_point = copy.pages_lo = copy.pages_hi = 2560; // 10 MiB
+	Forecast f = make_forecast(cal, s, copy);
+	EXPECT_FALSE(f.state_known);
+	// writable: 100 + 0.1*1e5 + 0.04*1e3 + 2*10 + 0.5*100 = 10210 us
+	EXPECT_NEAR(f.fork_writable_ms.point, 10.21, 1e-9);
+	// write-protected: 100 + 0.04*101000 + 20 + 50 = 4210 us
+	EXPECT_NEAR(f.fork_wp_ms.point, 4.21, 1e-9);
+	EXPECT_NEAR(f.fork_ms.lo, 4.21, 1e-9); // no bootstrap, no noise: the range is the two cases
+	EXPECT_NEAR(f.fork_ms.hi, 10.21, 1e-9);
+	EXPECT_NEAR(f.cow_mib.point, 10.0, 1e-9);
+	// + 200 PTE tables and one PMD table
+	EXPECT_NEAR(f.peak_extra_mib.point, 10.0 + 201 * 4096.0 / 1048576, 1e-9);
+	EXPECT_NEAR(f.copy_cpu_ms, 2.56, 1e-9);
+	// THP lever: 100000 PTEs as 195.3 PMDs
+	EXPECT_NEAR(f.thp_what_if_ms, (100 + 0.04 * 1000 + 2 * (10 + 100000 / 512.0) + 50) / 1e3, 1e-9);
+	EXPECT_NE(f.to_text().find("unknown without the cowscope module"), std::string::npos);
+	// With the module: the observed state.
+	s.state_source = "module";
+	s.module_writable = 50000;
+	Forecast g = make_forecast(cal, s, CopySide{});
+	EXPECT_TRUE(g.state_known);
+	EXPECT_NEAR(g.fork_ms.point, (100 + 0.1 * 50000 + 0.04 * 51000 + 20 + 50) / 1e3, 1e-9);
+	EXPECT_EQ(g.to_json()["copy"]["source"], "none");
+}
+
+TEST(ForecastArgs, Seconds)
+{
+	EXPECT_DOUBLE_EQ(parse_seconds("10", "--window"), 10);
+	EXPECT_DOUBLE_EQ(parse_seconds("0.5s", "--window"), 0.5);
+	for (const char *bad : {"", "0", "-1", "banana", "1e9", "5m"})
+		EXPECT_THROW(parse_seconds(bad, "--window"), UsageError) << bad;
+}

@@ -1,0 +1,250 @@
+// Forecast before you fork: a per-machine model of what fork() and the
+// copy-on-write copies after it cost, fitted from cowbench runs
+// (`cowbench calibrate`), and the readers that feed it from a live process
+// without stopping it (`cowscope forecast PID`):
+//
+//   fork_us = fixed + a*writable_ptes + b*wp_ptes + c*huge_pmds + d*vmas
+//             + e*large_folio_ptes
+//
+// writable_ptes / wp_ptes: present 4 KiB PTEs that fork copies (VMAs with an
+// anon_vma), still writable (fork must write-protect them) or already
+// write-protected (by an earlier fork); huge_pmds: PMD-mapped THPs;
+// large_folio_ptes: PTEs of large (mTHP) folios, which 6.9+ kernels copy in
+// batches (counted in the PTE terms too: e is their saving, may be < 0).
+//
+// The copy side: distinct pages written during the snapshot, from the
+// kernel's soft-dirty bits over a window (clear_refs "4", pagemap bit 55) or
+// from a cowtrace record of an earlier snapshot; each costs one 4 KiB copy
+// (a write to a shared THP splits the PMD and copies 4 KiB since 5.8).
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace cowscope::forecast {
+
+// ---- the model -----------------------------------------------------------
+
+inline constexpr std::size_t kTerms = 6;
+// "fixed", "writable_ptes", "wp_ptes", "huge_pmds", "vmas", "large_folio_ptes"
+const std::array<const char *, kTerms> &term_names();
+
+struct ForkInputs {
+	double writable_ptes = 0, wp_ptes = 0, huge_pmds = 0, vmas = 0, large_folio_ptes = 0;
+	std::array<double, kTerms> row() const; // {1, writable, wp, huge, vmas, large}
+	nlohmann::json to_json() const;
+	static ForkInputs from_json(const nlohmann::json &j);
+};
+
+// One calibration point: the inputs and every repetition's fork time.
+struct Observation {
+	std::string label; // "heap=64M thp=never pte=writable vmas=0"
+	ForkInputs in;
+	std::vector<double> fork_us;
+	bool held_out = false; // kept out of the fit for the held-out check
+};
+
+struct Fit {
+	// Coefficients in microseconds per unit (fixed: microseconds); a term
+	// the observations do not vary (all zero) is not fitted: used[i] false.
+	std::array<double, kTerms> coef{};
+	std::array<bool, kTerms> used{};
+	// Bootstrap over repetitions: one coefficient vector per resample.
+	std::vector<std::array<double, kTerms>> boot;
+	// Quantiles of (a repetition's fork time / the fit's prediction) over the
+	// fitted observations: the run-to-run noise around the model.
+	double ratio_q05 = 1, ratio_q95 = 1;
+	std::size_t observations = 0, repetitions = 0;
+	double predict(const ForkInputs &in) const;
+};
+
+// Weighted least squares on the repetitions' medians (relative errors:
+// weight 1/y), non-negative except for large_folio_ptes (terms that come out
+// negative are dropped and the rest refitted), then `boot_rounds` bootstrap
+// resamples of each observation's repetitions. Throws Error when fewer
+// observations than used terms. Deterministic for a given seed.
+Fit fit_model(const std::vector<Observation> &obs, unsigned boot_rounds = 200, std::uint64_t seed = 1);
+
+// An interval for one prediction: the bootstrap predictions' 5th..95th
+// percentiles widened by the run-to-run noise quantiles.
+struct Interval {
+	double point = 0, lo = 0, hi = 0;
+	nlohmann::json to_json() const;
+};
+Interval predict_interval(const Fit &fit, const ForkInputs &in);
+
+// The held-out check: each held-out observation's median against the fit.
+struct HeldOut {
+	std::string label;
+	double actual_us = 0, predicted_us = 0, lo_us = 0, hi_us = 0, error = 0; // error: |p-a|/a
+	bool inside = false;
+};
+
+// ---- the calibration file -----------------------------------------------
+
+struct CopyCost {
+	double ns_per_4k_copy = NAN;       // a COW fault in a 4 KiB mapping (median)
+	double ns_per_4k_copy_min = NAN, ns_per_4k_copy_max = NAN;
+	double ns_per_huge_copy = NAN;     // a COW fault in a PMD-mapped THP (split + 4 KiB copy)
+	double ns_per_huge_copy_min = NAN, ns_per_huge_copy_max = NAN;
+	double kb_per_written_4k = NAN;    // Private_Dirty growth per written page, 4 KiB heap
+	double kb_per_written_huge = NAN;  // the same with a THP heap
+};
+
+struct Calibration {
+	Fit fit;
+	CopyCost copy;
+	std::vector<Observation> observations;
+	std::vector<HeldOut> held_out;
+	nlohmann::json machine; // machine_metadata()
+	std::string kernel, hostname;
+	nlohmann::json to_json() const;
+	static Calibration from_json(const nlohmann::json &j); // throws Error naming the bad field
+};
+
+// Where this machine's calibration lives: $COWSCOPE_CALIBRATION_DIR, else
+// /var/lib/cowscope/calibration as root, else $XDG_STATE_HOME/cowscope/
+// calibration (~/.local/state/...); the file is <hostname>-<kernel>.json.
+std::string default_calibration_path();
+// Atomic write (mkdir -p the folder first).
+void save_calibration(const Calibration &c, const std::string &path);
+// Throws Error: "no calibration at PATH: run `cowbench calibrate` (as root:
+// ...) on this machine first, or pass --calibration FILE" when missing.
+Calibration load_calibration(const std::string &path);
+
+// ---- calibration runs (cowbench calibrate) --------------------------------
+
+struct CalibrateConfig {
+	std::vector<std::uint64_t> heaps = {16ull << 20, 64ull << 20, 256ull << 20};
+	std::vector<unsigned> extra_vmas = {0, 4000};
+	bool thp = true;           // also THP heaps (when the kernel has THP)
+	bool large_folios = true;  // also 64K folio heaps (root, mTHP controls)
+	unsigned repeat = 7;
+	unsigned boot_rounds = 200;
+};
+
+using CalibrateProgress = std::function<void(unsigned done, unsigned total, const std::string &label)>;
+
+// Runs cowbench's fork measurement (run_bench) over the grid, every other
+// configuration held out for the check, fits on the rest (the check), then
+// on all (the saved model); measures the copy costs. Stops early (keeping
+// what it measured) on request_stop().
+Calibration run_calibration(const CalibrateConfig &cfg, const CalibrateProgress &progress = {});
+std::string calibration_report(const Calibration &c);
+
+// ---- the page-table shape of a live process ------------------------------
+
+struct VmaShape {
+	std::uint64_t start = 0, end = 0;
+	std::string perms, name;
+	std::uint64_t rss_kb = 0, anonymous_kb = 0, anon_huge_kb = 0, pmd_mapped_kb = 0, swap_kb = 0;
+	bool dontcopy = false;   // VmFlags dc: fork skips it
+	bool copies_ptes = false; // fork copies its page tables (anon_vma, PFNMAP/MIXEDMAP, hugetlb)
+	bool cow_writable = false; // private and writable: its PTEs may be writable
+	std::uint64_t ptes() const; // present 4 KiB PTEs
+	std::uint64_t huge_pmds() const { return anon_huge_kb / 2048; }
+};
+
+struct Shape {
+	pid_t pid = 0;
+	std::vector<VmaShape> vmas;
+	std::uint64_t vma_count = 0;        // every VMA fork duplicates (not dc)
+	std::uint64_t ptes_cow_writable = 0; // present PTEs in private writable copied VMAs
+	std::uint64_t ptes_other = 0;       // present PTEs in other copied VMAs (always write-protected for fork)
+	std::uint64_t huge_pmds = 0;
+	std::uint64_t pte_tables = 0;       // PTE table pages fork copies (2 MiB blocks with present PTEs)
+	std::uint64_t anon_kb = 0;          // Anonymous of the copied VMAs
+	// With the module: its per-VMA writable/cow counts.
+	std::string state_source = "none"; // "module" or "none"
+	std::uint64_t module_writable = 0, module_cow = 0, large_folio_ptes = 0;
+	bool large_folios_known = false;
+	double read_ms = 0; // time taken to read it
+	nlohmann::json to_json() const;
+};
+
+// Parse the text of /proc/PID/smaps (tests feed recorded text).
+std::vector<VmaShape> parse_smaps(const std::string &text);
+// Read smaps and pagemap of `pid` (never stops it; pagemap only over VMAs
+// with resident pages). with_module: use the module's views when loaded.
+// Throws Error/SysError naming the pid ("process N exited", permission).
+Shape read_shape(pid_t pid, bool with_module = true);
+
+// ---- the copy side ---------------------------------------------------------
+
+struct CopySample {
+	double t_s = 0;
+	std::uint64_t pages = 0;      // distinct pages (present at t=0) written since t=0, 4 KiB ones
+	std::uint64_t huge_blocks = 0; // of those, 2 MiB PMD-mapped blocks (soft-dirty marks the whole PMD)
+};
+
+struct CopySide {
+	std::string source = "none"; // "soft-dirty", "cowtrace record", "none"
+	std::string note;
+	double window_s = 0;
+	std::vector<CopySample> curve;
+	double pages_point = 0, pages_lo = 0, pages_hi = 0; // copies in a snapshot of window_s
+	nlohmann::json to_json() const;
+};
+
+// Does this kernel have soft-dirty (CONFIG_MEM_SOFT_DIRTY)? Writes nothing:
+// checks the pid's clear_refs is there and a page of our own written after
+// clearing our own bits reads soft-dirty.
+bool soft_dirty_supported(std::string *why = nullptr);
+// Clear the target's soft-dirty bits ("4" to clear_refs), then sample the
+// distinct pages written (among those present at t=0) every `step_s` for
+// `window_s` (0: window/10, at least 0.25 s). Throws Error when soft-dirty is missing or the pid exits.
+CopySide measure_soft_dirty(pid_t pid, double window_s, double step_s = 0,
+			    const std::function<void(double)> &progress = {});
+// From a cowtrace JSON record (its array of processes, or an object with
+// "processes"): the target's snapshot children (ppid == pid; every entry when
+// the pid is not in it), each snapshot `trace_seconds` long; scaled to
+// window_s. Throws Error naming the file and what is wrong.
+CopySide copies_from_trace(const nlohmann::json &record, pid_t pid, double trace_seconds, double window_s,
+			   const std::string &what = "--from-trace");
+
+// ---- the forecast --------------------------------------------------------------
+
+struct Forecast {
+	Shape shape;
+	ForkInputs writable_case, wp_case; // without the module: both bounds
+	ForkInputs inputs;                 // with the module: the observed state
+	Interval fork_ms;                  // the stated interval (the range of both cases without the module)
+	Interval fork_writable_ms, fork_wp_ms;
+	bool state_known = false;
+	std::vector<std::pair<std::string, double>> contributions_ms; // term -> ms (upper case)
+	double thp_what_if_ms = NAN; // the same anonymous memory in PMD-mapped THPs
+	CopySide copy;
+	Interval cow_mib, peak_extra_mib;
+	double copy_cpu_ms = NAN; // the copies' fault time at the calibrated cost
+	std::string calibration_path;
+	nlohmann::json to_json() const;
+	std::string to_text() const;
+};
+
+Forecast make_forecast(const Calibration &cal, const Shape &shape, const CopySide &copy);
+
+// What `cowscope forecast PID` does: load the calibration (default path when
+// empty), read the shape, then the copy side (--window by soft-dirty, else
+// --from-trace FILE with --trace-seconds, else none). Throws UsageError for
+// bad combinations, Error for what failed.
+struct ForecastRequest {
+	pid_t pid = 0;
+	double window_s = 0;       // --window
+	std::string from_trace;    // --from-trace FILE
+	double trace_seconds = 0;  // --trace-seconds
+	std::string calibration;   // --calibration FILE
+	bool use_module = true;
+};
+Forecast forecast_pid(const ForecastRequest &req, const std::function<void(double)> &window_progress = {});
+
+// "10", "0.5", "2s": seconds > 0 and < 1 day; UsageError naming `what`.
+double parse_seconds(const std::string &text, const std::string &what);
+
+} // namespace cowscope::forecast
