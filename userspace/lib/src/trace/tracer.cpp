@@ -367,6 +367,11 @@ Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>())
 		if (!s)
 			throw Error(fmt::format("failed to open BPF object: {}", errstr(errno)));
 		s->rodata->follow_children = opts.follow_children;
+		s->rodata->track_all = opts.track_all;
+		s->rodata->by_comm = !opts.match_comm.empty();
+		s->rodata->long_running = opts.long_running;
+		std::strncpy(const_cast<char *>(s->rodata->match_comm), opts.match_comm.c_str(),
+			     sizeof(s->rodata->match_comm) - 1);
 		s->rodata->reuse_hook = p.reuse_hook;
 		s->rodata->vme_rq_to_events = vme_delta;
 		s->rodata->by_mapping = opts.by_mapping;
@@ -428,8 +433,10 @@ void Tracer::track(pid_t tgid, pid_t ppid, const std::string &comm)
 	int infos = bpf_map__fd(impl_->skel->maps.infos);
 	int procs = bpf_map__fd(impl_->skel->maps.procs);
 	int pcounts = bpf_map__fd(impl_->skel->maps.pcounts);
-	// the BPF fork hook takes slots from the same counter
-	__u32 slot = __atomic_fetch_add(&impl_->skel->bss->next_slot, 1, __ATOMIC_SEQ_CST);
+	// the BPF fork hook takes slots from the same queue and counter
+	__u32 slot;
+	if (bpf_map_lookup_and_delete_elem(bpf_map__fd(impl_->skel->maps.free_slots), nullptr, &slot) != 0)
+		slot = __atomic_fetch_add(&impl_->skel->bss->next_slot, 1, __ATOMIC_SEQ_CST);
 	if (slot >= COWTRACE_MAX_PROCS)
 		throw Error(fmt::format("failed to track pid {}: all {} process slots are taken", tgid,
 					COWTRACE_MAX_PROCS));
@@ -493,6 +500,66 @@ std::vector<ProcStats> Tracer::snapshot() const
 std::uint64_t Tracer::dropped() const
 {
 	return __atomic_load_n(&impl_->skel->bss->dropped, __ATOMIC_RELAXED);
+}
+
+namespace {
+
+// Zero a pcounts slot on every CPU and queue it for reuse.
+bool free_slot(cowtrace_bpf *skel, int ncpus, __u32 slot)
+{
+	std::vector<cow_counts> zero(ncpus);
+	return bpf_map_update_elem(bpf_map__fd(skel->maps.pcounts), &slot, zero.data(), BPF_ANY) == 0 &&
+	       bpf_map_update_elem(bpf_map__fd(skel->maps.free_slots), nullptr, &slot, BPF_ANY) == 0;
+}
+
+std::size_t count_keys(int fd)
+{
+	std::size_t n = 0;
+	__u32 key, next;
+	__u32 *prev = nullptr;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		n++;
+	}
+	return n;
+}
+
+} // namespace
+
+bool Tracer::untrack(pid_t tgid)
+{
+	__u32 key = static_cast<__u32>(tgid), slot;
+	int procs = bpf_map__fd(impl_->skel->maps.procs);
+	if (bpf_map_lookup_elem(procs, &key, &slot) != 0)
+		return false;
+	bpf_map_delete_elem(procs, &key);
+	bpf_map_delete_elem(bpf_map__fd(impl_->skel->maps.infos), &key);
+	// the process has exited: nothing counts into its slot any more
+	free_slot(impl_->skel, impl_->ncpus, slot);
+	return true;
+}
+
+std::size_t Tracer::recycle()
+{
+	std::size_t n = 0;
+	__u32 slot;
+	while (bpf_map_lookup_and_delete_elem(bpf_map__fd(impl_->skel->maps.stale_slots), nullptr, &slot) == 0)
+		n += free_slot(impl_->skel, impl_->ncpus, slot);
+	return n;
+}
+
+Tracer::Usage Tracer::usage() const
+{
+	Usage u;
+	u.procs = count_keys(bpf_map__fd(impl_->skel->maps.procs));
+	u.infos = count_keys(bpf_map__fd(impl_->skel->maps.infos));
+	u.slots_used = std::min<std::uint64_t>(__atomic_load_n(&impl_->skel->bss->next_slot, __ATOMIC_RELAXED),
+					       COWTRACE_MAX_PROCS);
+	// a queue has no keys to walk: count by peeking is not possible, so
+	// the free slots are what was handed out less what is in use
+	u.free_slots = u.slots_used > u.procs ? u.slots_used - u.procs : 0;
+	return u;
 }
 
 std::vector<Tracer::ProgStats> Tracer::prog_stats() const
