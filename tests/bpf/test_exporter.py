@@ -177,7 +177,14 @@ def case_prometheus(args, tmp):
 
 def case_promtool(args, tmp):
     exporter, port, err = start_exporter(args, ["--all", "--max-series", "2000"])
+    # a process whose comm needs escaping: quote and backslash (comm is the
+    # executable's file name)
+    odd = os.path.join(tmp, 'co"w\\x')
+    shutil.copy("/bin/sleep", odd)
+    start("odd", [odd, "30"])
+    time.sleep(1.5)
     ctype, text = http_get(f"http://127.0.0.1:{port}/metrics")
+    check('comm="co\\"w\\\\x"' in text, "no series for the process named co\"w\\x, escaped")
     check(ctype.startswith("text/plain; version=0.0.4"), f"Content-Type {ctype}")
     r = subprocess.run([args.promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     series = metric(text, "cowtrace_series")

@@ -112,8 +112,7 @@ TEST(ExporterFormat, OpenMetrics)
 	set.update({proc(42, 7)}, 0);
 	Exposition e = expo();
 	e.bpf_stats = true;
-	e.bpf_run_time_ns = 1500000000;
-	e.bpf_run_cnt = 3;
+	e.bpf_progs = {{"vme_fault_user", 1500000000, 3}, {"on_fork", 2000, 1}};
 	e.tree = true;
 	e.root_pid = 42;
 	e.root_comm = "worker";
@@ -123,8 +122,11 @@ TEST(ExporterFormat, OpenMetrics)
 		  std::string::npos) << t;
 	EXPECT_NE(t.find("# TYPE cowtrace_method info\n"), std::string::npos);
 	EXPECT_NE(t.find("cowtrace_method_info{method=\"vmevent\""), std::string::npos);
-	EXPECT_NE(t.find("cowtrace_bpf_run_time_seconds_total 1.500000000\n"), std::string::npos) << t;
-	EXPECT_NE(t.find("cowtrace_bpf_runs_total 3\n"), std::string::npos);
+	EXPECT_NE(t.find("cowtrace_bpf_run_time_seconds_total{program=\"vme_fault_user\"} 1.500000000\n"),
+		  std::string::npos) << t;
+	EXPECT_NE(t.find("cowtrace_bpf_run_time_seconds_total{program=\"on_fork\"} 0.000002000\n"),
+		  std::string::npos) << t;
+	EXPECT_NE(t.find("cowtrace_bpf_runs_total{program=\"vme_fault_user\"} 3\n"), std::string::npos);
 	EXPECT_NE(t.find("cowtrace_tree_cow_copies_total{root_pid=\"42\",root_comm=\"worker\"} 7\n"),
 		  std::string::npos) << t;
 	EXPECT_EQ(t.size() - t.rfind("# EOF\n"), 6u);	// ends with # EOF

@@ -343,11 +343,15 @@ std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f)
 		 1);
 	if (e.bpf_stats) {
 		w.header("cowtrace_bpf_run_time_seconds", Kind::counter, "seconds",
-			 "Time the kernel spent in cowtrace's BPF programs (kernel.bpf_stats_enabled=1 only).");
-		w.sample("", fmt::format("{:.9f}", static_cast<double>(e.bpf_run_time_ns) / 1e9));
-		w.header("cowtrace_bpf_runs", Kind::counter, "", "Runs of cowtrace's BPF programs "
+			 "Time the kernel spent in each of cowtrace's BPF programs (kernel.bpf_stats_enabled=1 "
+			 "only; counted from when it was turned on).");
+		for (const auto &p : e.bpf_progs)
+			w.sample(fmt::format("program=\"{}\"", escape_label(p.name)),
+				 fmt::format("{:.9f}", static_cast<double>(p.run_time_ns) / 1e9));
+		w.header("cowtrace_bpf_runs", Kind::counter, "", "Runs of each of cowtrace's BPF programs "
 								  "(kernel.bpf_stats_enabled=1 only).");
-		w.sample("", e.bpf_run_cnt);
+		for (const auto &p : e.bpf_progs)
+			w.sample(fmt::format("program=\"{}\"", escape_label(p.name)), p.run_cnt);
 	}
 	w.header("cowtrace_series", Kind::gauge, "", "Process series exported now.");
 	w.sample("", set.series().size());
@@ -357,8 +361,8 @@ std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f)
 		 "How long the series of an exited process is kept (--grace).");
 	w.sample("", set.grace());
 	w.header("cowtrace_series_dropped", Kind::counter, "",
-		 "Process series dropped: reason=exited after the grace period (or pid reused), reason=limit "
-		 "never exported because --max-series series existed.");
+		 "Process series dropped: reason=exited after the grace period (or pid reused); reason=limit: "
+		 "processes that found --max-series series when seen (once each; one may get a series later).");
 	w.sample("reason=\"exited\"", set.dropped_exited());
 	w.sample("reason=\"limit\"", set.dropped_limit());
 	w.header("cowtrace_untracked_processes", Kind::counter, "",

@@ -113,7 +113,11 @@ struct Exposition {
 	pid_t root_pid = 0;
 	std::string root_comm;
 	bool bpf_stats = false;	// kernel.bpf_stats_enabled was 1: emit run time and count
-	std::uint64_t bpf_run_time_ns = 0, bpf_run_cnt = 0;
+	struct Prog {
+		std::string name;
+		std::uint64_t run_time_ns = 0, run_cnt = 0;
+	};
+	std::vector<Prog> bpf_progs;	// per loaded program
 	std::uint64_t untracked = 0;	// processes not tracked: every BPF slot taken
 	std::uint64_t tracked = 0;	// entries in the BPF map of tracked processes (procs)
 	std::uint64_t infos = 0;	// entries in the BPF map of their facts (infos)

@@ -171,6 +171,10 @@ public:
 		std::uint64_t slots_used = 0;
 	};
 	Usage usage() const;
+	// snapshot() in a few batch syscalls (bpf_map_lookup_batch: Linux 5.6;
+	// falls back to snapshot() where the kernel refuses them), unsorted;
+	// also fills usage() figures. For --serve's scrapes.
+	std::vector<ProcStats> snapshot_batch(Usage *usage = nullptr) const;
 
 	// --by-mapping / --sites. A watcher thread snapshots the maps of each
 	// tracked process when first seen and every `refresh` while it lives;

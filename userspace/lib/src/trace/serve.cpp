@@ -152,9 +152,10 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 	e.slots_max = COWTRACE_MAX_PROCS;
 	bool root_gone = false;
 
+	Tracer::Usage usage;
 	auto refresh = [&] {
 		std::vector<ProcSample> samples;
-		for (const ProcStats &p : tracer.snapshot())
+		for (const ProcStats &p : tracer.snapshot_batch(&usage))
 			samples.push_back({p.pid, p.ppid, p.comm, p.exited, p.wp_faults, p.cow_copies, p.cow_reuses});
 		for (pid_t p : set.update(samples, now_s()))
 			tracer.untrack(p);
@@ -176,13 +177,14 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 			refresh();
 			next_refresh = t0 + 1;
 			e.bpf_stats = bpf_stats_enabled();
+			e.bpf_progs.clear();
 			if (e.bpf_stats)
-				std::tie(e.bpf_run_time_ns, e.bpf_run_cnt) = tracer.run_stats();
+				for (const auto &p : tracer.prog_stats())
+					e.bpf_progs.push_back({p.name, p.run_time_ns, p.run_cnt});
 			e.untracked = tracer.dropped();
-			Tracer::Usage u = tracer.usage();
-			e.tracked = u.procs;
-			e.infos = u.infos;
-			e.slots_used = u.slots_used;
+			e.tracked = usage.procs;	// as refresh() read them
+			e.infos = usage.infos;
+			e.slots_used = usage.slots_used;
 			e.rss_bytes = rss_bytes();
 			e.scrapes++;
 			Format f = negotiate(accept);

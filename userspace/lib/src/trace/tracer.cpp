@@ -562,6 +562,98 @@ Tracer::Usage Tracer::usage() const
 	return u;
 }
 
+namespace {
+
+// Every (key, value) of a map, by bpf_map_lookup_batch; false if the kernel
+// cannot (ENOTSUPP/EINVAL before 5.6). `max` bounds the elements read.
+template <class K>
+bool lookup_all(int fd, std::size_t value_size, std::size_t max, std::vector<K> &keys, std::vector<char> &values)
+{
+	keys.assign(max, K{});
+	values.assign(max * value_size, 0);
+	std::size_t got = 0;
+	__u32 token = 0;
+	bool first = true;
+	while (got < max) {
+		__u32 count = static_cast<__u32>(max - got);
+		__u32 next = 0;
+		int err = bpf_map_lookup_batch(fd, first ? nullptr : &token, &next, keys.data() + got,
+					       values.data() + got * value_size, &count, nullptr);
+		if (err && errno != ENOENT) {
+			if (first && (errno == EINVAL || errno == ENOTSUP || errno == EOPNOTSUPP || errno == 524))
+				return false;
+			throw Error(fmt::format("failed to read a BPF map in batches: {}", errstr(errno)));
+		}
+		got += count;
+		if (err)	// ENOENT: that was the last batch
+			break;
+		token = next;
+		first = false;
+	}
+	keys.resize(got);
+	values.resize(got * value_size);
+	return true;
+}
+
+} // namespace
+
+std::vector<ProcStats> Tracer::snapshot_batch(Usage *usage) const
+{
+	cowtrace_bpf *sk = impl_->skel;
+	std::uint64_t used = std::min<std::uint64_t>(__atomic_load_n(&sk->bss->next_slot, __ATOMIC_RELAXED),
+						     COWTRACE_MAX_PROCS);
+	std::vector<__u32> tgids, infokeys, slots;
+	std::vector<char> slotv, infov, countv;
+	std::size_t percpu = sizeof(cow_counts) * static_cast<std::size_t>(impl_->ncpus);
+	if (!lookup_all(bpf_map__fd(sk->maps.procs), sizeof(__u32), COWTRACE_MAX_PROCS, tgids, slotv) ||
+	    !lookup_all(bpf_map__fd(sk->maps.infos), sizeof(cow_info), COWTRACE_MAX_PROCS, infokeys, infov) ||
+	    !lookup_all(bpf_map__fd(sk->maps.pcounts), percpu, used, slots, countv)) {
+		if (usage)
+			*usage = this->usage();
+		return snapshot();
+	}
+	std::map<__u32, const cow_info *> info;
+	for (std::size_t i = 0; i < infokeys.size(); i++)
+		info[infokeys[i]] = reinterpret_cast<const cow_info *>(infov.data() + i * sizeof(cow_info));
+	std::vector<ProcStats> out;
+	out.reserve(tgids.size());
+	for (std::size_t i = 0; i < tgids.size(); i++) {
+		__u32 slot;
+		std::memcpy(&slot, slotv.data() + i * sizeof(__u32), sizeof(slot));
+		if (slot >= slots.size())
+			continue;	// taken after `used` was read: next time
+		ProcStats s;
+		s.pid = static_cast<pid_t>(tgids[i]);
+		const char *base = countv.data() + static_cast<std::size_t>(slot) * percpu;
+		for (int c = 0; c < impl_->ncpus; c++) {
+			cow_counts k;
+			std::memcpy(&k, base + static_cast<std::size_t>(c) * sizeof(cow_counts), sizeof(k));
+			s.wp_faults += k.wp_faults;
+			s.cow_copies += k.cow_copies;
+			s.cow_reuses += k.cow_reuses;
+			s.thp_wp_faults += k.thp_wp_faults;
+			s.thp_fallbacks += k.thp_fallbacks;
+			for (int h = 0; h < kHistSlots; h++)
+				s.latency_log2_ns[h] += k.hist[h];
+		}
+		if (plan_.method == Method::tracepoint)
+			s.cow_reuses = s.wp_faults > s.cow_copies ? s.wp_faults - s.cow_copies : 0;
+		if (auto it = info.find(tgids[i]); it != info.end()) {
+			s.ppid = static_cast<pid_t>(it->second->ppid);
+			s.exited = it->second->exited != 0;
+			s.comm.assign(it->second->comm, strnlen(it->second->comm, sizeof(it->second->comm)));
+		}
+		out.push_back(std::move(s));
+	}
+	if (usage) {
+		usage->procs = tgids.size();
+		usage->infos = infokeys.size();
+		usage->slots_used = used;
+		usage->free_slots = used > tgids.size() ? used - tgids.size() : 0;
+	}
+	return out;
+}
+
 std::vector<Tracer::ProgStats> Tracer::prog_stats() const
 {
 	std::vector<ProgStats> out;
