@@ -39,6 +39,13 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set between __open and __load. */
 const volatile bool follow_children = false;
+/* cowtrace --serve: track every new process (--all), or every process
+ * whose comm is match_comm at fork or exec (--comm). */
+const volatile bool track_all = false;
+const volatile bool by_comm = false;
+const volatile char match_comm[COWTRACE_COMM_LEN] = {};
+/* --serve: the loader untracks exited processes and reuses their slots */
+const volatile bool long_running = false;
 /* --by-mapping, --sites: attribute each copy/reuse to its VMA, its user
  * stack. Off: the verifier drops the code, plain counting costs the same. */
 const volatile bool by_mapping = false;
@@ -92,6 +99,23 @@ struct {
 __u32 next_slot;
 /* children not tracked because pcounts was full */
 __u64 dropped;
+
+/* Slots for reuse (a long-running --serve untracks exited processes): the
+ * loader zeroes a slot on every CPU before it pushes it to free_slots;
+ * take_slot() pops one there first. A tracked pid that a new tracked
+ * process reuses before the loader untracked it leaves its old slot in
+ * stale_slots for the loader to zero and free. */
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, COWTRACE_MAX_PROCS);
+	__type(value, __u32);
+} free_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, COWTRACE_MAX_PROCS);
+	__type(value, __u32);
+} stale_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -895,28 +919,64 @@ int BPF_KRETPROBE(kretprobe_huge_wp, long ret)
 
 /* ---- the process tree -------------------------------------------------- */
 
+static __always_inline bool comm_matches(const char *comm)
+{
+	for (int i = 0; i < COWTRACE_COMM_LEN; i++) {
+		if (comm[i] != match_comm[i])
+			return false;
+		if (!comm[i])
+			return true;
+	}
+	return true;
+}
+
+/* Track `tgid` (a fresh or recycled slot, zero on every CPU); false when
+ * every slot is taken. */
+static __always_inline bool track_new(__u32 tgid, struct cow_info *info)
+{
+	__u32 slot, *old;
+
+	if (bpf_map_pop_elem(&free_slots, &slot) != 0) {
+		slot = __sync_fetch_and_add(&next_slot, 1);
+		if (slot >= COWTRACE_MAX_PROCS) {
+			__sync_fetch_and_add(&dropped, 1);
+			return false;
+		}
+	}
+	old = long_running ? bpf_map_lookup_elem(&procs, &tgid) : NULL;
+	if (old)	/* an exited process's pid, not yet untracked */
+		bpf_map_push_elem(&stale_slots, old, 0);
+	bpf_map_update_elem(&infos, &tgid, info, BPF_ANY);
+	bpf_map_update_elem(&procs, &tgid, &slot, BPF_ANY);
+	return true;
+}
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
 	struct cow_info info = {};
-	__u32 slot;
 
-	if (!follow_children || ptgid == ctgid)
+	if (ptgid == ctgid)
 		return 0;
-	if (!bpf_map_lookup_elem(&procs, &ptgid))
-		return 0;
-	/* a fresh slot: zero on every CPU, so a recycled pid starts at 0 */
-	slot = __sync_fetch_and_add(&next_slot, 1);
-	if (slot >= COWTRACE_MAX_PROCS) {
-		__sync_fetch_and_add(&dropped, 1);
+	BPF_CORE_READ_STR_INTO(&info.comm, child, comm);
+	if (!track_all && !(by_comm && comm_matches(info.comm)) &&
+	    !(follow_children && bpf_map_lookup_elem(&procs, &ptgid))) {
+		/* an untracked process under the pid of an exited tracked one
+		 * that the loader has not untracked yet: its faults are not
+		 * the old process's */
+		__u32 *old = long_running ? bpf_map_lookup_elem(&procs, &ctgid) : NULL;
+
+		if (old) {
+			bpf_map_push_elem(&stale_slots, old, 0);
+			bpf_map_delete_elem(&procs, &ctgid);
+			bpf_map_delete_elem(&infos, &ctgid);
+		}
 		return 0;
 	}
 	info.ppid = ptgid;
-	BPF_CORE_READ_STR_INTO(&info.comm, child, comm);
-	bpf_map_update_elem(&infos, &ctgid, &info, BPF_ANY);
-	bpf_map_update_elem(&procs, &ctgid, &slot, BPF_ANY);
+	track_new(ctgid, &info);
 	return 0;
 }
 
@@ -929,6 +989,14 @@ int BPF_PROG(on_exec, struct task_struct *p)
 	if (info) {
 		BPF_CORE_READ_STR_INTO(&info->comm, p, comm);
 		__sync_fetch_and_add(&info->execs, 1);
+	} else if (by_comm) {
+		struct cow_info fresh = {};
+
+		BPF_CORE_READ_STR_INTO(&fresh.comm, p, comm);
+		if (!comm_matches(fresh.comm))
+			return 0;
+		fresh.ppid = BPF_CORE_READ(p, real_parent, tgid);
+		track_new(tgid, &fresh);
 	}
 	return 0;
 }

@@ -138,6 +138,13 @@ for p in cowscope cowscope-dkms; do
 	st=$(in_root dpkg-query -W -f='${db:Status-Abbrev}${Version}' "$p" 2>/dev/null || true)
 	[ "$st" = "ii $version" ] && ok "dpkg: $p is ii $version" || bad "dpkg: $p is \"$st\", expected \"ii $version\""
 done
+# cowtrace-exporter.service: shipped with its options file, not enabled
+if [ -f "$root/lib/systemd/system/cowtrace-exporter.service" ] && [ -f "$root/etc/default/cowtrace-exporter" ] &&
+	! ls "$root"/etc/systemd/system/*.wants/cowtrace-exporter.service >/dev/null 2>&1; then
+	ok "cowtrace-exporter.service and /etc/default/cowtrace-exporter installed, the service not enabled"
+else
+	bad "cowtrace-exporter.service missing, or enabled by the package"
+fi
 audit=$(in_root dpkg --audit 2>&1 || true)
 [ -z "$audit" ] && ok "dpkg --audit is clean" || bad "dpkg --audit: $audit"
 if grep -q "cowscope-dkms: no kernel headers for the running kernel" "$root/tmp/install.log" &&

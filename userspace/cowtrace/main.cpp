@@ -3,6 +3,8 @@
 //   cowtrace [-p PID] [--children] [--json FILE|-] [-i SECONDS [COUNT]]
 //            [-m auto|fentry|kprobe|vmevent|tracepoint] [-v]
 //            [--by-mapping] [--sites [N]] [--folded FILE] [-- CMD ARGS...]
+//   cowtrace --serve [ADDR:]PORT (-p PID [--children] | --comm NAME | --all)
+//            [--max-series N] [--grace SECONDS]
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +24,7 @@
 
 #include "cowscope/error.hpp"
 #include "cowscope/fd.hpp"
+#include "cowscope/serve.hpp"
 #include "cowscope/trace.hpp"
 #include "cowscope/version.hpp"
 
@@ -48,6 +51,9 @@ struct Args {
 	std::vector<std::string> cmd;
 	double seconds = 0;
 	long count = -1;
+	// --serve (exporter.hpp, serve.hpp)
+	std::string serve, comm, max_series = "1000", grace = "60";
+	bool all = false;
 };
 
 double parse_seconds(const std::string &s)
@@ -154,12 +160,63 @@ void emit(const Args &a, cowtrace::Tracer &t, bool final_dump, bool stamp)
 	std::cout << std::flush;
 }
 
+// --serve: the exporter; the other output options do not apply.
+int run_serve(const Args &a, cowtrace::Method method)
+{
+	if (!a.cmd.empty() || !a.json.empty() || !a.interval.empty() || a.by_mapping || a.top)
+		throw UsageError("--serve takes -p PID [--children], --comm NAME or --all; not -- CMD, --json, -i, "
+				 "--by-mapping or --sites");
+	if (a.children && a.pid <= 0)
+		throw UsageError("--children goes with -p PID");
+	cowtrace::ServeConfig cfg;
+	cfg.addr = cowtrace::parse_listen(a.serve);
+	cfg.pid = a.pid;
+	cfg.comm = a.comm;
+	cfg.all = a.all;
+	double v = 0;
+	try {
+		std::size_t used = 0;
+		v = std::stod(a.max_series, &used);
+		if (used != a.max_series.size() || v < 1 || v > 1e6 || v != static_cast<double>(static_cast<long>(v)))
+			v = 0;
+	} catch (const std::exception &) {
+	}
+	if (v == 0)
+		throw UsageError(fmt::format("--max-series: expected N, a whole number from 1 to 1000000, got \"{}\"",
+					     a.max_series));
+	cfg.max_series = static_cast<std::size_t>(v);
+	try {
+		std::size_t used = 0;
+		cfg.grace_s = std::stod(a.grace, &used);
+		if (used != a.grace.size() || !(cfg.grace_s >= 0 && cfg.grace_s <= 86400))
+			cfg.grace_s = -1;
+	} catch (const std::exception &) {
+		cfg.grace_s = -1;
+	}
+	if (cfg.grace_s < 0)
+		throw UsageError(fmt::format("--grace: expected SECONDS from 0 to 86400 like 60 or 2.5, got \"{}\"",
+					     a.grace));
+	cowtrace::Options opts;
+	opts.follow_children = a.children;
+	opts.verbose = a.verbose;
+	opts.method = method;
+	struct sigaction sa{};
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, nullptr);
+	sigaction(SIGTERM, &sa, nullptr);
+	return cowtrace::serve(cfg, opts, &g_stop);
+}
+
 int run(const Args &a)
 {
 	auto method = cowtrace::parse_method(a.method);
 	if (!method)
 		throw UsageError(fmt::format("--method: expected auto, fentry, kprobe, vmevent or tracepoint, got \"{}\"",
 					     a.method));
+	if (!a.serve.empty())
+		return run_serve(a, *method);
+	if (!a.comm.empty() || a.all)
+		throw UsageError("--comm and --all go with --serve");
 	if (a.pid == 0 && a.cmd.empty())
 		throw UsageError("give -p PID (a running process) or -- CMD ARGS... (a command to run)");
 	if (a.pid != 0 && !a.cmd.empty())
@@ -287,6 +344,16 @@ int main(int argc, char **argv)
 	app.add_option("--folded", a.folded, "write the copy stacks as folded stacks (flame graphs, "
 					     "speedscope) to FILE; implies --sites")
 		->type_name("FILE");
+	app.add_option("--serve", a.serve, "serve /metrics for Prometheus (OpenMetrics when asked) on ADDR:PORT, "
+					   "loopback unless ADDR says otherwise; with -p PID [--children], --comm or --all")
+		->type_name("[ADDR:]PORT");
+	app.add_option("--comm", a.comm, "with --serve: every process with this command name, also later ones")
+		->type_name("NAME");
+	app.add_flag("--all", a.all, "with --serve: every process");
+	app.add_option("--max-series", a.max_series, "with --serve: most process series kept (default 1000)")
+		->type_name("N");
+	app.add_option("--grace", a.grace, "with --serve: seconds an exited process's series stays (default 60)")
+		->type_name("SECONDS");
 	app.add_option("command", a.cmd, "the command to run and trace, after --")->type_name("CMD ARGS...");
 	// --sites takes an optional N: "--sites N" -> "--sites=N", a bare
 	// "--sites" -> "--sites=10" (CLI11's optional values upset "--" here)
@@ -326,7 +393,8 @@ int main(int argc, char **argv)
 		return app.exit(e);
 	} catch (const CLI::ParseError &e) {
 		std::fprintf(stderr, "cowtrace: %s\nusage: cowtrace [-p PID] [--children] [--json FILE|-] "
-				     "[-i SECONDS [COUNT]] [--by-mapping] [--sites [N]] [--folded FILE] [-- CMD ARGS...]\n", e.what());
+				     "[-i SECONDS [COUNT]] [--by-mapping] [--sites [N]] [--folded FILE] [-- CMD ARGS...]\n"
+				     "       cowtrace --serve [ADDR:]PORT (-p PID [--children] | --comm NAME | --all)\n", e.what());
 		return 2;
 	} catch (const UsageError &e) {
 		std::fprintf(stderr, "cowtrace: %s\n", e.what());

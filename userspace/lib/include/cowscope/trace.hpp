@@ -35,6 +35,13 @@ struct Options {
 	// stack that faulted. Off, the BPF code for them is not loaded.
 	bool by_mapping = false;
 	bool sites = false;
+	// --serve: also track every process created from now on (--all), or
+	// every process whose comm is match_comm at fork or exec (--comm).
+	bool track_all = false;
+	std::string match_comm;
+	// --serve: exited processes are untracked and their slots reused
+	// (untrack(), recycle()); a pid reused meanwhile starts afresh.
+	bool long_running = false;
 };
 
 // What the probes found and what was attached.
@@ -150,6 +157,24 @@ public:
 		std::uint64_t run_time_ns = 0, run_cnt = 0;
 	};
 	std::vector<ProgStats> prog_stats() const;	// the same, per loaded program
+
+	// For a long-running tracer (--serve): stop tracking `tgid` and give
+	// its slot back (zeroed on every CPU) for a later process; false if it
+	// was not tracked. recycle() frees the slots that pid reuse left
+	// behind (the BPF side queues them); call it now and then.
+	bool untrack(pid_t tgid);
+	std::size_t recycle();
+	// Entries in the tracking maps now (procs, infos), the slots ever
+	// handed out and those waiting for reuse: the leak check's figures.
+	struct Usage {
+		std::size_t procs = 0, infos = 0, free_slots = 0;
+		std::uint64_t slots_used = 0;
+	};
+	Usage usage() const;
+	// snapshot() in a few batch syscalls (bpf_map_lookup_batch: Linux 5.6;
+	// falls back to snapshot() where the kernel refuses them), unsorted;
+	// also fills usage() figures. For --serve's scrapes.
+	std::vector<ProcStats> snapshot_batch(Usage *usage = nullptr) const;
 
 	// --by-mapping / --sites. A watcher thread snapshots the maps of each
 	// tracked process when first seen and every `refresh` while it lives;

@@ -367,6 +367,11 @@ Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>())
 		if (!s)
 			throw Error(fmt::format("failed to open BPF object: {}", errstr(errno)));
 		s->rodata->follow_children = opts.follow_children;
+		s->rodata->track_all = opts.track_all;
+		s->rodata->by_comm = !opts.match_comm.empty();
+		s->rodata->long_running = opts.long_running;
+		std::strncpy(const_cast<char *>(s->rodata->match_comm), opts.match_comm.c_str(),
+			     sizeof(s->rodata->match_comm) - 1);
 		s->rodata->reuse_hook = p.reuse_hook;
 		s->rodata->vme_rq_to_events = vme_delta;
 		s->rodata->by_mapping = opts.by_mapping;
@@ -428,8 +433,10 @@ void Tracer::track(pid_t tgid, pid_t ppid, const std::string &comm)
 	int infos = bpf_map__fd(impl_->skel->maps.infos);
 	int procs = bpf_map__fd(impl_->skel->maps.procs);
 	int pcounts = bpf_map__fd(impl_->skel->maps.pcounts);
-	// the BPF fork hook takes slots from the same counter
-	__u32 slot = __atomic_fetch_add(&impl_->skel->bss->next_slot, 1, __ATOMIC_SEQ_CST);
+	// the BPF fork hook takes slots from the same queue and counter
+	__u32 slot;
+	if (bpf_map_lookup_and_delete_elem(bpf_map__fd(impl_->skel->maps.free_slots), nullptr, &slot) != 0)
+		slot = __atomic_fetch_add(&impl_->skel->bss->next_slot, 1, __ATOMIC_SEQ_CST);
 	if (slot >= COWTRACE_MAX_PROCS)
 		throw Error(fmt::format("failed to track pid {}: all {} process slots are taken", tgid,
 					COWTRACE_MAX_PROCS));
@@ -493,6 +500,158 @@ std::vector<ProcStats> Tracer::snapshot() const
 std::uint64_t Tracer::dropped() const
 {
 	return __atomic_load_n(&impl_->skel->bss->dropped, __ATOMIC_RELAXED);
+}
+
+namespace {
+
+// Zero a pcounts slot on every CPU and queue it for reuse.
+bool free_slot(cowtrace_bpf *skel, int ncpus, __u32 slot)
+{
+	std::vector<cow_counts> zero(ncpus);
+	return bpf_map_update_elem(bpf_map__fd(skel->maps.pcounts), &slot, zero.data(), BPF_ANY) == 0 &&
+	       bpf_map_update_elem(bpf_map__fd(skel->maps.free_slots), nullptr, &slot, BPF_ANY) == 0;
+}
+
+std::size_t count_keys(int fd)
+{
+	std::size_t n = 0;
+	__u32 key, next;
+	__u32 *prev = nullptr;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		n++;
+	}
+	return n;
+}
+
+} // namespace
+
+bool Tracer::untrack(pid_t tgid)
+{
+	__u32 key = static_cast<__u32>(tgid), slot;
+	int procs = bpf_map__fd(impl_->skel->maps.procs);
+	if (bpf_map_lookup_elem(procs, &key, &slot) != 0)
+		return false;
+	bpf_map_delete_elem(procs, &key);
+	bpf_map_delete_elem(bpf_map__fd(impl_->skel->maps.infos), &key);
+	// the process has exited: nothing counts into its slot any more
+	free_slot(impl_->skel, impl_->ncpus, slot);
+	return true;
+}
+
+std::size_t Tracer::recycle()
+{
+	std::size_t n = 0;
+	__u32 slot;
+	while (bpf_map_lookup_and_delete_elem(bpf_map__fd(impl_->skel->maps.stale_slots), nullptr, &slot) == 0)
+		n += free_slot(impl_->skel, impl_->ncpus, slot);
+	return n;
+}
+
+Tracer::Usage Tracer::usage() const
+{
+	Usage u;
+	u.procs = count_keys(bpf_map__fd(impl_->skel->maps.procs));
+	u.infos = count_keys(bpf_map__fd(impl_->skel->maps.infos));
+	u.slots_used = std::min<std::uint64_t>(__atomic_load_n(&impl_->skel->bss->next_slot, __ATOMIC_RELAXED),
+					       COWTRACE_MAX_PROCS);
+	// a queue has no keys to walk: count by peeking is not possible, so
+	// the free slots are what was handed out less what is in use
+	u.free_slots = u.slots_used > u.procs ? u.slots_used - u.procs : 0;
+	return u;
+}
+
+namespace {
+
+// Every (key, value) of a map, by bpf_map_lookup_batch; false if the kernel
+// cannot (ENOTSUPP/EINVAL before 5.6). `max` bounds the elements read.
+template <class K>
+bool lookup_all(int fd, std::size_t value_size, std::size_t max, std::vector<K> &keys, std::vector<char> &values)
+{
+	keys.assign(max, K{});
+	values.assign(max * value_size, 0);
+	std::size_t got = 0;
+	__u32 token = 0;
+	bool first = true;
+	while (got < max) {
+		__u32 count = static_cast<__u32>(max - got);
+		__u32 next = 0;
+		int err = bpf_map_lookup_batch(fd, first ? nullptr : &token, &next, keys.data() + got,
+					       values.data() + got * value_size, &count, nullptr);
+		if (err && errno != ENOENT) {
+			if (first && (errno == EINVAL || errno == ENOTSUP || errno == EOPNOTSUPP || errno == 524))
+				return false;
+			throw Error(fmt::format("failed to read a BPF map in batches: {}", errstr(errno)));
+		}
+		got += count;
+		if (err)	// ENOENT: that was the last batch
+			break;
+		token = next;
+		first = false;
+	}
+	keys.resize(got);
+	values.resize(got * value_size);
+	return true;
+}
+
+} // namespace
+
+std::vector<ProcStats> Tracer::snapshot_batch(Usage *usage) const
+{
+	cowtrace_bpf *sk = impl_->skel;
+	std::uint64_t used = std::min<std::uint64_t>(__atomic_load_n(&sk->bss->next_slot, __ATOMIC_RELAXED),
+						     COWTRACE_MAX_PROCS);
+	std::vector<__u32> tgids, infokeys, slots;
+	std::vector<char> slotv, infov, countv;
+	std::size_t percpu = sizeof(cow_counts) * static_cast<std::size_t>(impl_->ncpus);
+	if (!lookup_all(bpf_map__fd(sk->maps.procs), sizeof(__u32), COWTRACE_MAX_PROCS, tgids, slotv) ||
+	    !lookup_all(bpf_map__fd(sk->maps.infos), sizeof(cow_info), COWTRACE_MAX_PROCS, infokeys, infov) ||
+	    !lookup_all(bpf_map__fd(sk->maps.pcounts), percpu, used, slots, countv)) {
+		if (usage)
+			*usage = this->usage();
+		return snapshot();
+	}
+	std::map<__u32, const cow_info *> info;
+	for (std::size_t i = 0; i < infokeys.size(); i++)
+		info[infokeys[i]] = reinterpret_cast<const cow_info *>(infov.data() + i * sizeof(cow_info));
+	std::vector<ProcStats> out;
+	out.reserve(tgids.size());
+	for (std::size_t i = 0; i < tgids.size(); i++) {
+		__u32 slot;
+		std::memcpy(&slot, slotv.data() + i * sizeof(__u32), sizeof(slot));
+		if (slot >= slots.size())
+			continue;	// taken after `used` was read: next time
+		ProcStats s;
+		s.pid = static_cast<pid_t>(tgids[i]);
+		const char *base = countv.data() + static_cast<std::size_t>(slot) * percpu;
+		for (int c = 0; c < impl_->ncpus; c++) {
+			cow_counts k;
+			std::memcpy(&k, base + static_cast<std::size_t>(c) * sizeof(cow_counts), sizeof(k));
+			s.wp_faults += k.wp_faults;
+			s.cow_copies += k.cow_copies;
+			s.cow_reuses += k.cow_reuses;
+			s.thp_wp_faults += k.thp_wp_faults;
+			s.thp_fallbacks += k.thp_fallbacks;
+			for (int h = 0; h < kHistSlots; h++)
+				s.latency_log2_ns[h] += k.hist[h];
+		}
+		if (plan_.method == Method::tracepoint)
+			s.cow_reuses = s.wp_faults > s.cow_copies ? s.wp_faults - s.cow_copies : 0;
+		if (auto it = info.find(tgids[i]); it != info.end()) {
+			s.ppid = static_cast<pid_t>(it->second->ppid);
+			s.exited = it->second->exited != 0;
+			s.comm.assign(it->second->comm, strnlen(it->second->comm, sizeof(it->second->comm)));
+		}
+		out.push_back(std::move(s));
+	}
+	if (usage) {
+		usage->procs = tgids.size();
+		usage->infos = infokeys.size();
+		usage->slots_used = used;
+		usage->free_slots = used > tgids.size() ? used - tgids.size() : 0;
+	}
+	return out;
 }
 
 std::vector<Tracer::ProgStats> Tracer::prog_stats() const

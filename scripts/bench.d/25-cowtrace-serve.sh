@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# cowtrace --serve's cost (`make bench`; root), issue 14:
+#  - BPF ns per COW fault: a child writes every page of a populated 256 MiB
+#    heap (65536 COW faults) while the exporter traces it (--comm);
+#    kernel.bpf_stats_enabled=1, the exporter's per-program
+#    cowtrace_bpf_run_time_seconds from a scrape (curl) just before and one
+#    just after the workload, / COW faults. Beside it plain
+#    `cowtrace -- workload` (its --bpf-stats per program), interleaved, RUNS
+#    runs each: medians, spread, ratio. fault_progs: the programs of the
+#    fault path (vmevent: page_fault_user/kernel); target ratio <= 1.10.
+#    all_progs adds the sched_switch and fork/exec/exit hooks, whose time
+#    grows with the window's length and the machine's context switches,
+#    not with faults: printed, no target.
+#  - scrape_ms_1000_series: 1,000 live sleeping processes matched by
+#    --comm (1,000 real process series, 4 counters each); 50 scrapes of
+#    /metrics: the client's time per request (connect, read the BPF maps,
+#    format, transfer), the exporter's own cowtrace_scrape_duration_seconds,
+#    and its CPU time per scrape (/proc/PID/stat; on a loaded machine the
+#    wall times include waiting for a CPU). Target: median < 10 ms.
+set -uo pipefail
+bin=${COWSCOPE_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/build/bin}
+cowtrace=$bin/cowtrace
+mib=${COWTRACE_BENCH_MIB:-256}
+runs=${COWTRACE_BENCH_RUNS:-5}
+pages=$((mib * 256))
+
+skip() { echo "cowtrace_serve_bench=skipped reason=\"$*\""; exit 0; }
+[ "$(id -u)" = 0 ] || skip "not root: BPF needs root"
+[ -r /sys/kernel/btf/vmlinux ] || skip "no /sys/kernel/btf/vmlinux"
+[ -x "$cowtrace" ] || skip "$cowtrace not built"
+command -v cc >/dev/null || skip "no C compiler for the workload"
+command -v curl >/dev/null || skip "no curl"
+
+tmp=$(mktemp -d)
+srv="" sleepers=""
+cleanup() {
+	[ -n "$srv" ] && kill "$srv" 2>/dev/null && wait "$srv" 2>/dev/null
+	[ -n "$sleepers" ] && kill -TERM -- "-$sleepers" 2>/dev/null
+	[ -n "${old_stats:-}" ] && sysctl -q kernel.bpf_stats_enabled="$old_stats"
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# The workload (as 20-cowtrace.sh): populate, fork, the child writes one byte per page.
+cat >"$tmp/w.c" <<'C'
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	size_t pages = strtoul(argv[1], 0, 10), i;
+	char *p = mmap(0, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) return 1;
+	madvise(p, pages * 4096, MADV_NOHUGEPAGE);
+	memset(p, 1, pages * 4096);
+	pid_t c = fork();
+	if (c == 0) {
+		for (i = 0; i < pages; i++) p[i * 4096] = 2;
+		_exit(0);
+	}
+	waitpid(c, 0, 0);
+	return 0;
+}
+C
+# 1,000 sleepers: one parent, 999 children, all named cowsleeper, until killed
+cat >"$tmp/s.c" <<'C'
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	int n = atoi(argv[1]);
+	setpgid(0, 0);
+	for (int i = 1; i < n; i++)
+		if (fork() == 0)
+			break;
+	for (;;)
+		pause();
+}
+C
+cc -O2 -o "$tmp/cowservebench" "$tmp/w.c" && cc -O2 -o "$tmp/cowsleeper" "$tmp/s.c" || skip "workload did not compile"
+
+start_srv() { # ARGS...: start the exporter, set srv and port
+	"$cowtrace" --serve 127.0.0.1:0 "$@" 2>"$tmp/srv.err" >/dev/null &
+	srv=$!
+	port=""
+	for _ in $(seq 600); do
+		port=$(sed -n 's|.*serving http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$tmp/srv.err")
+		[ -n "$port" ] && return 0
+		kill -0 "$srv" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$tmp/srv.err"
+	skip "cowtrace --serve did not start"
+}
+stop_srv() { kill "$srv"; wait "$srv" 2>/dev/null; srv=""; }
+progs() { # the exporter's run time per program: "NAME NS" lines (curl: a short window)
+	curl -s "http://127.0.0.1:$port/metrics" |
+		sed -n 's/^cowtrace_bpf_run_time_seconds_total{program="\([a-z_]*\)"} \([0-9.]*\)$/\1 \2/p' |
+		awk '{ printf "%s %d\n", $1, $2 * 1e9 }' | sort
+}
+
+old_stats=$(sysctl -n kernel.bpf_stats_enabled)
+sysctl -q kernel.bpf_stats_enabled=1
+
+# per run, per program: "plain|serve RUN PROGRAM NS"
+: >"$tmp/runs"
+copies=""
+for r in $(seq "$runs"); do
+	"$cowtrace" --bpf-stats -- "$tmp/cowservebench" "$pages" >/dev/null 2>"$tmp/ct.err" ||
+		{ cat "$tmp/ct.err"; skip "cowtrace failed"; }
+	sed -n "s/^cowtrace: prog \([a-z_]*\) runs=[0-9]* ns=\([0-9]*\) .*/plain $r \1 \2/p" "$tmp/ct.err" >>"$tmp/runs"
+	start_srv --comm cowservebench --grace 600
+	progs >"$tmp/b0"
+	"$tmp/cowservebench" "$pages"
+	progs >"$tmp/b1"
+	join "$tmp/b0" "$tmp/b1" | awk -v r="$r" '{ print "serve", r, $1, $3 - $2 }' >>"$tmp/runs"
+	copies=$(python3 -c 'import sys, urllib.request
+v = [float(l.split(" ")[1]) for l in urllib.request.urlopen(sys.argv[1], timeout=10).read().decode().splitlines()
+     if l.startswith("cowtrace_cow_copies_total{")]
+print(int(max(v)) if v else 0)' "http://127.0.0.1:$port/metrics")
+	stop_srv
+done
+sysctl -q kernel.bpf_stats_enabled="$old_stats"
+
+# 1,000 series
+"$tmp/cowsleeper" 1000 &
+sleepers=$!
+for _ in $(seq 100); do [ "$(pgrep -c -x cowsleeper)" -ge 1000 ] && break; sleep 0.1; done
+start_srv --comm cowsleeper --max-series 2000
+python3 - "$port" "$pages" "$copies" "$tmp/runs" "$srv" <<'PY'
+import os, socket, statistics as st, sys, time
+from collections import defaultdict
+port, pages, copies, runs, srv = sys.argv[1:]
+pages = int(pages)
+# programs that run per context switch or per process event, not per fault:
+# their time grows with the length of the window and the machine's load
+NOT_FAULT = {"vme_switch", "on_fork", "on_exec", "on_exit"}
+tot = {"plain": defaultdict(int), "serve": defaultdict(int)}
+flt = {"plain": defaultdict(int), "serve": defaultdict(int)}
+for line in open(runs):
+    kind, r, prog, ns = line.split()
+    tot[kind][r] += int(ns)
+    if prog not in NOT_FAULT:
+        flt[kind][r] += int(ns)
+print(f"cow_faults_workload={pages} serve_cow_copies_child={copies} runs={len(tot['plain'])}")
+def show(name, d, target):
+    p = [v / pages for v in d["plain"].values()]
+    s = [v / pages for v in d["serve"].values()]
+    mp, ms = st.median(p), st.median(s)
+    print(f"plain_{name}_ns_per_cow_fault_median={mp:.1f} spread={min(p):.1f}..{max(p):.1f}")
+    print(f"serve_{name}_ns_per_cow_fault_median={ms:.1f} spread={min(s):.1f}..{max(s):.1f}")
+    r = ms / mp
+    print(f"serve_vs_plain_{name}_ratio={r:.3f}" + (f" target<=1.10 {'ok' if r <= 1.10 else 'MISSED'}" if target
+          else " (no target: includes the per-switch program over windows of different lengths)"))
+show("fault_progs", flt, True)
+show("all_progs", tot, False)
+def cpu_ms():
+    f = open(f"/proc/{srv}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) * 1e3 / os.sysconf("SC_CLK_TCK")
+def scrape():
+    """One GET /metrics over a raw socket (no client library overhead): the body."""
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as c:
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = bytearray()
+        while chunk := c.recv(1 << 20):
+            data += chunk
+    return data.split(b"\r\n\r\n", 1)[1].decode()
+client, server, series = [], [], None
+c0 = cpu_ms()
+for i in range(51):
+    t0 = time.perf_counter()
+    body = scrape()
+    dt = (time.perf_counter() - t0) * 1e3
+    for l in body.splitlines():
+        if l.startswith("cowtrace_series "):
+            series = int(float(l.split()[1]))
+        if l.startswith("cowtrace_scrape_duration_seconds "):
+            prev = float(l.split()[1]) * 1e3
+    if i:  # the first one's figure is the previous scrape's: skip it
+        client.append(dt)
+        server.append(prev)
+cpu = (cpu_ms() - c0) / 51
+client.sort(); server.sort()
+print(f"scrape_series={series} scrape_bytes={len(body)} scrapes={len(client)}")
+print(f"scrape_ms_server_median={st.median(server):.2f} p90={server[int(0.9 * len(server))]:.2f} "
+      f"scrape_cpu_ms_mean={cpu:.2f} (the exporter's user+system CPU per scrape: what the load does not inflate)")
+mc = st.median(client)
+print(f"scrape_ms_1000_series_median={mc:.2f} p90={client[int(0.9 * len(client))]:.2f} max={client[-1]:.2f} "
+      f"target<10 {'ok' if mc < 10 and series and series >= 1000 else 'MISSED'}")
+PY
