@@ -10,6 +10,7 @@
 #include <map>
 
 #include "cowscope/bench.hpp"
+#include "cowscope/cli.hpp"
 #include "cowscope/error.hpp"
 #include "cowscope/fd.hpp"
 #include "cowscope/folio.hpp"
@@ -250,20 +251,9 @@ int main(int argc, char **argv)
 	fp->add_option("--json", probe.json, "write the result as JSON to FILE");
 	unsigned rounds = 3;
 	self->add_option("--rounds", rounds, "rounds of 100 forks each");
-	try {
+	return cli::run_main("cowbench", app, [&] {
 		app.parse(argc, argv);
-	} catch (const CLI::CallForVersion &e) {
-		return app.exit(e);
-	} catch (const CLI::CallForHelp &e) {
-		return app.exit(e);
-	} catch (const CLI::CallForAllHelp &e) {
-		return app.exit(e);
-	} catch (const CLI::ParseError &e) {
-		std::cerr << "cowbench: " << e.what() << "\n";
-		return 2;
-	}
-	install_sigint();
-	try {
+		install_sigint();
 		if (*sweep)
 			return cmd_sweep(sw);
 		if (*self)
@@ -271,11 +261,5 @@ int main(int argc, char **argv)
 		if (*fp)
 			return cmd_probe(probe);
 		return cmd_run(run);
-	} catch (const UsageError &e) {
-		std::cerr << "cowbench: " << e.what() << "\n";
-		return 2;
-	} catch (const std::exception &e) {
-		std::cerr << "cowbench: " << e.what() << "\n";
-		return 1;
-	}
+	});
 }

@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cowscope/cli.hpp"
 #include "cowscope/diff.hpp"
 #include "cowscope/error.hpp"
 #include "cowscope/units.hpp"
@@ -35,30 +36,14 @@ namespace {
 volatile sig_atomic_t g_stop = 0;
 void on_sigint(int) { g_stop = 1; }
 
-std::string usage_msg(const std::string &arg, const std::string &expected, const std::string &got)
+// Hex digits with an optional 0x: no blanks or signs (the rules of cli.hpp).
+std::uint64_t parse_hex(std::string s)
 {
-	return fmt::format("{}: expected {}, got \"{}\"", arg, expected, got);
-}
-
-pid_t parse_pid(const std::string &s, const std::string &arg)
-{
-	try {
-		size_t used = 0;
-		long v = std::stol(s, &used, 10);
-		if (used == s.size() && v > 0 && v <= 0x3fffffff)
-			return static_cast<pid_t>(v);
-	} catch (const std::exception &) {
-	}
-	throw UsageError(usage_msg(arg, "a process id (a positive integer)", s));
-}
-
-std::uint64_t parse_hex(const std::string &s)
-{
-	size_t used = 0;
-	std::uint64_t v = std::stoull(s, &used, 16);
-	if (used != s.size())
+	if (s.starts_with("0x") || s.starts_with("0X"))
+		s.erase(0, 2);
+	if (s.empty() || s.size() > 16 || s.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
 		throw std::invalid_argument(s);
-	return v;
+	return std::stoull(s, nullptr, 16);
 }
 
 std::pair<std::uint64_t, std::uint64_t> parse_range(const std::string &s)
@@ -74,7 +59,7 @@ std::pair<std::uint64_t, std::uint64_t> parse_range(const std::string &s)
 		}
 	} catch (const std::exception &) {
 	}
-	throw UsageError(usage_msg("--range", "START-END in hex with START < END, like 0x7f0000-0x7f8000", s));
+	cli::usage_error("--range", "START-END in hex with START < END, like 0x7f0000-0x7f8000", s);
 }
 
 // ---- maps -------------------------------------------------------------
@@ -85,9 +70,8 @@ int cmd_maps(pid_t pid, bool json)
 	std::vector<view::MapsEntry> maps;
 	try {
 		maps = view::read_maps(pid);
-	} catch (const SysError &) {
-		read_present(pid, 1, 0);  // rethrows "process N exited" when it did
-		throw;
+	} catch (const SysError &e) {
+		throw_if_gone(pid, e);
 	}
 	if (json) {
 		nlohmann::json arr = nlohmann::json::array();
@@ -156,9 +140,8 @@ int cmd_ptes(pid_t pid, const std::string &range, bool json)
 				   p.cow_pending() ? "C" : "-", p.segment());
 	}
 	std::cout << out;
-	std::cout << "flags: W writable D dirty A accessed U user H huge a anon x anon-exclusive "
-		     "z zero k KSM f file s swapcache; cow C = write-protected anon in a writable VMA; "
-		     "folio: size of the page's folio\n";
+	std::cout << "flags: " << view::flag_legend()
+		  << "; cow C = write-protected anon in a writable VMA; folio: size of the page's folio\n";
 	if (avg)
 		std::cout << "map ~N: this kernel keeps no per-page mapcount for large folios "
 			     "(CONFIG_NO_PAGE_MAPCOUNT): N is the folio's average, as /proc/kpagecount "
@@ -173,9 +156,8 @@ std::vector<view::SummaryRow> summary_of(pid_t pid)
 	ensure_tracked(pid);
 	try {
 		return view::read_summary(pid);
-	} catch (const SysError &) {
-		read_present(pid, 1, 0);
-		throw;
+	} catch (const SysError &e) {
+		throw_if_gone(pid, e);
 	}
 }
 
@@ -339,45 +321,20 @@ int main(int argc, char **argv)
 	watch->add_option("-n,--count", count, "stop after COUNT refreshes");
 	watch->add_option("--width", width, "heap strip width");
 
-	try {
+	return cli::run_main("cowscope", app, [&] {
 		app.parse(argc, argv);
-	} catch (const CLI::CallForVersion &e) {
-		return app.exit(e);
-	} catch (const CLI::CallForAllHelp &e) {
-		return app.exit(e);
-	} catch (const CLI::CallForHelp &e) {
-		return app.exit(e);
-	} catch (const CLI::ParseError &e) {
-		std::cerr << "cowscope: " << e.what() << "\n";
-		return 2;
-	}
-	try {
-		pid_t pid = parse_pid(pid_s, "PID");
+		pid_t pid = cli::parse_pid(pid_s, "PID");
 		if (*maps)
 			return cmd_maps(pid, json);
 		if (*ptes)
 			return cmd_ptes(pid, range, json);
 		if (*summary)
 			return cmd_summary(pid, json);
-		pid_t child = child_s.empty() ? 0 : parse_pid(child_s, "CHILD");
+		pid_t child = child_s.empty() ? 0 : cli::parse_pid(child_s, "CHILD");
 		if (*diff)
 			return cmd_diff(pid, child, range, width, pages, json);
-		double interval = 0;
-		try {
-			size_t used = 0;
-			interval = std::stod(interval_s, &used);
-			if (used != interval_s.size() || !(interval > 0 && interval < 86400))
-				interval = 0;
-		} catch (const std::exception &) {
-		}
-		if (interval == 0)
-			throw UsageError(usage_msg("--interval", "SECONDS > 0 like 1 or 0.5", interval_s));
+		double interval = cli::parse_seconds(interval_s, "--interval", 86400,
+						     "SECONDS > 0 like 1 or 0.5");
 		return cmd_watch(pid, child, interval, count, width);
-	} catch (const UsageError &e) {
-		std::cerr << "cowscope: " << e.what() << "\n";
-		return 2;
-	} catch (const std::exception &e) {
-		std::cerr << "cowscope: " << e.what() << "\n";
-		return 1;
-	}
+	});
 }
