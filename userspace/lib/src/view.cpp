@@ -163,7 +163,7 @@ std::string flag_letters(std::uint32_t flags)
 std::string flag_legend()
 {
 	std::string s;
-	for (unsigned i = 0; const cowscope_flag_letter *f = cowscope_flag_letter(i); i++)
+	for (unsigned i = 0; const struct cowscope_flag_letter *f = cowscope_flag_letter(i); i++)
 		s += fmt::format("{}{} {}", i ? " " : "", f->letter, f->name);
 	return s;
 }
