@@ -1,7 +1,7 @@
 // cowtrace's argument checks, which run before any BPF is loaded: they hold
 // on every machine, BPF or not, root or not (the BPF-dependent CLI paths
 // stay in tests/bpf/test_cowtrace.cpp). Runs build/bin/cowtrace, found next
-// to this test program; skips with the reason where it was not built
+// to this test program; skips, saying so, where it is not built
 // (cmake -DCOWSCOPE_BPF=OFF).
 #include <gtest/gtest.h>
 
@@ -27,10 +27,13 @@ std::pair<std::string, int> cowtrace(const std::string &args)
 	return cowscope::testing::run_command(bin_dir() + "/cowtrace " + args + " 2>&1");
 }
 
-#define NEED_COWTRACE()                                                                              \
-	do {                                                                                         \
-		if (access((bin_dir() + "/cowtrace").c_str(), X_OK) != 0)                           \
-			GTEST_SKIP() << "no cowtrace beside this test (built with -DCOWSCOPE_BPF=OFF?)"; \
+// Built with -DCOWSCOPE_BPF=OFF: skip, saying so; otherwise cowtrace must be there.
+#define NEED_COWTRACE()                                                                    \
+	do {                                                                               \
+		if (!COWSCOPE_BPF)                                                         \
+			GTEST_SKIP() << "cowtrace not built (cmake -DCOWSCOPE_BPF=OFF)";   \
+		ASSERT_EQ(access((bin_dir() + "/cowtrace").c_str(), X_OK), 0)              \
+			<< "no cowtrace beside this test in " << bin_dir();                 \
 	} while (0)
 
 } // namespace
