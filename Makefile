@@ -67,7 +67,7 @@ setup:
 
 $(BUILD)/CMakeCache.txt: $(SETUP_STAMP) CMakeLists.txt
 	$(Q)cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-		-DPython3_EXECUTABLE=$(PYTHON) -DPYTHON_EXECUTABLE=$(PYTHON) >/dev/null
+		-DPython3_EXECUTABLE=$(PYTHON) $(COWSCOPE_CMAKE_FLAGS) >/dev/null
 
 userspace: $(BUILD)/CMakeCache.txt
 	$(Q)cmake --build $(BUILD) -j $(JOBS) $(if $(V),-- VERBOSE=1)

@@ -631,8 +631,8 @@ static __always_inline void vme_resolve(struct pend *p, struct cow_counts *c, __
 {
 	bool copy;
 
-	r += p->ts;
-	a += p->alloc;
+	r += p->neg_reuse;
+	a += p->neg_alloc;
 	p->flags = 0;
 	if (!c)
 		return;
@@ -687,8 +687,8 @@ static __always_inline int vme_fault(void *ctx, unsigned long error_code, unsign
 		return 0;
 	c->wp_faults++;
 	p->ip = ip;
-	p->ts = -r;
-	p->alloc = -a;
+	p->neg_reuse = -r;
+	p->neg_alloc = -a;
 	/* Before the fault is marked pending: the user stack walk may fault
 	 * (kernel mode, no fixup needed), and vme_fault_kernel, another
 	 * program, runs nested and would resolve it. */
@@ -739,16 +739,16 @@ int BPF_PROG(vme_switch, bool preempt, struct task_struct *prev, struct task_str
 
 		if (regs && regs->ip == pp->ip && (orig_ax == -1 || orig_ax == X86_PF_WP_USER)) {
 			/* still in the fault: close this CPU's stretch */
-			pp->ts += r;
-			pp->alloc += a;
+			pp->neg_reuse += r;
+			pp->neg_alloc += a;
 			pp->flags |= PF_OFFCPU;
 		} else {
 			vme_resolve(pp, counts_at(pp->slot), r, a);
 		}
 	}
 	if (in) {
-		np->ts -= r;
-		np->alloc -= a;
+		np->neg_reuse -= r;
+		np->neg_alloc -= a;
 		np->flags &= ~PF_OFFCPU;
 	}
 	return 0;

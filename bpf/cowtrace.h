@@ -54,9 +54,13 @@ struct pend {
 	__u32 flags;
 	__u32 slot;		/* vmevent: the thread's process's slot in pcounts */
 	__u64 ip;		/* tracepoint, vmevent: the faulting user ip */
-	__u64 ts;		/* fentry/kprobe: do_wp_page entry time;
-				 * vmevent: PGREUSE events, see cowtrace.bpf.c */
-	__u64 alloc;		/* vmevent: PGALLOC events, likewise */
+	union {
+		__u64 ts;	/* fentry/kprobe: do_wp_page entry time */
+		__u64 neg_reuse; /* vmevent: PGREUSE events of the fault so
+				  * far, minus this CPU's count when the
+				  * thread came on it (see vme_fault) */
+	};
+	__u64 neg_alloc;	/* vmevent: PGALLOC events, likewise */
 	__u64 vma;		/* --by-mapping: vm_start of the fault's VMA (0: unknown) */
 	__u64 vlo, vhi;		/* --by-mapping: the thread's last VMA looked up */
 	__s32 stackid;		/* --sites: user stack of the fault, its key in

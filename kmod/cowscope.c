@@ -558,7 +558,7 @@ static void cs_seq_stop(struct seq_file *m, void *v)
 }
 
 static int cs_seq_open(struct inode *inode, struct file *file,
-		       const struct seq_operations *ops, bool recs)
+		       const struct seq_operations *ops)
 {
 	struct cs_entry *e;
 	struct cs_seq *st;
@@ -574,14 +574,11 @@ static int cs_seq_open(struct inode *inode, struct file *file,
 	st->range_start = e->range_start;
 	st->range_end = e->range_end;
 	spin_unlock(&e->range_lock);
-	if (recs) {
-		st->recs = kvmalloc_array(CS_CHUNK_RECS, sizeof(*st->recs),
-					  GFP_KERNEL);
-		if (!st->recs) {
-			seq_release_private(inode, file);
-			cs_entry_put(e);
-			return -ENOMEM;
-		}
+	st->recs = kvmalloc_array(CS_CHUNK_RECS, sizeof(*st->recs), GFP_KERNEL);
+	if (!st->recs) {
+		seq_release_private(inode, file);
+		cs_entry_put(e);
+		return -ENOMEM;
 	}
 	return 0;
 }
@@ -741,7 +738,7 @@ static const struct seq_operations cs_maps_ops = {
 
 static int cs_maps_open(struct inode *inode, struct file *file)
 {
-	return cs_seq_open(inode, file, &cs_maps_ops, true);
+	return cs_seq_open(inode, file, &cs_maps_ops);
 }
 
 /* ptes */
@@ -805,8 +802,6 @@ static void *cs_ptes_next(struct seq_file *m, void *v, loff_t *pos)
 	return p;
 }
 
-static const char cs_flag_letters[] = "WDAUHaxzkfs";
-
 /* A folio size for the text views: 4K 8K ... 512K 1M 2M. */
 static void cs_put_size(struct seq_file *m, unsigned int order)
 {
@@ -822,27 +817,14 @@ static int cs_ptes_show(struct seq_file *m, void *v)
 {
 	struct cs_seq *st = m->private;
 	const struct cowscope_rec *r;
-	char flags[sizeof(cs_flag_letters)];
-	static const u32 bits[] = {
-		COWSCOPE_F_WRITE, COWSCOPE_F_DIRTY, COWSCOPE_F_ACCESSED,
-		COWSCOPE_F_USER, COWSCOPE_F_HUGE, COWSCOPE_F_ANON,
-		COWSCOPE_F_ANON_EXCL, COWSCOPE_F_ZERO, COWSCOPE_F_KSM,
-		COWSCOPE_F_FILE, COWSCOPE_F_SWAPCACHE,
-	};
-	unsigned int i, n = 0;
+	char flags[COWSCOPE_FLAG_LETTERS_LEN + 1];
 
-	BUILD_BUG_ON(ARRAY_SIZE(bits) != sizeof(cs_flag_letters) - 1);
 	if (v == SEQ_START_TOKEN) {
 		seq_puts(m, "# vaddr pfn flags ref map folio\n");
 		return 0;
 	}
 	r = &st->recs[(st->cur - st->chunk_start) >> PAGE_SHIFT];
-	for (i = 0; i < ARRAY_SIZE(bits); i++)
-		if (r->flags & bits[i])
-			flags[n++] = cs_flag_letters[i];
-	if (!n)
-		flags[n++] = '-';
-	flags[n] = '\0';
+	cowscope_flag_letters(r->flags, flags);
 	seq_printf(m, "0x%lx %llx %s %u %s%u ", st->cur,
 		   (unsigned long long)r->pfn, flags, r->refcount,
 		   r->flags & COWSCOPE_F_MAP_AVG ? "~" : "", r->mapcount);
@@ -860,7 +842,7 @@ static const struct seq_operations cs_ptes_ops = {
 
 static int cs_ptes_open(struct inode *inode, struct file *file)
 {
-	return cs_seq_open(inode, file, &cs_ptes_ops, true);
+	return cs_seq_open(inode, file, &cs_ptes_ops);
 }
 
 /* summary */
@@ -947,7 +929,7 @@ static const struct seq_operations cs_summary_ops = {
 
 static int cs_summary_open(struct inode *inode, struct file *file)
 {
-	return cs_seq_open(inode, file, &cs_summary_ops, true);
+	return cs_seq_open(inode, file, &cs_summary_ops);
 }
 
 static const struct proc_ops cs_maps_fops = {

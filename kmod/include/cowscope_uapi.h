@@ -101,6 +101,11 @@ struct cowscope_rec {
 COWSCOPE_STATIC_ASSERT(sizeof(struct cowscope_rec) == COWSCOPE_REC_SIZE,
 		       "struct cowscope_rec must be 24 bytes");
 
+/*
+ * The one spelling of the segment names (the module's maps/summary views,
+ * cowscope maps/summary/diff) and of the page-flag letters (the module's
+ * ptes view, cowscope ptes/diff --pages).
+ */
 static inline const char *cowscope_segment_name(unsigned int seg)
 {
 	static const char *const names[COWSCOPE_SEG_COUNT] = {
@@ -108,6 +113,52 @@ static inline const char *cowscope_segment_name(unsigned int seg)
 		"mmap-file", "vdso", "vvar", "other",
 	};
 	return seg < COWSCOPE_SEG_COUNT ? names[seg] : "none";
+}
+
+/* The flags that have a letter, in the order the letters are written. */
+#define COWSCOPE_FLAG_LETTERS_LEN 11u
+
+struct cowscope_flag_letter {
+	uint32_t bit;		/* COWSCOPE_F_* */
+	char letter;
+	const char *name;	/* for legends: "W writable D dirty ..." */
+};
+
+/* The i-th lettered flag, or NULL past the last. */
+static inline const struct cowscope_flag_letter *cowscope_flag_letter(unsigned int i)
+{
+	static const struct cowscope_flag_letter letters[COWSCOPE_FLAG_LETTERS_LEN] = {
+		{ COWSCOPE_F_WRITE, 'W', "writable" },
+		{ COWSCOPE_F_DIRTY, 'D', "dirty" },
+		{ COWSCOPE_F_ACCESSED, 'A', "accessed" },
+		{ COWSCOPE_F_USER, 'U', "user" },
+		{ COWSCOPE_F_HUGE, 'H', "huge" },
+		{ COWSCOPE_F_ANON, 'a', "anon" },
+		{ COWSCOPE_F_ANON_EXCL, 'x', "anon-exclusive" },
+		{ COWSCOPE_F_ZERO, 'z', "zero" },
+		{ COWSCOPE_F_KSM, 'k', "KSM" },
+		{ COWSCOPE_F_FILE, 'f', "file" },
+		{ COWSCOPE_F_SWAPCACHE, 's', "swapcache" },
+	};
+	return i < COWSCOPE_FLAG_LETTERS_LEN ? &letters[i] : 0;
+}
+
+/*
+ * The letters of `flags` into out ("-" when none has a letter), NUL
+ * terminated; returns their number.
+ */
+static inline unsigned int cowscope_flag_letters(uint32_t flags,
+						 char out[COWSCOPE_FLAG_LETTERS_LEN + 1])
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < COWSCOPE_FLAG_LETTERS_LEN; i++)
+		if (flags & cowscope_flag_letter(i)->bit)
+			out[n++] = cowscope_flag_letter(i)->letter;
+	if (!n)
+		out[n++] = '-';
+	out[n] = '\0';
+	return n;
 }
 
 #endif /* COWSCOPE_UAPI_H */

@@ -5,6 +5,8 @@
 // faults of the same phase.
 #include <gtest/gtest.h>
 
+#include "run_command.hpp"
+
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -311,7 +313,8 @@ TEST_F(Cowtrace, Folio64KCopiesAndReusesMatchPagemap)
 	EXPECT_LE(dwp, df + kSlack);
 }
 
-// The program's bad-input paths: clear message, non-zero exit.
+// The program's paths that need BPF loaded: clear message, non-zero exit.
+// (Its argument checks, which need no BPF, are tests/unit/test_cowtrace_cli.cpp.)
 struct CliResult {
 	int rc;
 	std::string out;
@@ -322,17 +325,8 @@ CliResult cli(const std::string &args)
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
 	std::string dir = n > 0 ? std::string(self, n) : "";
 	dir = dir.substr(0, dir.rfind('/'));
-	std::string cmd = dir + "/cowtrace " + args + " 2>&1";
-	CliResult r{-1, ""};
-	FILE *f = popen(cmd.c_str(), "r");
-	if (!f)
-		return r;
-	char buf[4096];
-	while (std::fgets(buf, sizeof buf, f))
-		r.out += buf;
-	int st = pclose(f);
-	r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-	return r;
+	auto [out, rc] = cowscope::testing::run_command(dir + "/cowtrace " + args + " 2>&1");
+	return {rc, out};
 }
 
 TEST_F(Cowtrace, CliBadInput)
@@ -348,20 +342,6 @@ TEST_F(Cowtrace, CliBadInput)
 	EXPECT_EQ(r.rc, 1) << r.out;
 	EXPECT_NE(r.out.find("failed to run '/nonexistent/command': No such file"), std::string::npos) << r.out;
 
-	r = cli("-p 999999999");
-	EXPECT_EQ(r.rc, 1) << r.out;
-	EXPECT_NE(r.out.find("no such process"), std::string::npos) << r.out;
-
-	r = cli("-p banana");
-	EXPECT_EQ(r.rc, 2) << r.out;
-	EXPECT_NE(r.out.find("cowtrace: "), std::string::npos) << r.out;
-
-	r = cli("-i 0 -- true");
-	EXPECT_EQ(r.rc, 2) << r.out;
-	EXPECT_NE(r.out.find("-i: expected SECONDS"), std::string::npos) << r.out;
-
-	r = cli("");
-	EXPECT_EQ(r.rc, 2) << r.out;
 
 	// a pid that exits while traced
 	// Loading takes seconds under emulation: in the VM (vmtest_cowtrace)
@@ -606,15 +586,9 @@ TEST_F(Attribution, NoSymbolsAtAllGivesMarkedAddresses)
 
 TEST_F(Attribution, CliBadInput)
 {
-	for (const char *bad : {"--sites 0 -- true", "--sites banana -- true", "--sites -3 -- true"}) {
-		auto r = cli(bad);
-		EXPECT_EQ(r.rc, 2) << bad << ": " << r.out;
-		EXPECT_NE(r.out.find("cowtrace: "), std::string::npos) << bad << ": " << r.out;
-	}
-	auto r = cli("--sites 0 -- true");
-	EXPECT_NE(r.out.find("--sites: expected N"), std::string::npos) << r.out;
+	// (bad --sites values: tests/unit/test_cowtrace_cli.cpp)
 	// a command that is not there, with attribution on: the usual message
-	r = cli("--sites -- /nonexistent/command");
+	auto r = cli("--sites -- /nonexistent/command");
 	EXPECT_EQ(r.rc, 1) << r.out;
 	EXPECT_NE(r.out.find("failed to run '/nonexistent/command'"), std::string::npos) << r.out;
 	// --folded into a folder that does not exist: a clear failure, no crash

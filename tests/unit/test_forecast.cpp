@@ -303,10 +303,3 @@ TEST(ForecastMake, RangeWithoutModuleAndArithmetic)
 	EXPECT_EQ(g.to_json()["copy"]["source"], "none");
 }
 
-TEST(ForecastArgs, Seconds)
-{
-	EXPECT_DOUBLE_EQ(parse_seconds("10", "--window"), 10);
-	EXPECT_DOUBLE_EQ(parse_seconds("0.5s", "--window"), 0.5);
-	for (const char *bad : {"", "0", "-1", "banana", "1e9", "5m"})
-		EXPECT_THROW(parse_seconds(bad, "--window"), UsageError) << bad;
-}

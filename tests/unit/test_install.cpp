@@ -14,6 +14,7 @@
 #include <sstream>
 #include <regex>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -21,7 +22,10 @@
 
 namespace {
 
-const char *const kPrograms[] = {"cowbench", "cowtrace", "cowscope", "cowdemo", "snapdemo"};
+// cowtrace only where it is built (not with cmake -DCOWSCOPE_BPF=OFF)
+const std::vector<const char *> kPrograms = COWSCOPE_BPF
+	? std::vector<const char *>{"cowbench", "cowtrace", "cowscope", "cowdemo", "snapdemo"}
+	: std::vector<const char *>{"cowbench", "cowscope", "cowdemo", "snapdemo"};
 
 std::string bin_dir()
 {

@@ -36,12 +36,17 @@ TEST(ParseSize, RejectsGarbageNamingTheArgument)
 			EXPECT_NE(std::string(e.what()).find("--heap"), std::string::npos) << e.what();
 		}
 	}
-	try {
-		parse_size("banana", "--heap");
-	} catch (const UsageError &e) {
-		EXPECT_STREQ(e.what(), "--heap: expected SIZE like 64M (a number with an optional K, M, "
-				       "G or T suffix), got \"banana\"");
-	}
+	EXPECT_THROW(
+		{
+			try {
+				parse_size("banana", "--heap");
+			} catch (const UsageError &e) {
+				EXPECT_STREQ(e.what(), "--heap: expected SIZE like 64M (a number with an optional "
+						       "K, M, G or T suffix), got \"banana\"");
+				throw;
+			}
+		},
+		UsageError);
 	EXPECT_THROW(parse_size("99999999T", "--heap"), UsageError);
 }
 

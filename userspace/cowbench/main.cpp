@@ -10,6 +10,7 @@
 #include <map>
 
 #include "cowscope/bench.hpp"
+#include "cowscope/cli.hpp"
 #include "cowscope/error.hpp"
 #include "cowscope/fd.hpp"
 #include "cowscope/folio.hpp"
@@ -277,7 +278,7 @@ int main(int argc, char **argv)
 	fp->add_option("--json", probe.json, "write the result as JSON to FILE");
 	CalOpts cal;
 	auto *calib = app.add_subcommand("calibrate", "fit this machine's fork/COW cost model for `cowscope forecast` "
-						      "(about a minute; saved per machine and kernel)");
+						      "(a few minutes; saved per machine and kernel)");
 	calib->add_option("--calibration", cal.file, "write the model to FILE instead of the default place");
 	calib->add_option("--json", cal.json, "also write it to FILE");
 	calib->add_option("--repeat", cal.repeat, "repetitions per point (default 7)")->check(CLI::Range(3, 1000));
@@ -285,20 +286,9 @@ int main(int argc, char **argv)
 	calib->add_flag("-q,--quiet", cal.quiet, "no progress output");
 	unsigned rounds = 3;
 	self->add_option("--rounds", rounds, "rounds of 100 forks each");
-	try {
+	return cli::run_main("cowbench", app, [&] {
 		app.parse(argc, argv);
-	} catch (const CLI::CallForVersion &e) {
-		return app.exit(e);
-	} catch (const CLI::CallForHelp &e) {
-		return app.exit(e);
-	} catch (const CLI::CallForAllHelp &e) {
-		return app.exit(e);
-	} catch (const CLI::ParseError &e) {
-		std::cerr << "cowbench: " << e.what() << "\n";
-		return 2;
-	}
-	install_sigint();
-	try {
+		install_sigint();
 		if (*sweep)
 			return cmd_sweep(sw);
 		if (*self)
@@ -308,11 +298,5 @@ int main(int argc, char **argv)
 		if (*calib)
 			return cmd_calibrate(cal);
 		return cmd_run(run);
-	} catch (const UsageError &e) {
-		std::cerr << "cowbench: " << e.what() << "\n";
-		return 2;
-	} catch (const std::exception &e) {
-		std::cerr << "cowbench: " << e.what() << "\n";
-		return 1;
-	}
+	});
 }

@@ -31,10 +31,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cowscope/cli.hpp"
 #include "cowscope/diff.hpp"
 #include "cowscope/error.hpp"
 #include "cowscope/fd.hpp"
 #include "cowscope/proc.hpp"
+#include "cowscope/process.hpp"
 #include "cowscope/units.hpp"
 #include "cowscope/view.hpp"
 #include "cowscope/version.hpp"
@@ -75,52 +77,12 @@ void notice(const std::string &text)
 		say("  > " + line + "\n");
 }
 
-// ---- pipes --------------------------------------------------------------
+// ---- pipes: cowscope::Pipe (process.hpp), both ends closed on destruction
 
-struct Pipe {
-	int r = -1, w = -1;
-	Pipe()
-	{
-		int fd[2];
-		if (::pipe2(fd, O_CLOEXEC) != 0)
-			throw SysError("pipe");
-		r = fd[0];
-		w = fd[1];
-	}
-	void send(const void *p, size_t n) const
-	{
-		if (::write(w, p, n) != static_cast<ssize_t>(n))
-			throw SysError("pipe write");
-	}
-	bool recv(void *p, size_t n) const
-	{
-		size_t got = 0;
-		while (got < n) {
-			ssize_t k = ::read(r, static_cast<char *>(p) + got, n - got);
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k <= 0)
-				return false;
-			got += static_cast<size_t>(k);
-		}
-		return true;
-	}
-	template <class T> void put(const T &v) const { send(&v, sizeof(v)); }
-	template <class T> T get() const
-	{
-		T v{};
-		if (!recv(&v, sizeof(v)))
-			throw Error("the other process went away (pipe closed)");
-		return v;
-	}
-};
-
-int wait_exit(pid_t pid)
+// Reap a child (or an orphan adopted as subreaper): its exit status.
+int wait_exit(Child &kid)
 {
-	int st = 0;
-	while (::waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			throw SysError("waitpid");
+	int st = kid.wait();
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -174,7 +136,8 @@ void orphan(bool subreaper)
 		ready.get<char>();  // the grandchild is waiting: now die
 		_exit(0);
 	}
-	wait_exit(mid);
+	Child middle(mid);
+	wait_exit(middle);
 	pid_t vals[3];
 	if (!report.recv(vals, sizeof(vals)))
 		throw Error("orphan demo: no report from the grandchild");
@@ -183,7 +146,8 @@ void orphan(bool subreaper)
 	say(fmt::format("  grandchild: getppid() = {} before, {} after its parent exited ({})\n",
 			vals[1], vals[2], comm_of(vals[2])));
 	if (subreaper) {
-		wait_exit(vals[0]);  // we adopted it: we must reap it
+		Child orphan(vals[0]);
+		wait_exit(orphan);  // we adopted it: we must reap it
 		::prctl(PR_SET_CHILD_SUBREAPER, 0);
 		say(fmt::format("  with PR_SET_CHILD_SUBREAPER set here, the orphan went to {} = cowdemo "
 				"itself,\n  which then reaped it with waitpid().\n", me));
@@ -205,9 +169,10 @@ void step_fork()
 		p.send(v, sizeof(v));
 		_exit(0);
 	}
+	Child kid(pid);
 	pid_t v[3];
 	p.recv(v, sizeof(v));
-	wait_exit(pid);
+	wait_exit(kid);
 	say(fmt::format("  in the parent: fork() returned {:<6}  (getpid() = {})\n", pid, parent));
 	say(fmt::format("  in the child:  fork() returned {:<6}  (getpid() = {}, getppid() = {})\n",
 			v[0], v[1], v[2]));
@@ -405,6 +370,7 @@ void step_cow(std::uint64_t heap_bytes)
 		}
 		_exit(0);
 	}
+	Child kid(child);	// killed and reaped should the demo fail midway
 	to_parent.get<char>();
 	std::vector<Page> par0 = read_pages(parent, base, n), chi0 = read_pages(child, base, n);
 	say(fmt::format("  parent {} forked child {}; demo buffer {} = {} pages at {:#x} (heap)\n",
@@ -475,7 +441,7 @@ void step_cow(std::uint64_t heap_bytes)
 			 {"parent_reused", reused},
 			 {"parent_copied_shared_page", shared_copied}};
 	to_child.put<char>('q');
-	wait_exit(child);
+	wait_exit(kid);
 
 	heading("5. What cowtrace should count for this step");
 	say(fmt::format("  child {}:  about {} COW copies (its {} writes, plus a few stack/libc pages)\n",
@@ -498,25 +464,16 @@ int main(int argc, char **argv)
 	app.add_option("--steps", steps_s, "comma-separated: fork, layout, cow (default all)");
 	app.add_flag("--no-module", no_module, "do not use /proc/cowscope even if present");
 	app.add_flag("--json", json, "print the numbers as one 'cowdemo-json: {...}' line at the end");
-	try {
+	return cli::run_main("cowdemo", app, [&] {
 		app.parse(argc, argv);
-	} catch (const CLI::CallForVersion &e) {
-		return app.exit(e);
-	} catch (const CLI::CallForHelp &e) {
-		return app.exit(e);
-	} catch (const CLI::ParseError &e) {
-		std::cerr << "cowdemo: " << e.what() << "\n";
-		return 2;
-	}
-	try {
 		std::uint64_t heap = parse_size(heap_s, "--heap");
 		if (heap < 64 * P || heap > (1ull << 34))
-			throw UsageError(fmt::format("--heap: expected a size from 256K to 16G, got \"{}\"", heap_s));
+			cli::usage_error("--heap", "a size from 256K to 16G", heap_s);
 		std::set<std::string> steps;
 		std::stringstream ss(steps_s);
 		for (std::string s; std::getline(ss, s, ',');) {
 			if (s != "fork" && s != "layout" && s != "cow")
-				throw UsageError(fmt::format("--steps: expected fork, layout or cow, got \"{}\"", s));
+				cli::usage_error("--steps", "fork, layout or cow", s);
 			steps.insert(s);
 		}
 		g_module = !no_module && view::module_loaded();
@@ -539,11 +496,5 @@ int main(int argc, char **argv)
 		if (json)
 			say("cowdemo-json: " + g_json.dump() + "\n");
 		return 0;
-	} catch (const UsageError &e) {
-		std::cerr << "cowdemo: " << e.what() << "\n";
-		return 2;
-	} catch (const std::exception &e) {
-		std::cerr << "cowdemo: " << e.what() << "\n";
-		return 1;
-	}
+	});
 }

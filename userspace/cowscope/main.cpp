@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cowscope/cli.hpp"
 #include "cowscope/diff.hpp"
 #include "cowscope/error.hpp"
 #include "cowscope/forecast.hpp"
@@ -36,30 +37,14 @@ namespace {
 volatile sig_atomic_t g_stop = 0;
 void on_sigint(int) { g_stop = 1; }
 
-std::string usage_msg(const std::string &arg, const std::string &expected, const std::string &got)
+// Hex digits with an optional 0x: no blanks or signs (the rules of cli.hpp).
+std::uint64_t parse_hex(std::string s)
 {
-	return fmt::format("{}: expected {}, got \"{}\"", arg, expected, got);
-}
-
-pid_t parse_pid(const std::string &s, const std::string &arg)
-{
-	try {
-		size_t used = 0;
-		long v = std::stol(s, &used, 10);
-		if (used == s.size() && v > 0 && v <= 0x3fffffff)
-			return static_cast<pid_t>(v);
-	} catch (const std::exception &) {
-	}
-	throw UsageError(usage_msg(arg, "a process id (a positive integer)", s));
-}
-
-std::uint64_t parse_hex(const std::string &s)
-{
-	size_t used = 0;
-	std::uint64_t v = std::stoull(s, &used, 16);
-	if (used != s.size())
+	if (s.starts_with("0x") || s.starts_with("0X"))
+		s.erase(0, 2);
+	if (s.empty() || s.size() > 16 || s.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
 		throw std::invalid_argument(s);
-	return v;
+	return std::stoull(s, nullptr, 16);
 }
 
 std::pair<std::uint64_t, std::uint64_t> parse_range(const std::string &s)
@@ -75,7 +60,7 @@ std::pair<std::uint64_t, std::uint64_t> parse_range(const std::string &s)
 		}
 	} catch (const std::exception &) {
 	}
-	throw UsageError(usage_msg("--range", "START-END in hex with START < END, like 0x7f0000-0x7f8000", s));
+	cli::usage_error("--range", "START-END in hex with START < END, like 0x7f0000-0x7f8000", s);
 }
 
 // ---- maps -------------------------------------------------------------
@@ -86,9 +71,8 @@ int cmd_maps(pid_t pid, bool json)
 	std::vector<view::MapsEntry> maps;
 	try {
 		maps = view::read_maps(pid);
-	} catch (const SysError &) {
-		read_present(pid, 1, 0);  // rethrows "process N exited" when it did
-		throw;
+	} catch (const SysError &e) {
+		throw_if_gone(pid, e);
 	}
 	if (json) {
 		nlohmann::json arr = nlohmann::json::array();
@@ -157,9 +141,8 @@ int cmd_ptes(pid_t pid, const std::string &range, bool json)
 				   p.cow_pending() ? "C" : "-", p.segment());
 	}
 	std::cout << out;
-	std::cout << "flags: W writable D dirty A accessed U user H huge a anon x anon-exclusive "
-		     "z zero k KSM f file s swapcache; cow C = write-protected anon in a writable VMA; "
-		     "folio: size of the page's folio\n";
+	std::cout << "flags: " << view::flag_legend()
+		  << "; cow C = write-protected anon in a writable VMA; folio: size of the page's folio\n";
 	if (avg)
 		std::cout << "map ~N: this kernel keeps no per-page mapcount for large folios "
 			     "(CONFIG_NO_PAGE_MAPCOUNT): N is the folio's average, as /proc/kpagecount "
@@ -174,9 +157,8 @@ std::vector<view::SummaryRow> summary_of(pid_t pid)
 	ensure_tracked(pid);
 	try {
 		return view::read_summary(pid);
-	} catch (const SysError &) {
-		read_present(pid, 1, 0);
-		throw;
+	} catch (const SysError &e) {
+		throw_if_gone(pid, e);
 	}
 }
 
@@ -312,9 +294,9 @@ int cmd_forecast(pid_t pid, const ForecastOpts &o)
 	forecast::ForecastRequest req;
 	req.pid = pid;
 	if (!o.window.empty())
-		req.window_s = forecast::parse_seconds(o.window, "--window");
+		req.window_s = cli::parse_seconds(o.window, "--window");
 	if (!o.trace_seconds.empty())
-		req.trace_seconds = forecast::parse_seconds(o.trace_seconds, "--trace-seconds");
+		req.trace_seconds = cli::parse_seconds(o.trace_seconds, "--trace-seconds");
 	req.from_trace = o.from_trace;
 	req.calibration = o.calibration;
 	req.use_module = !o.no_module;
@@ -380,20 +362,9 @@ int main(int argc, char **argv)
 	fc->add_flag("--no-module", fo.no_module, "ignore the module even when loaded");
 	fc->add_flag("--json", fo.json, "JSON for tools");
 
-	try {
+	return cli::run_main("cowscope", app, [&] {
 		app.parse(argc, argv);
-	} catch (const CLI::CallForVersion &e) {
-		return app.exit(e);
-	} catch (const CLI::CallForAllHelp &e) {
-		return app.exit(e);
-	} catch (const CLI::CallForHelp &e) {
-		return app.exit(e);
-	} catch (const CLI::ParseError &e) {
-		std::cerr << "cowscope: " << e.what() << "\n";
-		return 2;
-	}
-	try {
-		pid_t pid = parse_pid(pid_s, "PID");
+		pid_t pid = cli::parse_pid(pid_s, "PID");
 		if (*maps)
 			return cmd_maps(pid, json);
 		if (*ptes)
@@ -402,25 +373,11 @@ int main(int argc, char **argv)
 			return cmd_summary(pid, json);
 		if (*fc)
 			return cmd_forecast(pid, fo);
-		pid_t child = child_s.empty() ? 0 : parse_pid(child_s, "CHILD");
+		pid_t child = child_s.empty() ? 0 : cli::parse_pid(child_s, "CHILD");
 		if (*diff)
 			return cmd_diff(pid, child, range, width, pages, json);
-		double interval = 0;
-		try {
-			size_t used = 0;
-			interval = std::stod(interval_s, &used);
-			if (used != interval_s.size() || !(interval > 0 && interval < 86400))
-				interval = 0;
-		} catch (const std::exception &) {
-		}
-		if (interval == 0)
-			throw UsageError(usage_msg("--interval", "SECONDS > 0 like 1 or 0.5", interval_s));
+		double interval = cli::parse_seconds(interval_s, "--interval", 86400,
+						     "SECONDS > 0 like 1 or 0.5");
 		return cmd_watch(pid, child, interval, count, width);
-	} catch (const UsageError &e) {
-		std::cerr << "cowscope: " << e.what() << "\n";
-		return 2;
-	} catch (const std::exception &e) {
-		std::cerr << "cowscope: " << e.what() << "\n";
-		return 1;
-	}
+	});
 }

@@ -40,7 +40,10 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cowscope/cli.hpp"
 #include "cowscope/error.hpp"
+#include "cowscope/fd.hpp"
+#include "cowscope/process.hpp"
 #include "cowscope/units.hpp"
 #include "cowscope/version.hpp"
 
@@ -67,31 +70,6 @@ void sleep_for(double s)
 		return;
 	timespec ts{static_cast<time_t>(s), static_cast<long>((s - std::floor(s)) * 1e9)};
 	::nanosleep(&ts, nullptr); // EINTR just ends the nap early
-}
-
-// ---- option parsing: messages like `--rate: expected ..., got "..."` ----
-
-std::uint64_t parse_count(const std::string &text, const char *what, const char *expected,
-			  std::uint64_t lo, std::uint64_t hi)
-{
-	bool ok = !text.empty() && text.size() <= 19 &&
-		  text.find_first_not_of("0123456789") == std::string::npos;
-	std::uint64_t v = ok ? std::stoull(text) : 0;
-	if (!ok || v < lo || v > hi)
-		throw UsageError(fmt::format("{}: expected {}, got \"{}\"", what, expected, text));
-	return v;
-}
-
-double parse_seconds(const std::string &text, const char *what, const char *expected, double lo,
-		     double hi)
-{
-	char *end = nullptr;
-	errno = 0;
-	double v = text.empty() ? NAN : std::strtod(text.c_str(), &end);
-	if (text.empty() || errno != 0 || end == nullptr || *end != '\0' || !std::isfinite(v) ||
-	    v < lo || v > hi || text.find_first_not_of("0123456789.") != std::string::npos)
-		throw UsageError(fmt::format("{}: expected {}, got \"{}\"", what, expected, text));
-	return v;
 }
 
 // ---- the store --------------------------------------------------------
@@ -191,8 +169,8 @@ std::uint64_t write_paced(const Store &st, int fd, double seconds)
 // ---- the parent ---------------------------------------------------------
 
 struct Snapshot {
-	pid_t pid = -1;
-	int report_fd = -1;
+	Child child;		// killed and reaped should run() throw
+	UniqueFd report;	// its report pipe's read end
 	int number = 0;
 	double started = 0;
 	std::uint64_t updates_at_start = 0;
@@ -213,35 +191,34 @@ int run(const Store &st0, std::uint64_t rate, double interval, double snap_secon
 
 	auto reap = [&](bool kill_it) {
 		int status = 0;
-		if (kill_it)
-			::kill(cur.pid, SIGKILL);
-		pid_t r;
-		while ((r = ::waitpid(cur.pid, &status, kill_it ? 0 : WNOHANG)) < 0 && errno == EINTR) {
-		}
-		if (r == 0)
+		const pid_t pid = cur.child.pid();
+		if (kill_it) {
+			::kill(pid, SIGKILL);
+			status = cur.child.wait();
+		} else if (!cur.child.try_wait(status)) {
 			return false; // still running
+		}
 		std::uint64_t bytes = 0;
-		if (::read(cur.report_fd, &bytes, sizeof(bytes)) != static_cast<ssize_t>(sizeof(bytes)))
+		if (::read(cur.report.get(), &bytes, sizeof(bytes)) != static_cast<ssize_t>(sizeof(bytes)))
 			bytes = 0;
-		::close(cur.report_fd);
 		finished++;
 		const double took = now() - cur.started;
 		if (kill_it) {
 			// The killed child's temporary file would stay behind.
 			if (out != "/dev/null")
-				::unlink(fmt::format("{}/.snapdemo-{}.snap.tmp.{}", out, self, cur.pid).c_str());
+				::unlink(fmt::format("{}/.snapdemo-{}.snap.tmp.{}", out, self, pid).c_str());
 			killed++;
-			say(fmt::format("snapshot {}: child {} killed after {:.2f} s\n", cur.number, cur.pid,
+			say(fmt::format("snapshot {}: child {} killed after {:.2f} s\n", cur.number, pid,
 					took));
 		} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 			say(fmt::format("snapshot {}: child {} wrote {} ({} bytes) to {} in {:.2f} s; parent made "
 					"{} updates meanwhile\n",
-					cur.number, cur.pid, format_size(bytes), bytes,
+					cur.number, pid, format_size(bytes), bytes,
 					out == "/dev/null" ? out : fmt::format("{}/snapdemo-{}.snap", out, self), took,
 					updates - cur.updates_at_start));
 		} else {
 			failures++;
-			say(fmt::format("snapshot {}: child {} failed ({}) after {:.2f} s\n", cur.number, cur.pid,
+			say(fmt::format("snapshot {}: child {} failed ({}) after {:.2f} s\n", cur.number, pid,
 					WIFEXITED(status) ? fmt::format("exit {}", WEXITSTATUS(status))
 							  : fmt::format("signal {}", WTERMSIG(status)),
 					took));
@@ -264,31 +241,28 @@ int run(const Store &st0, std::uint64_t rate, double interval, double snap_secon
 			st.update();
 			updates++;
 		}
-		if (cur.pid > 0)
+		if (cur.child)
 			reap(false);
 		if (max_snapshots && finished >= static_cast<int>(max_snapshots))
 			break;
-		if (cur.pid < 0 && t >= next_snap &&
+		if (!cur.child && t >= next_snap &&
 		    (max_snapshots == 0 || started < static_cast<int>(max_snapshots))) {
-			int fds[2];
-			if (::pipe2(fds, O_CLOEXEC) != 0)
-				throw SysError("pipe");
+			Pipe report;
 			std::cout << std::flush;
 			pid_t pid = ::fork();
 			if (pid < 0)
 				throw SysError("fork");
 			if (pid == 0) {
-				::close(fds[0]);
+				report.read_end.reset();
 				::prctl(PR_SET_PDEATHSIG, SIGKILL);
 				if (::getppid() != self)
 					::_exit(1); // the parent died before prctl
 				::signal(SIGINT, SIG_DFL);
 				::signal(SIGTERM, SIG_DFL);
-				child_main(st, out, snap_seconds, fds[1], self);
+				child_main(st, out, snap_seconds, report.write_end.get(), self);
 			}
-			::close(fds[1]);
-			cur.pid = pid;
-			cur.report_fd = fds[0];
+			cur.child = Child(pid);
+			cur.report = std::move(report.read_end);	// the write end closes here
 			cur.number = ++started;
 			cur.started = now();
 			cur.updates_at_start = updates;
@@ -297,7 +271,7 @@ int run(const Store &st0, std::uint64_t rate, double interval, double snap_secon
 		}
 		sleep_for(0.01);
 	}
-	if (cur.pid > 0)
+	if (cur.child)
 		reap(true);
 	say(fmt::format("snapdemo: {}: {} updates, {} snapshots ({} killed at exit, {} failed)\n",
 			g_stop ? "stopped" : "done", updates, finished, killed, failures));
@@ -321,42 +295,32 @@ int main(int argc, char **argv)
 		       "how long each snapshot takes, paced (default 5; 0: as fast as possible)");
 	app.add_option("--out", out, "folder for snapdemo-PID.snap, or /dev/null (default /tmp)");
 	app.add_option("--snapshots", count_s, "exit after this many snapshots (default 0: until Ctrl-C)");
-	try {
+	return cli::run_main("snapdemo", app, [&] {
 		app.parse(argc, argv);
-	} catch (const CLI::CallForVersion &e) {
-		return app.exit(e);
-	} catch (const CLI::CallForHelp &e) {
-		return app.exit(e);
-	} catch (const CLI::ParseError &e) {
-		std::cerr << "snapdemo: " << e.what() << "\n";
-		return 2;
-	}
-	try {
 		Store st;
 		st.bytes = parse_size(mem_s, "--mem");
 		if (st.bytes < 64 * 1024 || st.bytes > (1ull << 36))
-			throw UsageError(fmt::format("--mem: expected a size from 64K to 64G, got \"{}\"", mem_s));
-		st.keys = parse_count(keys_s, "--keys", "a number of records from 1 to mem/16", 1,
-				      st.bytes / 16);
+			cli::usage_error("--mem", "a size from 64K to 64G", mem_s);
+		st.keys = cli::parse_count(keys_s, "--keys", 1, st.bytes / 16,
+					   "a number of records from 1 to mem/16");
 		st.record = st.bytes / st.keys;
 		st.bytes = st.record * st.keys;
-		const std::uint64_t rate = parse_count(rate_s, "--rate",
-						       "updates per second from 0 to 100000000, like 2000",
-						       0, 100000000);
-		const double interval = parse_seconds(interval_s, "--interval",
-						      "seconds between snapshots, like 10 or 0.5", 0.01, 1e6);
-		const double snap = parse_seconds(snap_s, "--snapshot-seconds",
-						  "seconds a snapshot takes, like 5 (0: no pacing)", 0, 1e6);
-		const std::uint64_t count = parse_count(count_s, "--snapshots",
-							"a number of snapshots (0: until Ctrl-C)", 0, 1000000);
+		const std::uint64_t rate = cli::parse_count(rate_s, "--rate", 0, 100000000,
+							    "updates per second from 0 to 100000000, like 2000");
+		const double interval = cli::parse_real(interval_s, "--interval", 0.01, 1e6, false,
+						       "seconds between snapshots, like 10 or 0.5");
+		const double snap = cli::parse_real(snap_s, "--snapshot-seconds", 0, 1e6, false,
+						   "seconds a snapshot takes, like 5 (0: no pacing)");
+		const std::uint64_t count = cli::parse_count(count_s, "--snapshots", 0, 1000000,
+							     "a number of snapshots (0: until Ctrl-C)");
 		if (out.empty())
-			throw UsageError("--out: expected a folder or /dev/null, got \"\"");
+			cli::usage_error("--out", "a folder or /dev/null", out);
 		if (out != "/dev/null") {
 			while (out.size() > 1 && out.back() == '/')
 				out.pop_back();
 			struct stat sb{};
 			if (::stat(out.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode))
-				throw UsageError(fmt::format("--out: expected a folder or /dev/null, got \"{}\"", out));
+				cli::usage_error("--out", "a folder or /dev/null", out);
 			if (::access(out.c_str(), W_OK) != 0)
 				throw Error(fmt::format("--out: cannot write to {}: {}", out, std::strerror(errno)));
 		}
@@ -390,11 +354,5 @@ int main(int argc, char **argv)
 				reinterpret_cast<std::uintptr_t>(st.base) + st.bytes, rate, interval_s, snap_s,
 				out == "/dev/null" ? out : out + "/snapdemo-" + std::to_string(::getpid()) + ".snap"));
 		return run(st, rate, interval, snap, out, count);
-	} catch (const UsageError &e) {
-		std::cerr << "snapdemo: " << e.what() << "\n";
-		return 2;
-	} catch (const std::exception &e) {
-		std::cerr << "snapdemo: " << e.what() << "\n";
-		return 1;
-	}
+	});
 }

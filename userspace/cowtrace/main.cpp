@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <chrono>
 #include <cstdio>
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cowscope/cli.hpp"
 #include "cowscope/error.hpp"
 #include "cowscope/fd.hpp"
 #include "cowscope/serve.hpp"
@@ -37,6 +39,7 @@ volatile sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
 
 struct Args {
+	std::string pid_s;		// -p: parse_pid()'d into pid
 	pid_t pid = 0;
 	bool children = false;
 	std::string json;
@@ -55,30 +58,6 @@ struct Args {
 	std::string serve, comm, max_series = "1000", grace = "60";
 	bool all = false;
 };
-
-double parse_seconds(const std::string &s)
-{
-	try {
-		std::size_t used = 0;
-		double v = std::stod(s, &used);
-		if (used == s.size() && v > 0 && v < 1e6)
-			return v;
-	} catch (const std::exception &) {
-	}
-	throw UsageError(fmt::format("-i: expected SECONDS > 0 like 1 or 0.5, got \"{}\"", s));
-}
-
-long parse_count(const std::string &s)
-{
-	try {
-		std::size_t used = 0;
-		long v = std::stol(s, &used);
-		if (used == s.size() && v > 0)
-			return v;
-	} catch (const std::exception &) {
-	}
-	throw UsageError(fmt::format("-i: expected COUNT, a whole number > 0, got \"{}\"", s));
-}
 
 std::string trim(std::string s)
 {
@@ -112,18 +91,6 @@ ProcFacts proc_facts(pid_t pid)
 	if (f.tgid <= 0)
 		throw Error(fmt::format("-p {}: cannot read its Tgid", pid));
 	return f;
-}
-
-std::size_t parse_top(const std::string &s)
-{
-	try {
-		std::size_t used = 0;
-		long v = std::stol(s, &used);
-		if (used == s.size() && v > 0 && v <= 100000)
-			return static_cast<std::size_t>(v);
-	} catch (const std::exception &) {
-	}
-	throw UsageError(fmt::format("--sites: expected N, how many stacks to show, a whole number > 0, got \"{}\"", s));
 }
 
 // Attribution (--by-mapping, --sites) only in the final dump: symbolizing
@@ -173,29 +140,8 @@ int run_serve(const Args &a, cowtrace::Method method)
 	cfg.pid = a.pid;
 	cfg.comm = a.comm;
 	cfg.all = a.all;
-	double v = 0;
-	try {
-		std::size_t used = 0;
-		v = std::stod(a.max_series, &used);
-		if (used != a.max_series.size() || v < 1 || v > 1e6 || v != static_cast<double>(static_cast<long>(v)))
-			v = 0;
-	} catch (const std::exception &) {
-	}
-	if (v == 0)
-		throw UsageError(fmt::format("--max-series: expected N, a whole number from 1 to 1000000, got \"{}\"",
-					     a.max_series));
-	cfg.max_series = static_cast<std::size_t>(v);
-	try {
-		std::size_t used = 0;
-		cfg.grace_s = std::stod(a.grace, &used);
-		if (used != a.grace.size() || !(cfg.grace_s >= 0 && cfg.grace_s <= 86400))
-			cfg.grace_s = -1;
-	} catch (const std::exception &) {
-		cfg.grace_s = -1;
-	}
-	if (cfg.grace_s < 0)
-		throw UsageError(fmt::format("--grace: expected SECONDS from 0 to 86400 like 60 or 2.5, got \"{}\"",
-					     a.grace));
+	cfg.max_series = static_cast<std::size_t>(cli::parse_count(a.max_series, "--max-series", 1, 1000000));
+	cfg.grace_s = cli::parse_real(a.grace, "--grace", 0, 86400, false, "SECONDS from 0 to 86400 like 60 or 2.5");
 	cowtrace::Options opts;
 	opts.follow_children = a.children;
 	opts.verbose = a.verbose;
@@ -221,8 +167,6 @@ int run(const Args &a)
 		throw UsageError("give -p PID (a running process) or -- CMD ARGS... (a command to run)");
 	if (a.pid != 0 && !a.cmd.empty())
 		throw UsageError("-p PID and -- CMD are exclusive: give one of them");
-	if (a.pid < 0)
-		throw UsageError(fmt::format("-p: expected a process id > 0, got {}", a.pid));
 
 	ProcFacts target;
 	if (a.pid > 0)
@@ -325,7 +269,7 @@ int main(int argc, char **argv)
 	Args a;
 	CLI::App app{"cowtrace: count copy-on-write page faults per process (eBPF)"};
 	app.set_version_flag("--version", cowscope::version_line("cowtrace"));
-	app.add_option("-p,--pid", a.pid, "trace this running process")->type_name("PID");
+	app.add_option("-p,--pid", a.pid_s, "trace this running process")->type_name("PID");
 	app.add_flag("--children", a.children, "with -p: also every process it forks from now on");
 	app.add_option("--json", a.json, "write the table as JSON to FILE, or stdout for -")
 		->type_name("FILE|-");
@@ -364,7 +308,7 @@ int main(int argc, char **argv)
 		const std::string next = i + 1 < args.size() ? args[i + 1] : "";
 		bool value = !next.empty() && (next[0] != '-' || (next.size() > 1 && std::isdigit(
 										       static_cast<unsigned char>(next[1]))));
-		if (value) {	// N, or a bad one ("-3") that parse_top() reports
+		if (value) {	// N, or a bad one ("-3") that cli::parse_count() reports
 			args[i] += "=" + args[i + 1];
 			args.erase(args.begin() + static_cast<std::ptrdiff_t>(i) + 1);
 		} else {
@@ -373,34 +317,25 @@ int main(int argc, char **argv)
 	}
 	std::reverse(args.begin(), args.end());	// CLI11 takes them last first
 	app.name("cowtrace");	// parse(vector) takes no argv[0] for --help's usage line
-	try {
+	return cowscope::cli::run_main("cowtrace", app, [&] {
 		app.parse(args);
+		namespace cli = cowscope::cli;
+		if (!a.pid_s.empty() || app.count("--pid"))
+			a.pid = cli::parse_pid(a.pid_s, "-p");
 		if (!a.interval.empty()) {
-			a.seconds = parse_seconds(a.interval[0]);
+			a.seconds = cli::parse_seconds(a.interval[0], "-i", 1e6, "SECONDS > 0 like 1 or 0.5");
 			if (a.interval.size() > 1)
-				a.count = parse_count(a.interval[1]);
+				a.count = static_cast<long>(cli::parse_count(a.interval[1], "-i", 1, LONG_MAX,
+									     "COUNT, a whole number > 0"));
 		}
 		if (app.count("--sites"))
-			a.top = a.sites.empty() ? 10 : parse_top(a.sites);
+			a.top = a.sites.empty() ? 10
+						: cli::parse_count(a.sites, "--sites", 1, 100000,
+								   "N, how many stacks to show, a whole number > 0");
 		if (!a.folded.empty() && !a.top)
 			a.top = 10;
 		return run(a);
-	} catch (const CLI::CallForVersion &e) {
-		return app.exit(e);
-	} catch (const CLI::CallForHelp &e) {
-		return app.exit(e);
-	} catch (const CLI::CallForAllHelp &e) {
-		return app.exit(e);
-	} catch (const CLI::ParseError &e) {
-		std::fprintf(stderr, "cowtrace: %s\nusage: cowtrace [-p PID] [--children] [--json FILE|-] "
-				     "[-i SECONDS [COUNT]] [--by-mapping] [--sites [N]] [--folded FILE] [-- CMD ARGS...]\n"
-				     "       cowtrace --serve [ADDR:]PORT (-p PID [--children] | --comm NAME | --all)\n", e.what());
-		return 2;
-	} catch (const UsageError &e) {
-		std::fprintf(stderr, "cowtrace: %s\n", e.what());
-		return 2;
-	} catch (const std::exception &e) {
-		std::fprintf(stderr, "cowtrace: %s\n", e.what());
-		return 1;
-	}
+	}, "usage: cowtrace [-p PID] [--children] [--json FILE|-] [-i SECONDS [COUNT]] [--by-mapping] "
+	   "[--sites [N]] [--folded FILE] [-- CMD ARGS...]\n"
+	   "       cowtrace --serve [ADDR:]PORT (-p PID [--children] | --comm NAME | --all)");
 }

@@ -4,10 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <fmt/format.h>
 
+#include "cowscope/cli.hpp"
 #include "cowscope/error.hpp"
 #include "cowscope/folio.hpp"
 #include "cowscope/units.hpp"
@@ -18,7 +18,7 @@ namespace {
 
 [[noreturn]] void bad(std::string_view what, std::string_view form, std::string_view text)
 {
-	throw UsageError(fmt::format("{}: expected {}, got \"{}\"", what, form, text));
+	cli::usage_error(what, form, text);
 }
 
 std::string canon(std::string_view name)
@@ -73,12 +73,7 @@ PteState parse_pte_state(std::string_view t, std::string_view what)
 
 unsigned parse_count(std::string_view t, std::string_view what, unsigned min, unsigned max)
 {
-	unsigned v = 0;
-	auto r = std::from_chars(t.data(), t.data() + t.size(), v);
-	if (t.empty() || t.front() == '-' || t.front() == '+' || r.ec != std::errc() ||
-	    r.ptr != t.data() + t.size() || v < min || v > max)
-		bad(what, fmt::format("a whole number from {} to {}", min, max), t);
-	return v;
+	return static_cast<unsigned>(cli::parse_count(t, what, min, max));
 }
 
 bool parse_bool(std::string_view t, std::string_view what)
@@ -156,19 +151,9 @@ void set_option(BenchConfig &cfg, std::string_view name, std::string_view value)
 	else if (n == "pte-state")
 		cfg.pte_state = parse_pte_state(value, what);
 	else if (n == "timeout") {
-		double v = 0;
-		auto r = std::from_chars(value.data(), value.data() + value.size(), v,
-					 std::chars_format::fixed);
-		if (value.empty() || value.front() == '-' || r.ec != std::errc() ||
-		    r.ptr != value.data() + value.size() || !(v > 0) || v > 86400)
-			bad(what, "SECONDS greater than 0, like 60 or 0.5", value);
-		cfg.timeout_s = v;
+		cfg.timeout_s = cli::parse_seconds(value, what, 86400);
 	} else if (n == "seed") {
-		std::uint64_t v = 0;
-		auto r = std::from_chars(value.data(), value.data() + value.size(), v);
-		if (value.empty() || r.ec != std::errc() || r.ptr != value.data() + value.size())
-			bad(what, "a whole number", value);
-		cfg.seed = v;
+		cfg.seed = cli::parse_count(value, what, 0, UINT64_MAX, "a whole number");
 	} else if (n == "exec") {
 		if (value.empty())
 			bad(what, "a program path", value);

@@ -1,9 +1,10 @@
 // cowbench: the fork driver. Children run only async-signal-safe code (raw
 // syscalls on pipes, then _exit), so this is safe inside a threaded host
 // such as the Python interpreter. Parent and children synchronise through
-// pipes (never sleeps); every child is killed and reaped by ChildProc's
-// destructor whatever happens; a child past the timeout is killed and the
-// repetition reported as "timeout".
+// pipes, waiting in poll(2) (on a kernel without pidfds, waiting for a child
+// to exit polls waitpid with 100 us naps); every child is killed and reaped
+// by its Child's destructor (cowscope/process.hpp) whatever happens; a child
+// past the timeout is killed and the repetition reported as "timeout".
 #include "cowscope/bench.hpp"
 
 #include <fcntl.h>
@@ -30,6 +31,7 @@
 #include "cowscope/folio.hpp"
 #include "cowscope/meta.hpp"
 #include "cowscope/proc.hpp"
+#include "cowscope/process.hpp"
 #include "cowscope/units.hpp"
 
 extern char **environ;
@@ -40,11 +42,10 @@ namespace {
 
 volatile sig_atomic_t g_stop = 0;
 
+// async-signal-safe (clock_gettime): the children use it too
 std::int64_t now_ns() noexcept
 {
-	struct timespec ts;
-	::clock_gettime(CLOCK_MONOTONIC, &ts);
-	return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+	return monotonic_ns();
 }
 
 struct Interrupted {};
@@ -85,63 +86,25 @@ private:
 	Mapping map_;
 };
 
-// A child process: SIGKILLed and reaped on destruction unless already reaped.
-class ChildProc {
-public:
-	explicit ChildProc(pid_t pid) : pid_(pid)
-	{
-		int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-		if (fd >= 0)
-			pidfd_.reset(fd);
-	}
-	ChildProc(ChildProc &&o) noexcept : pid_(std::exchange(o.pid_, -1)), pidfd_(std::move(o.pidfd_)) {}
-	ChildProc(const ChildProc &) = delete;
-	ChildProc &operator=(const ChildProc &) = delete;
-	ChildProc &operator=(ChildProc &&) = delete;
-	~ChildProc() { kill_and_reap(); }
+bool stop_requested_now()
+{
+	return g_stop != 0;
+}
 
-	pid_t pid() const { return pid_; }
-	void kill_and_reap() noexcept
-	{
-		if (pid_ <= 0)
-			return;
-		::kill(pid_, SIGKILL);
-		int st;
-		while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
-		}
-		pid_ = -1;
+// Wait for a child until `deadline`: false on timeout (the child still
+// runs); throws Interrupted on SIGINT/SIGTERM.
+bool wait_exit(Child &kid, std::int64_t deadline, int &status)
+{
+	switch (kid.wait_until(deadline, status, &stop_requested_now)) {
+	case Child::Wait::exited:
+		return true;
+	case Child::Wait::stopped:
+		throw Interrupted{};
+	case Child::Wait::timeout:
+		break;
 	}
-	// Wait for the child to exit until `deadline` (now_ns clock). Returns
-	// false on timeout (the child is still running); fills the wait status.
-	bool wait_exit(std::int64_t deadline, int &status)
-	{
-		for (;;) {
-			pid_t r = ::waitpid(pid_, &status, WNOHANG);
-			if (r == pid_) {
-				pid_ = -1;
-				return true;
-			}
-			if (r < 0 && errno != EINTR)
-				throw SysError(fmt::format("waitpid {}", pid_));
-			if (g_stop)
-				throw Interrupted{};
-			std::int64_t left = deadline - now_ns();
-			if (left <= 0)
-				return false;
-			if (pidfd_) {
-				struct pollfd p = {pidfd_.get(), POLLIN, 0};
-				::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left / 1000000 + 1, 1000)));
-			} else {
-				struct timespec ts = {0, 100000};
-				::nanosleep(&ts, nullptr);
-			}
-		}
-	}
-
-private:
-	pid_t pid_ = -1;
-	UniqueFd pidfd_;
-};
+	return false;
+}
 
 struct Msg {
 	std::int64_t kind = 0; // 1 ready, 2 report
@@ -168,12 +131,39 @@ struct ChildCtx {
 	char val = 0;
 };
 
-std::int64_t raw_minflt() noexcept
+// Minor faults of the process (RUSAGE_SELF) or thread (RUSAGE_THREAD);
+// async-signal-safe.
+std::int64_t raw_minflt(int who) noexcept
 {
 	struct rusage ru;
-	if (::syscall(SYS_getrusage, RUSAGE_SELF, &ru) < 0)
+	if (::syscall(SYS_getrusage, who, &ru) < 0)
 		return -1;
 	return ru.ru_minflt;
+}
+
+struct Timed {
+	std::int64_t write_ns = 0, read_ns = 0, faults = 0;
+};
+
+// The timed writes after fork, the same in the children and the parent:
+// write `val` to each page of `w`, then read each page of `r`; the faults
+// of the writes as `who` counts them. Async-signal-safe (children run it).
+Timed timed_write(char *heap, std::size_t psz, const std::uint32_t *w, std::size_t nw,
+		  const std::uint32_t *r, std::size_t nr, char val, int who) noexcept
+{
+	volatile char *h = heap;
+	std::int64_t f0 = raw_minflt(who);
+	std::int64_t t0 = now_ns();
+	for (std::size_t i = 0; i < nw; i++)
+		h[static_cast<std::size_t>(w[i]) * psz] = val;
+	std::int64_t t1 = now_ns();
+	std::int64_t f1 = raw_minflt(who);
+	char sum = 0;
+	for (std::size_t i = 0; i < nr; i++)
+		sum = static_cast<char>(sum + h[static_cast<std::size_t>(r[i]) * psz]);
+	std::int64_t t2 = now_ns();
+	asm volatile("" ::"r"(sum));
+	return {t1 - t0, t2 - t1, f1 - f0};
 }
 
 bool raw_write(int fd, const void *p, std::size_t n) noexcept
@@ -226,21 +216,10 @@ char raw_read_byte(int fd) noexcept
 	Msg r;
 	r.kind = 2;
 	if (c.write) {
-		volatile char *h = c.heap;
-		std::int64_t f0 = raw_minflt();
-		std::int64_t t0 = now_ns();
-		for (std::size_t i = 0; i < c.nw; i++)
-			h[static_cast<std::size_t>(c.wpages[i]) * c.psz] = c.val;
-		std::int64_t t1 = now_ns();
-		std::int64_t f1 = raw_minflt();
-		char sum = 0;
-		for (std::size_t i = 0; i < c.nr; i++)
-			sum = static_cast<char>(sum + h[static_cast<std::size_t>(c.rpages[i]) * c.psz]);
-		std::int64_t t2 = now_ns();
-		asm volatile("" ::"r"(sum));
-		r.write_ns = t1 - t0;
-		r.read_ns = t2 - t1;
-		r.faults = f1 - f0;
+		Timed t = timed_write(c.heap, c.psz, c.wpages, c.nw, c.rpages, c.nr, c.val, RUSAGE_SELF);
+		r.write_ns = t.write_ns;
+		r.read_ns = t.read_ns;
+		r.faults = t.faults;
 	}
 	if (!raw_write(c.res_fd, &r, sizeof(r)))
 		::_exit(4);
@@ -334,9 +313,9 @@ struct Runner {
 				throw SysError("fork");
 			if (p == 0)
 				::_exit(0);
-			ChildProc kid(p);
+			Child kid(p);
 			int st;
-			if (!kid.wait_exit(deadline(), st))
+			if (!wait_exit(kid, deadline(), st))
 				throw Error("write-protecting fork did not exit");
 		}
 	}
@@ -369,9 +348,9 @@ struct Runner {
 		std::int64_t t1 = now_ns();
 		if (pid < 0)
 			throw SysError(to_string(cfg.spawn));
-		ChildProc kid(pid);
+		Child kid(pid);
 		int st = 0;
-		if (!kid.wait_exit(deadline(), st)) {
+		if (!wait_exit(kid, deadline(), st)) {
 			rep.status = fmt::format("timeout: child {} did not exit within {} s; killed with SIGKILL and reaped",
 						 pid, cfg.timeout_s);
 			return rep;
@@ -396,20 +375,18 @@ struct Runner {
 		const bool parent_writes = cfg.writer != Writer::child;
 		const unsigned n = cfg.children;
 
-		std::vector<UniqueFd> fds;
-		std::vector<int> raw;
-		for (unsigned i = 0; i < 2 * n; i++) {
-			int p[2];
-			if (::pipe2(p, O_CLOEXEC) < 0)
-				throw SysError("pipe");
-			fds.emplace_back(p[0]);
-			fds.emplace_back(p[1]);
-			raw.push_back(p[0]);
-			raw.push_back(p[1]);
-		}
-		// Child i: result pipe fds[4i] (parent reads) / fds[4i+1] (child
-		// writes); go pipe fds[4i+2] (child reads) / fds[4i+3] (parent writes).
-		std::vector<ChildProc> kids;
+		// Child i reports on pipes[i].result and waits for the parent's
+		// orders ('g' go, 'x' exit) on pipes[i].go.
+		struct ChildPipes {
+			Pipe result, go;
+		};
+		std::vector<ChildPipes> pipes(n);
+		std::vector<int> raw;	// every end, for the children to close the others'
+		for (const auto &p : pipes)
+			for (const UniqueFd *fd : {&p.result.read_end, &p.result.write_end, &p.go.read_end,
+						   &p.go.write_end})
+				raw.push_back(fd->get());
+		std::vector<Child> kids;
 		kids.reserve(n);
 		std::vector<std::int64_t> t0s(n);
 		const pid_t self = ::getpid();
@@ -423,8 +400,8 @@ struct Runner {
 			c.nr = rpages.size();
 			c.write = child_writes;
 			c.hang = cfg.debug_child_hang;
-			c.res_fd = raw[4 * i + 1];
-			c.go_fd = raw[4 * i + 2];
+			c.res_fd = pipes[i].result.write_end.get();
+			c.go_fd = pipes[i].go.read_end.get();
 			c.all_fds = raw.data();
 			c.nfds = raw.size();
 			c.parent = self;
@@ -439,8 +416,8 @@ struct Runner {
 			kids.emplace_back(pid);
 			t0s[i] = t0;
 			rep.fork_us_children.push_back(static_cast<double>(t1 - t0) / 1e3);
-			fds[4 * i + 1].reset();
-			fds[4 * i + 2].reset();
+			pipes[i].result.write_end.reset();	// the child's ends
+			pipes[i].go.read_end.reset();
 		}
 		rep.fork_us = rep.fork_us_children.front();
 		auto timeout = [&](unsigned i, const char *what) {
@@ -451,7 +428,7 @@ struct Runner {
 		double start_sum = 0;
 		for (unsigned i = 0; i < n; i++) {
 			Msg m;
-			if (!read_msg(fds[4 * i].get(), m, deadline(), kids[i].pid()))
+			if (!read_msg(pipes[i].result.read_end.get(), m, deadline(), kids[i].pid()))
 				return timeout(i, "start");
 			start_sum += static_cast<double>(m.start_ns - t0s[i]) / 1e3;
 		}
@@ -464,30 +441,21 @@ struct Runner {
 		if (parent_writes)
 			ppd0 = private_dirty_kb(self);
 		for (unsigned i = 0; i < n; i++)
-			if (!raw_write(fds[4 * i + 3].get(), "g", 1))
+			if (!raw_write(pipes[i].go.write_end.get(), "g", 1))
 				throw SysError("write to child");
 		double pw_ns = 0, pr_ns = 0, pfaults = 0;
 		if (parent_writes) {
-			volatile char *h = heap.data();
-			std::uint64_t f0 = minor_faults_thread();
-			std::int64_t t0 = now_ns();
-			for (auto p : wpages)
-				h[static_cast<std::size_t>(p) * psz] = val;
-			std::int64_t t1 = now_ns();
-			std::uint64_t f1 = minor_faults_thread();
-			char sum = 0;
-			for (auto p : rpages)
-				sum = static_cast<char>(sum + h[static_cast<std::size_t>(p) * psz]);
-			std::int64_t t2 = now_ns();
-			asm volatile("" ::"r"(sum));
-			pw_ns = static_cast<double>(t1 - t0);
-			pr_ns = static_cast<double>(t2 - t1);
-			pfaults = static_cast<double>(f1 - f0);
+			// this thread's faults: a host such as Python runs others
+			Timed t = timed_write(heap.data(), psz, wpages.data(), wpages.size(), rpages.data(),
+					      rpages.size(), val, RUSAGE_THREAD);
+			pw_ns = static_cast<double>(t.write_ns);
+			pr_ns = static_cast<double>(t.read_ns);
+			pfaults = static_cast<double>(t.faults);
 		}
 		double cw_max = 0, cw_sum = 0, cr_max = 0, cfaults = 0, dirty = 0;
 		for (unsigned i = 0; i < n; i++) {
 			Msg m;
-			if (!read_msg(fds[4 * i].get(), m, deadline(), kids[i].pid()))
+			if (!read_msg(pipes[i].result.read_end.get(), m, deadline(), kids[i].pid()))
 				return timeout(i, "finish writing");
 			cw_max = std::max(cw_max, static_cast<double>(m.write_ns));
 			cw_sum += static_cast<double>(m.write_ns);
@@ -500,10 +468,10 @@ struct Runner {
 		if (parent_writes)
 			dirty += static_cast<double>(private_dirty_kb(self)) - static_cast<double>(ppd0);
 		for (unsigned i = 0; i < n; i++)
-			raw_write(fds[4 * i + 3].get(), "x", 1);
+			raw_write(pipes[i].go.write_end.get(), "x", 1);
 		for (unsigned i = 0; i < n; i++) {
 			int st = 0;
-			if (!kids[i].wait_exit(deadline(), st))
+			if (!wait_exit(kids[i], deadline(), st))
 				return timeout(i, "exit");
 			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 				rep.status = fmt::format("error: child exited with status {}",

@@ -25,15 +25,19 @@ template <class F> auto gone_is_error(pid_t pid, F &&f)
 	try {
 		return f();
 	} catch (const SysError &e) {
-		if ((e.code() == ESRCH || e.code() == ENOENT) && view::module_loaded())
-			throw Error(pid_exists(pid)
-					    ? fmt::format("process {} has exited (a zombie: its memory is gone)", pid)
-					    : fmt::format("process {} exited", pid));
-		throw;
+		throw_if_gone(pid, e);
 	}
 }
 
 } // namespace
+
+void throw_if_gone(pid_t pid, const SysError &e)
+{
+	if ((e.code() == ESRCH || e.code() == ENOENT) && view::module_loaded())
+		throw Error(pid_exists(pid) ? fmt::format("process {} has exited (a zombie: its memory is gone)", pid)
+					    : fmt::format("process {} exited", pid));
+	throw e;
+}
 
 void ensure_tracked(pid_t pid)
 {

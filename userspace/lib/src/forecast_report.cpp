@@ -160,21 +160,6 @@ std::string Forecast::to_text() const
 	return out;
 }
 
-double parse_seconds(const std::string &text, const std::string &what)
-{
-	std::string t = text;
-	if (!t.empty() && t.back() == 's')
-		t.pop_back();
-	try {
-		std::size_t used = 0;
-		double v = std::stod(t, &used);
-		if (used == t.size() && v > 0 && v < 86400)
-			return v;
-	} catch (const std::exception &) {
-	}
-	throw UsageError(fmt::format("{}: expected SECONDS > 0 like 10 or 0.5, got \"{}\"", what, text));
-}
-
 Forecast forecast_pid(const ForecastRequest &req, const std::function<void(double)> &window_progress)
 {
 	if (req.window_s > 0 && !req.from_trace.empty())

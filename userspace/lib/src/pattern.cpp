@@ -1,11 +1,11 @@
 #include "cowscope/pattern.hpp"
 
-#include <charconv>
 #include <cmath>
 #include <fmt/format.h>
 #include <numeric>
 #include <random>
 
+#include "cowscope/cli.hpp"
 #include "cowscope/error.hpp"
 
 namespace cowscope {
@@ -21,14 +21,11 @@ Pattern parse_pattern(std::string_view text, std::string_view what)
 	if (text == "random" || text == "rand")
 		return {PatternKind::random, 1};
 	if (text.starts_with("stride:")) {
-		std::string_view n = text.substr(7);
-		std::uint64_t v = 0;
-		if (n.empty() || n.front() < '0' || n.front() > '9')
-			return bad();
-		auto r = std::from_chars(n.data(), n.data() + n.size(), v);
-		if (r.ec != std::errc() || r.ptr != n.data() + n.size() || v == 0)
-			return bad();
-		return {PatternKind::stride, v};
+		try {
+			return {PatternKind::stride, cli::parse_count(text.substr(7), what, 1, UINT64_MAX)};
+		} catch (const UsageError &) {
+			return bad();	// the message names the whole value
+		}
 	}
 	return bad();
 }

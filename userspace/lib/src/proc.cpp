@@ -73,22 +73,12 @@ std::uint64_t kpagecount(std::uint64_t pfn)
 	return v;
 }
 
-static std::uint64_t minflt(int who)
-{
-	struct rusage ru {};
-	if (::getrusage(who, &ru) < 0)
-		throw SysError("getrusage");
-	return static_cast<std::uint64_t>(ru.ru_minflt);
-}
-
-std::uint64_t minor_faults_self()
-{
-	return minflt(RUSAGE_SELF);
-}
-
 std::uint64_t minor_faults_thread()
 {
-	return minflt(RUSAGE_THREAD);
+	struct rusage ru {};
+	if (::getrusage(RUSAGE_THREAD, &ru) < 0)
+		throw SysError("getrusage");
+	return static_cast<std::uint64_t>(ru.ru_minflt);
 }
 
 } // namespace cowscope

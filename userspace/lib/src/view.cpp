@@ -155,22 +155,17 @@ bool tracked(pid_t pid)
 
 std::string flag_letters(std::uint32_t flags)
 {
-	static const struct {
-		std::uint32_t bit;
-		char c;
-	} table[] = {
-		{COWSCOPE_F_WRITE, 'W'}, {COWSCOPE_F_DIRTY, 'D'},
-		{COWSCOPE_F_ACCESSED, 'A'}, {COWSCOPE_F_USER, 'U'},
-		{COWSCOPE_F_HUGE, 'H'}, {COWSCOPE_F_ANON, 'a'},
-		{COWSCOPE_F_ANON_EXCL, 'x'}, {COWSCOPE_F_ZERO, 'z'},
-		{COWSCOPE_F_KSM, 'k'}, {COWSCOPE_F_FILE, 'f'},
-		{COWSCOPE_F_SWAPCACHE, 's'},
-	};
+	char buf[COWSCOPE_FLAG_LETTERS_LEN + 1];
+	cowscope_flag_letters(flags, buf);
+	return buf;
+}
+
+std::string flag_legend()
+{
 	std::string s;
-	for (const auto &t : table)
-		if (flags & t.bit)
-			s += t.c;
-	return s.empty() ? "-" : s;
+	for (unsigned i = 0; const struct cowscope_flag_letter *f = cowscope_flag_letter(i); i++)
+		s += fmt::format("{}{} {}", i ? " " : "", f->letter, f->name);
+	return s;
 }
 
 std::string PageRecord::flags() const

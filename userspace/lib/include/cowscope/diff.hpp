@@ -40,6 +40,7 @@
 
 #include <cowscope_uapi.h>
 
+#include "cowscope/error.hpp"
 #include "cowscope/view.hpp"
 
 namespace cowscope {
@@ -55,6 +56,11 @@ using PageList = std::vector<PageRecord>;
 // N exited" when it is gone, and view::require_module()'s message when the
 // module is not loaded.
 void ensure_tracked(pid_t pid);
+// The "process is gone" logic of every read above, for a caller's own view
+// read: throws Error "process N exited" (or "... has exited (a zombie ...)")
+// when `e` (ESRCH or ENOENT, module loaded) says the process is gone, and
+// rethrows `e` otherwise. Never returns.
+[[noreturn]] void throw_if_gone(pid_t pid, const SysError &e);
 // Present pages of every VMA, or of [start, end) only when end > start.
 PageList read_present(pid_t pid, std::uint64_t start = 0, std::uint64_t end = 0);
 

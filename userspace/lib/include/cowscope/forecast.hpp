@@ -244,7 +244,4 @@ struct ForecastRequest {
 };
 Forecast forecast_pid(const ForecastRequest &req, const std::function<void(double)> &window_progress = {});
 
-// "10", "0.5", "2s": seconds > 0 and < 1 day; UsageError naming `what`.
-double parse_seconds(const std::string &text, const std::string &what);
-
 } // namespace cowscope::forecast

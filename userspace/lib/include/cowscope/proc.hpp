@@ -43,8 +43,7 @@ private:
 // /proc/kpagecount for one PFN (the page's mapcount as the kernel reports it).
 std::uint64_t kpagecount(std::uint64_t pfn);
 
-// Minor faults of the calling thread (RUSAGE_THREAD) or process (RUSAGE_SELF).
-std::uint64_t minor_faults_self();
+// Minor faults of the calling thread (RUSAGE_THREAD).
 std::uint64_t minor_faults_thread();
 
 } // namespace cowscope

@@ -18,6 +18,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cowscope/process.hpp"
+
 namespace cowtrace {
 
 inline constexpr int kHistSlots = 32;
@@ -217,19 +219,20 @@ nlohmann::json report_json(const std::vector<ProcStats> &procs, const Plan &plan
 class Command {
 public:
 	explicit Command(const std::vector<std::string> &argv);	// throws cowscope::SysError
-	~Command();
 	Command(const Command &) = delete;
 	Command &operator=(const Command &) = delete;
 	pid_t pid() const { return pid_; }
 	void start();	// let it exec; throws cowscope::Error if exec failed
 	bool done(int &status);	// true once reaped (wait status in `status`)
 	int wait();	// block until it exits; the wait status
+	// Destruction kills and reaps it if it still runs.
 
 private:
 	pid_t pid_ = -1;
 	bool reaped_ = false;
 	int status_ = 0;
-	int go_ = -1, err_ = -1;
+	cowscope::Pipe go_, err_;	// go: the parent's signal to exec; err: exec's errno
+	cowscope::Child child_;
 	std::string name_;
 };
 

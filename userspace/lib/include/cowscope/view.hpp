@@ -78,6 +78,8 @@ std::vector<PageRecord> read_records(pid_t pid, std::uint64_t start,
 
 // The ptes letters for a flags word (W D A U H a x z k f s).
 std::string flag_letters(std::uint32_t flags);
+// "W writable D dirty ... s swapcache": what each letter means.
+std::string flag_legend();
 
 struct MapsEntry {
 	std::uint64_t start = 0, end = 0;

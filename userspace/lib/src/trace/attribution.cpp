@@ -339,7 +339,7 @@ Attribution Tracer::attribution() const
 	a.errors.vma_full = __atomic_load_n(&bss->vma_full, __ATOMIC_RELAXED);
 	a.errors.stack_fail = __atomic_load_n(&bss->stack_fail, __ATOMIC_RELAXED);
 	a.errors.site_full = __atomic_load_n(&bss->site_full, __ATOMIC_RELAXED);
-	if (plan_.method == Method::tracepoint)
+	if (reuses_derived(plan_))
 		a.notes.push_back("the tracepoint method attributes copies only: reuses by mapping and by site are 0");
 	else if (plan_.huge_hook)
 		a.notes.push_back("huge-PMD write faults kept in place are counted per process but not by mapping "

@@ -18,74 +18,40 @@ Command::Command(const std::vector<std::string> &argv)
 {
 	if (argv.empty())
 		throw cowscope::UsageError("no command to run");
-	int go[2], err[2];
-	if (pipe2(go, O_CLOEXEC))
-		throw cowscope::SysError("failed to create pipe");
-	if (pipe2(err, O_CLOEXEC)) {
-		int e = errno;
-		close(go[0]);
-		close(go[1]);
-		errno = e;
-		throw cowscope::SysError("failed to create pipe");
-	}
 	pid_ = fork();
-	if (pid_ < 0) {
-		int e = errno;
-		for (int fd : {go[0], go[1], err[0], err[1]})
-			close(fd);
-		errno = e;
+	if (pid_ < 0)
 		throw cowscope::SysError("failed to fork");
-	}
 	if (pid_ == 0) {
-		close(go[1]);
-		close(err[0]);
 		char c;
-		if (read(go[0], &c, 1) != 1)
+		go_.write_end.reset();
+		if (read(go_.read_end.get(), &c, 1) != 1)
 			_exit(127);	// the tracer gave up
 		std::vector<char *> args;
 		for (const auto &a : argv)
 			args.push_back(const_cast<char *>(a.c_str()));
 		args.push_back(nullptr);
-		execvp(args[0], args.data());
+		execvp(args[0], args.data());	// err_'s ends close on success (O_CLOEXEC)
 		int e = errno;
-		(void)!write(err[1], &e, sizeof(e));
+		(void)!write(err_.write_end.get(), &e, sizeof(e));
 		_exit(127);
 	}
-	close(go[0]);
-	close(err[1]);
-	go_ = go[1];
-	err_ = err[0];
+	child_ = cowscope::Child(pid_);
+	go_.read_end.reset();
+	err_.write_end.reset();
 	name_ = argv[0];
-}
-
-Command::~Command()
-{
-	if (go_ >= 0)
-		close(go_);
-	if (err_ >= 0)
-		close(err_);
-	if (pid_ > 0 && !reaped_) {
-		kill(pid_, SIGKILL);
-		waitpid(pid_, nullptr, 0);
-	}
 }
 
 void Command::start()
 {
 	char c = 'x';
-	if (write(go_, &c, 1) != 1)
+	if (write(go_.write_end.get(), &c, 1) != 1)
 		throw cowscope::SysError("failed to start " + name_);
-	close(go_);
-	go_ = -1;
+	go_.write_end.reset();
 	int e = 0;
-	ssize_t n;
-	do
-		n = read(err_, &e, sizeof(e));
-	while (n < 0 && errno == EINTR);
-	close(err_);
-	err_ = -1;
-	if (n == sizeof(e)) {
-		waitpid(pid_, nullptr, 0);
+	bool failed = err_.recv(&e, sizeof(e));	// end of file: exec succeeded
+	err_.read_end.reset();
+	if (failed) {
+		status_ = child_.wait();
 		reaped_ = true;
 		throw cowscope::Error(fmt::format("failed to run '{}': {}", name_, std::strerror(e)));
 	}
@@ -93,7 +59,7 @@ void Command::start()
 
 bool Command::done(int &status)
 {
-	if (!reaped_ && waitpid(pid_, &status_, WNOHANG) == pid_)
+	if (!reaped_ && child_.try_wait(status_))
 		reaped_ = true;
 	if (reaped_)
 		status = status_;
@@ -102,11 +68,9 @@ bool Command::done(int &status)
 
 int Command::wait()
 {
-	while (!reaped_) {
-		if (waitpid(pid_, &status_, 0) == pid_)
-			reaped_ = true;
-		else if (errno != EINTR)
-			throw cowscope::SysError("failed to wait for " + name_);
+	if (!reaped_) {
+		status_ = child_.wait();
+		reaped_ = true;
 	}
 	return status_;
 }

@@ -29,6 +29,10 @@ struct ProcMemory {
 	std::map<std::string, std::shared_ptr<cowscope::UniqueFd>> files;
 };
 
+// The plan's method counts no reuses: they are wp_faults - cow_copies
+// (tracer.cpp's method table).
+bool reuses_derived(const Plan &p);
+
 struct Tracer::Impl {
 	cowtrace_bpf *skel = nullptr;
 	int ncpus = 0;

@@ -2,6 +2,9 @@
 #include "cowscope/trace.hpp"
 
 #include <algorithm>
+#include <array>
+#include <iterator>
+#include <optional>
 #include <linux/capability.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -150,51 +153,219 @@ std::optional<Method> parse_method(const std::string &t)
 	return std::nullopt;
 }
 
+namespace {
+
+// ---- the methods, in one table ----------------------------------------------
+//
+// What each method attaches and how it counts copies and reuses. describe(),
+// copies_by(), reuses_by(), the programs loaded (select_programs) and the
+// probing (Tracer::Tracer) are all derived from it. Rows are in the order
+// of preference (the constructor then ranks vmevent before fentry/kprobe
+// plans without a wp_page_copy hook).
+
+using Progs = decltype(cowtrace_bpf::progs);
+using ProgRef = bpf_program *Progs::*;
+
+// A tracepoint program in its two flavours: BTF-typed (tp_btf) or classic.
+struct Tracepoint {
+	ProgRef btf = nullptr, classic = nullptr;
+};
+constexpr Tracepoint kFaultTp{.btf = &Progs::tp_btf_fault, .classic = &Progs::tp_fault};
+constexpr Tracepoint kAllocTp{.btf = &Progs::tp_btf_alloc, .classic = &Progs::tp_alloc};
+
+// What the kernel offers, for the probes.
+struct ProbeEnv {
+	const struct btf *vmlinux;
+	bool tp_btf;
+	std::int64_t *vme_delta;	// vmevent's probe stores the per-CPU distance
+};
+
+enum class AllocWindow {
+	never,			// copies counted otherwise
+	without_copy_hook,	// mm_page_alloc inside do_wp_page when wp_page_copy cannot be hooked
+	always,			// mm_page_alloc inside the fault is the copy
+};
+
+struct MethodSpec {
+	Method method;
+	// fentry/kprobe: the do_wp_page window ("fentry", "kprobe"), else null
+	const char *window = nullptr;
+	// programs always attached (null-terminated)
+	std::array<ProgRef, 4> always{};
+	std::optional<Tracepoint> fault_tp;	// page_fault_user as a tracepoint
+	AllocWindow alloc = AllocWindow::never;	// mm_page_alloc as a tracepoint
+	// attached when the plan has the hook
+	ProgRef copy_hook = nullptr, reuse_hook = nullptr, huge_hook = nullptr;
+	const char *huge_name = nullptr;	// "fexit/do_huge_pmd_wp_page"
+	// How a copy and a reuse is counted, with and without the hook.
+	const char *copies_by = nullptr, *copies_by_hooked = nullptr;
+	const char *reuses_by = nullptr, *reuses_by_hooked = nullptr;
+	bool reuses_derived = false;	// reuses = wp_faults - cow_copies (none counted)
+	// methods without a window: the one line of describe(), {tp} being
+	// "tp_btf" or "tracepoint"
+	const char *summary = nullptr;
+	// Does the kernel offer it? The plan if so.
+	std::optional<Plan> (*probe)(const ProbeEnv &) = nullptr;
+};
+
+std::optional<Plan> probe_fentry(const ProbeEnv &env)
+{
+	bool ok = fentry_can_attach(env.vmlinux, "do_wp_page");
+	vlog(fmt::format("probe: fentry do_wp_page: {}", ok ? "yes" : "no"));
+	if (!ok)
+		return std::nullopt;
+	Plan p;
+	p.method = Method::fentry;
+	p.tp_btf = env.tp_btf;
+	p.copy_hook = fentry_can_attach(env.vmlinux, "wp_page_copy");
+	p.huge_hook = fentry_can_attach(env.vmlinux, "do_huge_pmd_wp_page");
+	p.latency = true;
+	p.reuse_hook = fentry_can_attach(env.vmlinux, "wp_page_reuse");
+	vlog(fmt::format("probe: fentry wp_page_copy: {}, wp_page_reuse: {}, do_huge_pmd_wp_page: {}",
+			 p.copy_hook ? "yes" : "no (inlined or absent)", p.reuse_hook ? "yes" : "no (inlined or absent)",
+			 p.huge_hook ? "yes" : "no"));
+	return p;
+}
+
+std::optional<Plan> probe_kprobe(const ProbeEnv &env)
+{
+	bool kp = kprobes_supported();
+	auto syms = kp ? kallsyms_of({"do_wp_page", "wp_page_copy", "do_huge_pmd_wp_page", "wp_page_reuse"})
+		       : std::set<std::string>{};
+	vlog(fmt::format("probe: kprobes: {}, do_wp_page symbol: {}", kp ? "yes" : "no",
+			 syms.count("do_wp_page") ? "yes" : "no"));
+	if (!kp || !syms.count("do_wp_page"))
+		return std::nullopt;
+	Plan p;
+	p.method = Method::kprobe;
+	p.tp_btf = env.tp_btf;
+	p.copy_hook = syms.count("wp_page_copy") > 0;
+	p.huge_hook = syms.count("do_huge_pmd_wp_page") > 0;
+	p.reuse_hook = syms.count("wp_page_reuse") > 0;
+	return p;
+}
+
+std::optional<Plan> probe_vmevent(const ProbeEnv &env)
+{
+	auto delta = percpu_distance(env.vmlinux, "runqueues", "vm_event_states");
+	bool ok = env.tp_btf && delta &&
+		  btf__find_by_name_kind(env.vmlinux, "btf_trace_sched_switch", BTF_KIND_TYPEDEF) > 0 &&
+		  btf__find_by_name_kind(env.vmlinux, "btf_trace_page_fault_kernel", BTF_KIND_TYPEDEF) > 0;
+	*env.vme_delta = delta.value_or(0);
+	vlog(fmt::format("probe: vmevent (tp_btf page_fault_user/kernel, sched_switch, "
+			 "vm_event_states in BTF): {}", ok ? "yes" : "no"));
+	if (!ok)
+		return std::nullopt;
+	Plan p;
+	p.method = Method::vmevent;
+	p.tp_btf = true;
+	return p;
+}
+
+std::optional<Plan> probe_tracepoint(const ProbeEnv &env)
+{
+	vlog(fmt::format("probe: BTF tracepoints (tp_btf): {}", env.tp_btf ? "yes" : "no"));
+	Plan p;
+	p.method = Method::tracepoint;
+	p.tp_btf = env.tp_btf;
+	return p;
+}
+
+const MethodSpec kMethods[] = {
+	{
+		.method = Method::fentry,
+		.window = "fentry",
+		.always = {&Progs::fentry_do_wp_page, &Progs::fexit_do_wp_page},
+		.alloc = AllocWindow::without_copy_hook,
+		.copy_hook = &Progs::fentry_wp_page_copy,
+		.reuse_hook = &Progs::fentry_wp_page_reuse,
+		.huge_hook = &Progs::fexit_huge_wp,
+		.huge_name = "fexit/do_huge_pmd_wp_page",
+		.copies_by = "mm_page_alloc in do_wp_page",
+		.copies_by_hooked = "wp_page_copy",
+		.reuses_by = "do_wp_page returned without a copy",
+		.reuses_by_hooked = "wp_page_reuse",
+		.probe = probe_fentry,
+	},
+	{
+		.method = Method::kprobe,
+		.window = "kprobe",
+		.always = {&Progs::kprobe_do_wp_page, &Progs::kretprobe_do_wp_page},
+		.alloc = AllocWindow::without_copy_hook,
+		.copy_hook = &Progs::kprobe_wp_page_copy,
+		.reuse_hook = &Progs::kprobe_wp_page_reuse,
+		.huge_hook = &Progs::kretprobe_huge_wp,
+		.huge_name = "kretprobe/do_huge_pmd_wp_page",
+		.copies_by = "mm_page_alloc in do_wp_page",
+		.copies_by_hooked = "wp_page_copy",
+		.reuses_by = "do_wp_page returned without a copy",
+		.reuses_by_hooked = "wp_page_reuse",
+		.probe = probe_kprobe,
+	},
+	{
+		.method = Method::vmevent,
+		.always = {&Progs::vme_fault_user, &Progs::vme_fault_kernel, &Progs::vme_switch},
+		.copies_by = "vm events: pages allocated and no PGREUSE in the fault",
+		.reuses_by = "vm events: PGREUSE (or nothing allocated) in the fault",
+		.summary = "vmevent: tp_btf/page_fault_user (P|W|U), tp_btf/page_fault_kernel, tp_btf/sched_switch; "
+			   "per-CPU PGREUSE/PGALLOC vm events over the faulting thread's on-CPU time decide "
+			   "reuse/copy",
+		.probe = probe_vmevent,
+	},
+	{
+		.method = Method::tracepoint,
+		.fault_tp = kFaultTp,
+		.alloc = AllocWindow::always,
+		.copies_by = "mm_page_alloc in the fault",
+		.reuses_by = "derived: wp_faults - cow_copies",
+		.reuses_derived = true,
+		.summary = "tracepoint: {tp}/page_fault_user (P|W|U) + {tp}/mm_page_alloc (order 0, movable) in "
+			   "the same fault; reuses = wp_faults - cow_copies",
+		.probe = probe_tracepoint,
+	},
+};
+
+const MethodSpec &spec(Method m)
+{
+	for (const MethodSpec &s : kMethods)
+		if (s.method == m)
+			return s;
+	return kMethods[std::size(kMethods) - 1];	// the tracepoint method, as before
+}
+
+} // namespace
+
 std::string Plan::describe() const
 {
+	const MethodSpec &m = spec(method);
 	const char *tp = tp_btf ? "tp_btf" : "tracepoint";
-	switch (method) {
-	case Method::fentry:
-	case Method::kprobe: {
-		const char *e = method == Method::fentry ? "fentry" : "kprobe";
-		std::string s = fmt::format("{}: {}/do_wp_page window", method_name(method), e);
-		s += copy_hook ? fmt::format(", {}/wp_page_copy", e)
-			       : fmt::format(", wp_page_copy not attachable: {}/mm_page_alloc in window", tp);
-		s += huge_hook ? (method == Method::fentry ? ", fexit/do_huge_pmd_wp_page"
-							   : ", kretprobe/do_huge_pmd_wp_page")
-			       : ", no huge-PMD hook";
-		s += reuse_hook ? fmt::format(", {}/wp_page_reuse", e)
-				: ", reuses: do_wp_page exits without a copy";
-		if (latency)
-			s += ", fexit latency histogram";
-		return s;
-	}
-	case Method::vmevent:
-		return "vmevent: tp_btf/page_fault_user (P|W|U), tp_btf/page_fault_kernel, tp_btf/sched_switch; "
-		       "per-CPU PGREUSE/PGALLOC vm events over the faulting thread's on-CPU time decide "
-		       "reuse/copy";
-	default:
-		return fmt::format("tracepoint: {}/page_fault_user (P|W|U) + {}/mm_page_alloc "
-				   "(order 0, movable) in the same fault; reuses = wp_faults - cow_copies", tp, tp);
-	}
+	if (!m.window)
+		return fmt::format(fmt::runtime(m.summary), fmt::arg("tp", tp));
+	std::string s = fmt::format("{}: {}/do_wp_page window", method_name(method), m.window);
+	s += copy_hook ? fmt::format(", {}/wp_page_copy", m.window)
+		       : fmt::format(", wp_page_copy not attachable: {}/mm_page_alloc in window", tp);
+	s += huge_hook ? fmt::format(", {}", m.huge_name) : ", no huge-PMD hook";
+	s += reuse_hook ? fmt::format(", {}/wp_page_reuse", m.window) : ", reuses: do_wp_page exits without a copy";
+	if (latency)
+		s += ", fexit latency histogram";
+	return s;
 }
 
 const char *Plan::copies_by() const
 {
-	if (method == Method::tracepoint)
-		return "mm_page_alloc in the fault";
-	if (method == Method::vmevent)
-		return "vm events: pages allocated and no PGREUSE in the fault";
-	return copy_hook ? "wp_page_copy" : "mm_page_alloc in do_wp_page";
+	const MethodSpec &m = spec(method);
+	return copy_hook && m.copies_by_hooked ? m.copies_by_hooked : m.copies_by;
 }
 
 const char *Plan::reuses_by() const
 {
-	if (method == Method::tracepoint)
-		return "derived: wp_faults - cow_copies";
-	if (method == Method::vmevent)
-		return "vm events: PGREUSE (or nothing allocated) in the fault";
-	return reuse_hook ? "wp_page_reuse" : "do_wp_page returned without a copy";
+	const MethodSpec &m = spec(method);
+	return reuse_hook && m.reuses_by_hooked ? m.reuses_by_hooked : m.reuses_by;
+}
+
+bool reuses_derived(const Plan &p)
+{
+	return spec(p.method).reuses_derived;
 }
 
 std::string bpf_unavailable_reason()
@@ -221,50 +392,40 @@ Tracer::Impl::~Impl()
 
 namespace {
 
-// Autoload exactly the programs of `plan`; false if the method has none.
+// Autoload exactly the programs of plan `p` (kMethods' row for its method),
+// none of the other methods'.
 void select_programs(cowtrace_bpf *s, const Plan &p)
 {
-	bpf_program *all[] = {
-		s->progs.tp_btf_fault, s->progs.tp_fault, s->progs.tp_btf_alloc, s->progs.tp_alloc,
-		s->progs.fentry_do_wp_page, s->progs.fexit_do_wp_page, s->progs.fentry_wp_page_copy,
-		s->progs.fexit_huge_wp, s->progs.kprobe_do_wp_page, s->progs.kretprobe_do_wp_page,
-		s->progs.kprobe_wp_page_copy, s->progs.kretprobe_huge_wp,
-		s->progs.fentry_wp_page_reuse, s->progs.kprobe_wp_page_reuse,
-		s->progs.vme_fault_user, s->progs.vme_fault_kernel, s->progs.vme_switch,
+	auto set = [s](ProgRef r, bool on) {
+		if (r)
+			bpf_program__set_autoload(s->progs.*r, on);
 	};
-	for (bpf_program *prog : all)
-		bpf_program__set_autoload(prog, false);
-	auto on = [](bpf_program *prog) { bpf_program__set_autoload(prog, true); };
-	bpf_program *alloc = p.tp_btf ? s->progs.tp_btf_alloc : s->progs.tp_alloc;
-	switch (p.method) {
-	case Method::fentry:
-		on(s->progs.fentry_do_wp_page);
-		on(s->progs.fexit_do_wp_page);
-		on(p.copy_hook ? s->progs.fentry_wp_page_copy : alloc);
-		if (p.reuse_hook)
-			on(s->progs.fentry_wp_page_reuse);
-		if (p.huge_hook)
-			on(s->progs.fexit_huge_wp);
-		break;
-	case Method::kprobe:
-		on(s->progs.kprobe_do_wp_page);
-		on(s->progs.kretprobe_do_wp_page);
-		on(p.copy_hook ? s->progs.kprobe_wp_page_copy : alloc);
-		if (p.reuse_hook)
-			on(s->progs.kprobe_wp_page_reuse);
-		if (p.huge_hook)
-			on(s->progs.kretprobe_huge_wp);
-		break;
-	case Method::vmevent:
-		on(s->progs.vme_fault_user);
-		on(s->progs.vme_fault_kernel);
-		on(s->progs.vme_switch);
-		break;
-	default:
-		on(p.tp_btf ? s->progs.tp_btf_fault : s->progs.tp_fault);
-		on(alloc);
-		break;
+	auto set_tp = [&](const Tracepoint &t, bool on) {
+		set(t.btf, on && p.tp_btf);
+		set(t.classic, on && !p.tp_btf);
+	};
+	for (const MethodSpec &m : kMethods) {	// every method's programs off ...
+		for (ProgRef r : m.always)
+			set(r, false);
+		for (ProgRef r : {m.copy_hook, m.reuse_hook, m.huge_hook})
+			set(r, false);
+		if (m.fault_tp)
+			set_tp(*m.fault_tp, false);
 	}
+	set_tp(kAllocTp, false);
+	const MethodSpec &m = spec(p.method);	// ... then this plan's on
+	for (ProgRef r : m.always)
+		set(r, true);
+	if (m.fault_tp)
+		set_tp(*m.fault_tp, true);
+	if (p.copy_hook)
+		set(m.copy_hook, true);
+	if (m.alloc == AllocWindow::always || (m.alloc == AllocWindow::without_copy_hook && !p.copy_hook))
+		set_tp(kAllocTp, true);
+	if (p.reuse_hook)
+		set(m.reuse_hook, true);
+	if (p.huge_hook)
+		set(m.huge_hook, true);
 }
 
 } // namespace
@@ -287,48 +448,13 @@ Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>())
 	bool sched_btf = btf__find_by_name_kind(vmlinux, "btf_trace_sched_process_fork", BTF_KIND_TYPEDEF) > 0;
 
 	std::int64_t vme_delta = 0;
-	// Candidate plans, most precise first.
+	// Candidate plans, most precise first: kMethods' order.
 	std::vector<Plan> plans;
-	auto want = [&](Method m) { return opts.method == Method::automatic || opts.method == m; };
-	if (want(Method::fentry)) {
-		bool ok = fentry_can_attach(vmlinux, "do_wp_page");
-		vlog(fmt::format("probe: fentry do_wp_page: {}", ok ? "yes" : "no"));
-		if (ok) {
-			Plan p{Method::fentry, tp_btf, fentry_can_attach(vmlinux, "wp_page_copy"),
-			       fentry_can_attach(vmlinux, "do_huge_pmd_wp_page"), true,
-			       fentry_can_attach(vmlinux, "wp_page_reuse")};
-			vlog(fmt::format("probe: fentry wp_page_copy: {}, wp_page_reuse: {}, do_huge_pmd_wp_page: {}",
-					 p.copy_hook ? "yes" : "no (inlined or absent)",
-					 p.reuse_hook ? "yes" : "no (inlined or absent)", p.huge_hook ? "yes" : "no"));
-			plans.push_back(p);
-		}
-	}
-	if (want(Method::kprobe)) {
-		bool kp = kprobes_supported();
-		auto syms = kp ? kallsyms_of({"do_wp_page", "wp_page_copy", "do_huge_pmd_wp_page", "wp_page_reuse"})
-			       : std::set<std::string>{};
-		vlog(fmt::format("probe: kprobes: {}, do_wp_page symbol: {}", kp ? "yes" : "no",
-				 syms.count("do_wp_page") ? "yes" : "no"));
-		if (kp && syms.count("do_wp_page"))
-			plans.push_back(Plan{Method::kprobe, tp_btf, syms.count("wp_page_copy") > 0,
-					     syms.count("do_huge_pmd_wp_page") > 0, false,
-					     syms.count("wp_page_reuse") > 0});
-	}
-	if (want(Method::vmevent)) {
-		auto delta = percpu_distance(vmlinux, "runqueues", "vm_event_states");
-		bool ok = tp_btf && delta &&
-			  btf__find_by_name_kind(vmlinux, "btf_trace_sched_switch", BTF_KIND_TYPEDEF) > 0 &&
-			  btf__find_by_name_kind(vmlinux, "btf_trace_page_fault_kernel", BTF_KIND_TYPEDEF) > 0;
-		vme_delta = delta.value_or(0);
-		vlog(fmt::format("probe: vmevent (tp_btf page_fault_user/kernel, sched_switch, "
-				 "vm_event_states in BTF): {}", ok ? "yes" : "no"));
-		if (ok)
-			plans.push_back(Plan{Method::vmevent, true, false, false, false, false});
-	}
-	if (want(Method::tracepoint)) {
-		vlog(fmt::format("probe: BTF tracepoints (tp_btf): {}", tp_btf ? "yes" : "no"));
-		plans.push_back(Plan{Method::tracepoint, tp_btf, false, false, false, false});
-	}
+	const ProbeEnv env{vmlinux, tp_btf, &vme_delta};
+	for (const MethodSpec &m : kMethods)
+		if (opts.method == Method::automatic || opts.method == m.method)
+			if (auto p = m.probe(env))
+				plans.push_back(*p);
 	btf__free(vmlinux);
 	if (!sched_btf)
 		throw Error("failed to find btf_trace_sched_process_fork in kernel BTF "
@@ -345,7 +471,7 @@ Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>())
 	// counted every one there. So vmevent goes before such plans (and
 	// stays before the tracepoint method).
 	auto inferred = std::find_if(plans.begin(), plans.end(), [](const Plan &p) {
-		return (p.method == Method::fentry || p.method == Method::kprobe) && !p.copy_hook;
+		return spec(p.method).alloc == AllocWindow::without_copy_hook && !p.copy_hook;
 	});
 	auto vme = std::find_if(plans.begin(), plans.end(),
 				[](const Plan &p) { return p.method == Method::vmevent; });
@@ -470,7 +596,7 @@ std::optional<ProcStats> Tracer::stats(pid_t tgid) const
 	// The tracepoint method does not count reuses. A copy counted on one
 	// CPU may be read before the fault's count on another; never report a
 	// negative reuse.
-	if (plan_.method == Method::tracepoint)
+	if (reuses_derived(plan_))
 		s.cow_reuses = s.wp_faults > s.cow_copies ? s.wp_faults - s.cow_copies : 0;
 	cow_info info{};
 	if (!bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.infos), &key, &info)) {
