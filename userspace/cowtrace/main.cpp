@@ -140,8 +140,8 @@ int run_serve(const Args &a, cowtrace::Method method)
 	cfg.pid = a.pid;
 	cfg.comm = a.comm;
 	cfg.all = a.all;
-	cfg.max_series = static_cast<std::size_t>(cli::parse_count(a.max_series, "--max-series", 1, 1000000));
-	cfg.grace_s = cli::parse_real(a.grace, "--grace", 0, 86400, false, "SECONDS from 0 to 86400 like 60 or 2.5");
+	cfg.max_series = static_cast<std::size_t>(cowscope::cli::parse_count(a.max_series, "--max-series", 1, 1000000));
+	cfg.grace_s = cowscope::cli::parse_real(a.grace, "--grace", 0, 86400, false, "SECONDS from 0 to 86400 like 60 or 2.5");
 	cowtrace::Options opts;
 	opts.follow_children = a.children;
 	opts.verbose = a.verbose;
