@@ -18,7 +18,9 @@
 #    and its CPU time per scrape (/proc/PID/stat; on a loaded machine the
 #    wall times include waiting for a CPU). Target: median < 10 ms.
 set -uo pipefail
-bin=${COWSCOPE_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/build/bin}
+build=${BUILD:-build}
+case "$build" in /*) ;; *) build=$(cd "$(dirname "$0")/../.." && pwd)/$build ;; esac
+bin=${COWSCOPE_BIN:-$build/bin}
 cowtrace=$bin/cowtrace
 mib=${COWTRACE_BENCH_MIB:-256}
 runs=${COWTRACE_BENCH_RUNS:-5}

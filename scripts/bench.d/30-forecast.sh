@@ -5,7 +5,7 @@
 # advanced during the read). Uses a throw-away calibration (the forecast's
 # numbers are not the point here). Prints name=value with the target.
 set -uo pipefail
-bin="${COWSCOPE_BIN:-build/bin}"
+bin="${COWSCOPE_BIN:-${BUILD:-build}/bin}"
 [ -x "$bin/cowscope" ] || { echo "cowscope not built ($bin/cowscope)"; exit 1; }
 size_g=${FORECAST_BENCH_GIB:-4}
 tmp=$(mktemp -d)
