@@ -20,7 +20,7 @@ COWSCOPE_KERNEL_TABLE='
 6.12-debug   bookworm-backports   debug
 '
 # The kernels make test and the sweeps use by default: every line but the
-# debug tier, which is opt-in until its first build and boot are verified
+# debug tier, which is opt-in until its first build fits a fresh make test
 # (make test KERNELS="6.1 6.12 7.3 6.12-debug", make vm-test KERNEL=6.12-debug).
 COWSCOPE_KERNELS=${COWSCOPE_KERNELS:-$(awk 'NF && $3 != "debug" { printf "%s%s", sep, $1; sep = " " }' <<<"$COWSCOPE_KERNEL_TABLE")}
 PYTHON=/usr/bin/python3
