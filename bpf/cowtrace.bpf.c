@@ -77,6 +77,7 @@ const volatile bool sites = false;
 #define PF_COPIED	4	/* a copy was counted in this window */
 #define PF_VME		8	/* vmevent: a wp fault not yet resolved */
 #define PF_OFFCPU	16	/* vmevent: switched out in the middle of it */
+#define PF_TAINT	32	/* vmevent: a switch of the thread was not traced */
 
 struct pend pending[COWTRACE_PEND_SLOTS];
 
@@ -234,6 +235,7 @@ static __always_inline void vma_record(__u32 tgid, struct vma_ctx *ctx, struct p
 	if (bpf_map_update_elem(&vmas, &k, &ctx->val, BPF_NOEXIST) && !bpf_map_lookup_elem(&vmas, &k)) {
 		__sync_fetch_and_add(&vma_full, 1);
 		p->vma = 0;
+		p->vlo = p->vhi = 0;	/* no cached range without its entry */
 		return;
 	}
 	p->vma = ctx->start;
@@ -629,6 +631,7 @@ static __always_inline bool vme_now(__u64 *reuse, __u64 *alloc)
 
 static __always_inline void vme_resolve(struct pend *p, struct cow_counts *c, __u64 r, __u64 a)
 {
+	__u32 flags = p->flags;
 	bool copy;
 
 	r += p->neg_reuse;
@@ -636,6 +639,12 @@ static __always_inline void vme_resolve(struct pend *p, struct cow_counts *c, __
 	p->flags = 0;
 	if (!c)
 		return;
+	/* Still marked off-CPU while it runs (its switch-in was not traced),
+	 * or tainted (see vme_switch): the counters mix other tasks' events. */
+	if (flags & (PF_OFFCPU | PF_TAINT)) {
+		c->unclassified++;
+		return;
+	}
 	copy = !r && a;
 	if (copy)
 		c->cow_copies++;
@@ -719,10 +728,22 @@ int BPF_PROG(vme_switch, bool preempt, struct task_struct *prev, struct task_str
 {
 	__u32 ptid = prev->pid, ntid = next->pid;
 	struct pend *pp = pend_of(ptid), *np = pend_of(ntid);
-	bool out = pp->tid == ptid && ptid && (pp->flags & (PF_VME | PF_OFFCPU)) == PF_VME;
-	bool in = np->tid == ntid && ntid && (np->flags & PF_OFFCPU);
+	bool pout = pp->tid == ptid && ptid && (pp->flags & PF_VME);
+	bool pin = np->tid == ntid && ntid && (np->flags & PF_VME);
+	bool out = pout && !(pp->flags & PF_OFFCPU);
+	bool in = pin && (np->flags & PF_OFFCPU);
 	__u64 r, a;
 
+	/* Every switch-out of a thread with a fault pending is followed by
+	 * a switch-in before it runs again. A kernel that switches a task
+	 * without this tracepoint (this project's patched 6.18 dev host
+	 * does, rarely) breaks the pairing: switched out while marked
+	 * off-CPU, or in while marked on a CPU. That fault's counters then
+	 * hold other tasks' events: it is not classified. */
+	if (pout && !out)
+		pp->flags |= PF_TAINT;
+	if (pin && !in)
+		np->flags |= PF_TAINT;
 	if (!out && !in)
 		return 0;
 	/* prev is still current here: this CPU's counters are its own */
@@ -817,23 +838,38 @@ static __always_inline int wp_exit(bool latency)
 	return 0;
 }
 
-static __always_inline int copy_hit(void)
+/* A copy or reuse counts only inside a window wp_enter() opened for this
+ * thread: a fault that began before its process was tracked (the command
+ * cowtrace starts faults right after its fork, while the loader is
+ * tracking it) is counted by neither wp_faults nor cow_copies, so that
+ * every counted copy or reuse is also attributed (--by-mapping, --sites). */
+static __always_inline struct cow_counts *in_window(struct pend **pp)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct cow_counts *c = counts_of(id >> 32);
 	struct pend *p = pend_of((__u32)id);
+
+	if (p->tid != (__u32)id || !(p->flags & PF_WINDOW))
+		return NULL;
+	*pp = p;
+	return counts_of(id >> 32);
+}
+
+static __always_inline int copy_hit(void)
+{
+	struct pend *p;
+	struct cow_counts *c = in_window(&p);
 
 	if (!c)
 		return 0;
 	c->cow_copies++;
-	if (p->tid == (__u32)id)
-		p->flags |= PF_COPIED;
+	p->flags |= PF_COPIED;
 	return 0;
 }
 
 static __always_inline int reuse_hit(void)
 {
-	struct cow_counts *c = counts_of(bpf_get_current_pid_tgid() >> 32);
+	struct pend *p;
+	struct cow_counts *c = in_window(&p);
 
 	if (c)
 		c->cow_reuses++;
@@ -983,9 +1019,13 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p)
 {
-	__u32 tgid = BPF_CORE_READ(p, tgid);
+	__u32 tgid = BPF_CORE_READ(p, tgid), tid = BPF_CORE_READ(p, pid);
 	struct cow_info *info = bpf_map_lookup_elem(&infos, &tgid);
+	struct pend *pd = pend_of(tid);
 
+	/* the thread's cached VMA range was the old program's */
+	if (pd->tid == tid)
+		pd->vlo = pd->vhi = 0;
 	if (info) {
 		BPF_CORE_READ_STR_INTO(&info->comm, p, comm);
 		__sync_fetch_and_add(&info->execs, 1);

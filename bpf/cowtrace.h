@@ -41,6 +41,10 @@ struct cow_counts {
 	__u64 wp_faults;	/* write faults on present, write-protected pages */
 	__u64 cow_copies;	/* of those, the ones that copied a 4 KiB page */
 	__u64 cow_reuses;	/* of those, the ones that kept the page (fentry/kprobe) */
+	__u64 unclassified;	/* vmevent: of those, the ones whose outcome could not
+				 * be told: the scheduler moved the thread during the
+				 * fault without a sched_switch event (seen on a
+				 * patched host kernel) */
 	__u64 thp_wp_faults;	/* write-protect faults on a huge PMD (fentry/kprobe) */
 	__u64 thp_fallbacks;	/* of those, split to 4 KiB and retried (fentry/kprobe) */
 	__u64 hist[COWTRACE_HIST_SLOTS]; /* do_wp_page latency (fexit only) */

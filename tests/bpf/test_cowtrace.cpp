@@ -92,10 +92,14 @@ protected:
 		tracer->track(getpid(), getppid(), "test");
 		std::printf("[ method   ] %s\n", tracer->plan().describe().c_str());
 	}
+	// A fault vmevent could not classify (ProcStats::unclassified: the
+	// kernel moved the thread without a sched_switch event) is allowed
+	// for in the lower bounds below, at most 2 per process.
 	cowtrace::ProcStats stats(pid_t pid)
 	{
 		auto s = tracer->stats(pid);
 		EXPECT_TRUE(s.has_value()) << "pid " << pid << " not tracked";
+		EXPECT_LE(s.value_or(cowtrace::ProcStats{}).unclassified, 2U) << "pid " << pid;
 		return s.value_or(cowtrace::ProcStats{});
 	}
 	std::unique_ptr<cowtrace::Tracer> tracer;
@@ -116,7 +120,7 @@ TEST_F(Cowtrace, ChildCopiesTheKPagesItWrites)
 		    s.wp_faults, s.cow_copies, s.cow_reuses, child_minflt);
 	EXPECT_EQ(s.ppid, getpid());
 	EXPECT_TRUE(s.exited);
-	EXPECT_GE(s.cow_copies, K);
+	EXPECT_GE(s.cow_copies + s.unclassified, K);
 	EXPECT_LE(s.cow_copies, K + kSlack);
 	EXPECT_GE(s.wp_faults, s.cow_copies);
 	// every fault of the phase is a write-protect fault, and nearly all of
@@ -170,9 +174,9 @@ TEST_F(Cowtrace, ThreadsCopyTheirPages)
 	std::printf("[ threads  ] T=%zu N=%zu wp_faults=%lu cow_copies=%lu cow_reuses=%lu minflt(phase)=%lu\n", T, N,
 		    s.wp_faults, s.cow_copies, s.cow_reuses, child_minflt);
 	EXPECT_TRUE(s.exited);
-	EXPECT_GE(s.cow_copies, N);
+	EXPECT_GE(s.cow_copies + s.unclassified, N);
 	EXPECT_LE(s.cow_copies, N + 2 * kSlack);
-	EXPECT_EQ(s.cow_copies + s.cow_reuses, s.wp_faults);
+	EXPECT_EQ(s.cow_copies + s.cow_reuses + s.unclassified, s.wp_faults);
 }
 
 TEST_F(Cowtrace, FollowsGrandchildren)
@@ -201,7 +205,7 @@ TEST_F(Cowtrace, FollowsGrandchildren)
 	std::printf("[ grandch. ] K=%zu wp_faults=%lu cow_copies=%lu ppid=%d (child %d)\n", K, g.wp_faults,
 		    g.cow_copies, g.ppid, child);
 	EXPECT_EQ(g.ppid, child);
-	EXPECT_GE(g.cow_copies, K);
+	EXPECT_GE(g.cow_copies + g.unclassified, K);
 	EXPECT_LE(g.cow_copies, K + kSlack);
 }
 
@@ -229,7 +233,7 @@ TEST_F(Cowtrace, HugePageWriteSplitsAndCopies4K)
 	std::printf("[ thp      ] mode=%s H=%zu huge pages written once each: wp_faults=%lu cow_copies=%lu "
 		    "thp_wp_faults=%lu thp_fallbacks=%lu minflt(phase)=%lu\n",
 		    thp.c_str(), H, s.wp_faults, s.cow_copies, s.thp_wp_faults, s.thp_fallbacks, child_minflt);
-	EXPECT_GE(s.cow_copies, H);
+	EXPECT_GE(s.cow_copies + s.unclassified, H);
 	EXPECT_LE(s.cow_copies, H + kSlack);	// 4 KiB each, not 512 per huge page
 	if (tracer->plan().huge_hook && thp != "never") {
 		EXPECT_GE(s.thp_fallbacks, 1u) << "expected the huge PMD to be split";
@@ -284,7 +288,7 @@ TEST_F(Cowtrace, Folio64KCopiesAndReusesMatchPagemap)
 		    "cow_copies=%lu cow_reuses=%lu\n",
 		    in64, N, K, child_changed, s.cow_copies, s.cow_reuses);
 	EXPECT_EQ(child_changed, K) << "a write to a shared 64K folio copied other than its own 4 KiB page";
-	EXPECT_GE(s.cow_copies, child_changed);
+	EXPECT_GE(s.cow_copies + s.unclassified, child_changed);
 	// beside the usual slack, the child's own pagemap read copies the
 	// pages its buffers land on (16 pages here on 6.18)
 	EXPECT_LE(s.cow_copies, child_changed + 2 * kSlack);
@@ -375,13 +379,7 @@ TEST_F(Cowtrace, CliBadInput)
 // function must get its count (within kSlack), the folded stacks must sum
 // to the copies.
 
-std::string bin_dir()
-{
-	char self[PATH_MAX] = {};
-	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-	std::string dir = n > 0 ? std::string(self, n) : "";
-	return dir.substr(0, dir.rfind('/'));
-}
+using cowscope::testing::bin_dir;
 
 std::string method_arg()
 {
@@ -457,6 +455,10 @@ protected:
 				n += s["copies"].get<std::uint64_t>();
 		return n;
 	}
+	static std::uint64_t unclassified(const nlohmann::json &p)
+	{
+		return p.value("wp_unclassified", std::uint64_t{0});
+	}
 	static std::optional<nlohmann::json> leaf_of(const nlohmann::json &p, const std::string &func)
 	{
 		for (const auto &s : p.value("sites", nlohmann::json::array()))
@@ -474,21 +476,24 @@ protected:
 
 TEST_F(Attribution, EachMappingAndFunctionGetsItsCopies)
 {
-	constexpr std::uint64_t kUnattributed = 2;
 	auto j = run(bin_dir() + "/cowtrace_target", "300 500 700 200");
 	auto [parent, child] = parent_child(j, "cowtrace_target");
 	if (parent.is_null())
 		return;
 	EXPECT_TRUE(parent["exited"].get<bool>());
 	EXPECT_TRUE(child["exited"].get<bool>());
-	expect_near(mapping_copies(parent, "heap"), 300, "parent heap copies");
-	expect_near(mapping_copies(parent, "mmap-anon"), 500, "parent mmap copies");
-	expect_near(mapping_copies(child, "heap"), 700, "child heap copies");
-	expect_near(mapping_copies(child, "mmap-anon"), 200, "child mmap copies");
-	expect_near(func_copies(parent, "write_heap_pages"), 300, "parent write_heap_pages copies");
-	expect_near(func_copies(parent, "write_mmap_pages"), 500, "parent write_mmap_pages copies");
-	expect_near(func_copies(child, "write_heap_pages"), 700, "child write_heap_pages copies");
-	expect_near(func_copies(child, "write_mmap_pages"), 200, "child write_mmap_pages copies");
+	// A fault the vmevent method could not classify (the process's
+	// wp_unclassified, said in the output) is in no mapping nor site.
+	const std::uint64_t pu = unclassified(parent), cu = unclassified(child);
+	expect_near(mapping_copies(parent, "heap") + pu, 300, "parent heap copies");
+	expect_near(mapping_copies(parent, "mmap-anon") + pu, 500, "parent mmap copies");
+	expect_near(mapping_copies(child, "heap") + cu, 700, "child heap copies");
+	expect_near(mapping_copies(child, "mmap-anon") + cu, 200, "child mmap copies");
+	expect_near(func_copies(parent, "write_heap_pages") + pu, 300, "parent write_heap_pages copies");
+	expect_near(func_copies(parent, "write_mmap_pages") + pu, 500, "parent write_mmap_pages copies");
+	expect_near(func_copies(child, "write_heap_pages") + cu, 700, "child write_heap_pages copies");
+	expect_near(func_copies(child, "write_mmap_pages") + cu, 200, "child write_mmap_pages copies");
+	EXPECT_LE(pu + cu, 2U) << "more unclassified faults than the rare untraced switch explains";
 	// the faulting frame: exact, in the target, with its source line
 	{
 		auto f = leaf_of(parent, "write_heap_pages");
@@ -506,15 +511,13 @@ TEST_F(Attribution, EachMappingAndFunctionGetsItsCopies)
 			by_map += m["copies"].get<std::uint64_t>();
 		for (const auto &s : p["sites"])
 			by_site += s["copies"].get<std::uint64_t>();
-		// Known open defect (issue #11): on 6.1 one copy in ~800 was once
-		// counted in the process total but attributed to no mapping or
-		// site (1 in 3 runs). At most kUnattributed such copies pass;
-		// more, or any over-attribution, fails.
+		// Exactly: a copy whose fault began before its process was
+		// tracked is counted by neither (issue #11: one such copy on 6.1,
+		// made by the command between cowtrace's fork and its exec,
+		// was counted but attributed to nothing).
 		const std::uint64_t copies = p["cow_copies"].get<std::uint64_t>();
-		EXPECT_LE(by_map, copies) << p.dump(1);
-		EXPECT_GE(by_map + kUnattributed, copies) << p.dump(1);
-		EXPECT_LE(by_site, copies) << p.dump(1);
-		EXPECT_GE(by_site + kUnattributed, copies) << p.dump(1);
+		EXPECT_EQ(by_map, copies) << p.dump(1);
+		EXPECT_EQ(by_site, copies) << p.dump(1);
 		total += p["cow_copies"].get<std::uint64_t>();
 	}
 	// folded stacks: "a;b;c COUNT" lines summing to every copy
@@ -529,8 +532,7 @@ TEST_F(Attribution, EachMappingAndFunctionGetsItsCopies)
 		if (line.find(";write_heap_pages ") != std::string::npos)
 			leaf_seen = true;
 	}
-	EXPECT_LE(sum, total) << folded;
-	EXPECT_GE(sum + kUnattributed * j["processes"].size(), total) << folded;
+	EXPECT_EQ(sum, total) << folded;
 	EXPECT_TRUE(leaf_seen) << "no stack ending in write_heap_pages:\n" << folded;
 }
 
@@ -543,8 +545,10 @@ TEST_F(Attribution, DeletedBinaryStillResolves)
 	auto [parent, child] = parent_child(j, "cowtrace_target");
 	if (parent.is_null())
 		return;
-	expect_near(func_copies(parent, "write_heap_pages"), 30, "deleted binary: write_heap_pages");
-	expect_near(func_copies(child, "write_mmap_pages"), 60, "deleted binary: child write_mmap_pages");
+	expect_near(func_copies(parent, "write_heap_pages") + unclassified(parent), 30,
+		    "deleted binary: write_heap_pages");
+	expect_near(func_copies(child, "write_mmap_pages") + unclassified(child), 60,
+		    "deleted binary: child write_mmap_pages");
 }
 
 TEST_F(Attribution, StrippedBinaryNamesAreMarkedGuesses)

@@ -1,8 +1,12 @@
-// Test helper: run a shell command, capture its standard output, and return
-// it with the exit status (-1 when it did not exit normally).
+// Test helpers: run a shell command, capture its standard output, and return
+// it with the exit status (-1 when it did not exit normally); the folder of
+// the running test program (the programs under test are built beside it).
 #pragma once
 
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
 
 #include <cstdio>
 #include <string>
@@ -22,6 +26,14 @@ inline std::pair<std::string, int> run_command(const std::string &cmd)
 		out.append(buf, k);
 	int st = ::pclose(f);
 	return {out, WIFEXITED(st) ? WEXITSTATUS(st) : -1};
+}
+
+inline std::string bin_dir()
+{
+	std::array<char, 4096> buf{};
+	ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
+	std::string s(buf.data(), n > 0 ? static_cast<std::size_t>(n) : 0);
+	return s.substr(0, s.rfind('/'));
 }
 
 } // namespace cowscope::testing

@@ -87,13 +87,7 @@ bool offers(std::uint64_t b)
 	return std::find(o.begin(), o.end(), b) != o.end();
 }
 
-std::string bin_dir()
-{
-	std::array<char, 4096> buf{};
-	ssize_t n = readlink("/proc/self/exe", buf.data(), buf.size() - 1);
-	std::string s(buf.data(), n > 0 ? static_cast<size_t>(n) : 0);
-	return s.substr(0, s.rfind('/'));
-}
+using cowscope::testing::bin_dir;
 
 std::string cowbench() { return bin_dir() + "/cowbench"; }
 

@@ -14,13 +14,7 @@
 
 namespace {
 
-std::string bin_dir()
-{
-	std::array<char, 4096> buf{};
-	ssize_t n = readlink("/proc/self/exe", buf.data(), buf.size() - 1);
-	std::string s(buf.data(), n > 0 ? static_cast<size_t>(n) : 0);
-	return s.substr(0, s.rfind('/'));
-}
+using cowscope::testing::bin_dir;
 
 std::pair<std::string, int> cowtrace(const std::string &args)
 {
@@ -56,6 +50,8 @@ TEST(CowtraceCli, UsageErrorsExit2NamingTheArgument)
 		{"-m bogus -- true", "cowtrace: --method: expected auto, fentry, kprobe, vmevent or tracepoint"},
 		{"", "cowtrace: give -p PID (a running process) or -- CMD ARGS..."},
 		{"-p 1 -- true", "cowtrace: -p PID and -- CMD are exclusive"},
+		{"--json -- true", "cowtrace: --json: expected FILE (or - for stdout), got \"--\""},
+		{"--folded -- true", "cowtrace: --folded: expected FILE"},
 		{"--frobnicate", "cowtrace: "},
 	};
 	for (const auto &c : cases) {

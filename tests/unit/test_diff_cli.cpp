@@ -13,13 +13,7 @@
 
 namespace {
 
-std::string bin_dir()
-{
-	std::array<char, 4096> buf{};
-	ssize_t n = readlink("/proc/self/exe", buf.data(), buf.size() - 1);
-	std::string s(buf.data(), n > 0 ? static_cast<size_t>(n) : 0);
-	return s.substr(0, s.rfind('/'));
-}
+using cowscope::testing::bin_dir;
 
 // Run "cowscope ARGS 2>&1": output and exit status.
 std::pair<std::string, int> run(const std::string &args)

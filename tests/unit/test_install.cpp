@@ -27,13 +27,7 @@ const std::vector<const char *> kPrograms = COWSCOPE_BPF
 	? std::vector<const char *>{"cowbench", "cowtrace", "cowscope", "cowdemo", "snapdemo"}
 	: std::vector<const char *>{"cowbench", "cowscope", "cowdemo", "snapdemo"};
 
-std::string bin_dir()
-{
-	std::array<char, 4096> buf{};
-	ssize_t n = readlink("/proc/self/exe", buf.data(), buf.size() - 1);
-	std::string s(buf.data(), n > 0 ? static_cast<size_t>(n) : 0);
-	return s.substr(0, s.rfind('/'));
-}
+using cowscope::testing::bin_dir;
 
 std::pair<std::string, int> run(const std::string &prog, const std::string &args)
 {

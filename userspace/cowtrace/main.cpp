@@ -159,6 +159,12 @@ int run(const Args &a)
 	if (!method)
 		throw UsageError(fmt::format("--method: expected auto, fentry, kprobe, vmevent or tracepoint, got \"{}\"",
 					     a.method));
+	// CLI11 takes the "--" that starts the command as the option's value
+	for (const auto &[name, value] : {std::pair<const char *, const std::string &>{"--json", a.json},
+					  {"--folded", a.folded}})
+		if (value == "--")
+			throw UsageError(fmt::format("{}: expected FILE (or - for stdout), got \"--\": give the "
+						     "file before the command, as {} FILE -- CMD", name, name));
 	if (!a.serve.empty())
 		return run_serve(a, *method);
 	if (!a.comm.empty() || a.all)
@@ -232,10 +238,11 @@ int run(const Args &a)
 	emit(a, tracer, true, a.seconds > 0);
 	if (a.bpf_stats) {
 		for (const auto &p : tracer.prog_stats())
-			std::fprintf(stderr, "cowtrace: prog %s runs=%llu ns=%llu ns_per_run=%.1f\n", p.name.c_str(),
-				     static_cast<unsigned long long>(p.run_cnt),
+			std::fprintf(stderr, "cowtrace: prog %s runs=%llu ns=%llu ns_per_run=%.1f missed=%llu\n",
+				     p.name.c_str(), static_cast<unsigned long long>(p.run_cnt),
 				     static_cast<unsigned long long>(p.run_time_ns),
-				     p.run_cnt ? static_cast<double>(p.run_time_ns) / p.run_cnt : 0.0);
+				     p.run_cnt ? static_cast<double>(p.run_time_ns) / p.run_cnt : 0.0,
+				     static_cast<unsigned long long>(p.missed));
 		auto [ns, cnt] = tracer.run_stats();
 		std::fprintf(stderr, "cowtrace: bpf_run_time_ns=%llu bpf_run_cnt=%llu%s\n",
 			     static_cast<unsigned long long>(ns), static_cast<unsigned long long>(cnt),

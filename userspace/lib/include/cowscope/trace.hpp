@@ -71,6 +71,10 @@ struct ProcStats {
 	std::uint64_t wp_faults = 0;
 	std::uint64_t cow_copies = 0;
 	std::uint64_t cow_reuses = 0;	// counted, or wp_faults - cow_copies (Plan::reuses_by)
+	// vmevent: wp faults told neither copy nor reuse (the scheduler moved
+	// the thread mid-fault without a sched_switch event); in no mapping
+	// or site either
+	std::uint64_t unclassified = 0;
 	std::uint64_t thp_wp_faults = 0;
 	std::uint64_t thp_fallbacks = 0;
 	std::array<std::uint64_t, kHistSlots> latency_log2_ns{};
@@ -157,6 +161,7 @@ public:
 	struct ProgStats {
 		std::string name;
 		std::uint64_t run_time_ns = 0, run_cnt = 0;
+		std::uint64_t missed = 0;	// runs the kernel skipped (recursion_misses)
 	};
 	std::vector<ProgStats> prog_stats() const;	// the same, per loaded program
 

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -39,6 +40,8 @@ const char *seg_name(unsigned seg)
 
 struct MapsLine {
 	std::uint64_t start = 0, end = 0, offset = 0;
+	dev_t dev = 0;
+	ino_t ino = 0;
 	std::string perms, path;
 	std::string head;	// "start-end perms offset dev inode"
 };
@@ -60,6 +63,8 @@ std::vector<MapsLine> parse_maps(const std::string &text)
 		m.start = s;
 		m.end = e;
 		m.offset = off;
+		m.dev = makedev(maj, min);
+		m.ino = static_cast<ino_t>(ino);
 		m.perms = perms;
 		m.head = line.substr(0, static_cast<std::size_t>(n));
 		if (static_cast<std::size_t>(n) < line.size())
@@ -76,6 +81,17 @@ std::map<std::pair<dev_t, ino_t>, std::weak_ptr<cowscope::UniqueFd>> g_files;
 
 std::shared_ptr<cowscope::UniqueFd> open_mapped(pid_t pid, const MapsLine &m)
 {
+	// A file another tracked process already holds open (a child's copy
+	// of its parent's mappings): the same fd. Also the only way left when
+	// the process is exiting between the read of its maps and the open
+	// below (its map_files are gone with its mm), and when the file was
+	// deleted and has no path to open.
+	if (m.ino) {
+		std::lock_guard<std::mutex> g(g_files_mu);
+		if (auto it = g_files.find({m.dev, m.ino}); it != g_files.end())
+			if (auto have = it->second.lock())
+				return have;
+	}
 	std::string via = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end);
 	int fd = open(via.c_str(), O_RDONLY | O_CLOEXEC);
 	if (fd < 0 && m.path.find(" (deleted)") == std::string::npos)

@@ -575,6 +575,23 @@ void Tracer::track(pid_t tgid, pid_t ppid, const std::string &comm)
 		impl_->remember(tgid);
 }
 
+namespace {
+
+// One CPU's counts of a process, added to its totals.
+void add_counts(ProcStats &s, const cow_counts &c)
+{
+	s.wp_faults += c.wp_faults;
+	s.cow_copies += c.cow_copies;
+	s.cow_reuses += c.cow_reuses;
+	s.unclassified += c.unclassified;
+	s.thp_wp_faults += c.thp_wp_faults;
+	s.thp_fallbacks += c.thp_fallbacks;
+	for (int i = 0; i < kHistSlots; i++)
+		s.latency_log2_ns[i] += c.hist[i];
+}
+
+} // namespace
+
 std::optional<ProcStats> Tracer::stats(pid_t tgid) const
 {
 	__u32 key = static_cast<__u32>(tgid), slot;
@@ -584,15 +601,8 @@ std::optional<ProcStats> Tracer::stats(pid_t tgid) const
 		return std::nullopt;
 	ProcStats s;
 	s.pid = tgid;
-	for (const cow_counts &c : per_cpu) {
-		s.wp_faults += c.wp_faults;
-		s.cow_copies += c.cow_copies;
-		s.cow_reuses += c.cow_reuses;
-		s.thp_wp_faults += c.thp_wp_faults;
-		s.thp_fallbacks += c.thp_fallbacks;
-		for (int i = 0; i < kHistSlots; i++)
-			s.latency_log2_ns[i] += c.hist[i];
-	}
+	for (const cow_counts &c : per_cpu)
+		add_counts(s, c);
 	// The tracepoint method does not count reuses. A copy counted on one
 	// CPU may be read before the fault's count on another; never report a
 	// negative reuse.
@@ -754,15 +764,9 @@ std::vector<ProcStats> Tracer::snapshot_batch(Usage *usage) const
 		for (int c = 0; c < impl_->ncpus; c++) {
 			cow_counts k;
 			std::memcpy(&k, base + static_cast<std::size_t>(c) * sizeof(cow_counts), sizeof(k));
-			s.wp_faults += k.wp_faults;
-			s.cow_copies += k.cow_copies;
-			s.cow_reuses += k.cow_reuses;
-			s.thp_wp_faults += k.thp_wp_faults;
-			s.thp_fallbacks += k.thp_fallbacks;
-			for (int h = 0; h < kHistSlots; h++)
-				s.latency_log2_ns[h] += k.hist[h];
+			add_counts(s, k);
 		}
-		if (plan_.method == Method::tracepoint)
+		if (reuses_derived(plan_))
 			s.cow_reuses = s.wp_faults > s.cow_copies ? s.wp_faults - s.cow_copies : 0;
 		if (auto it = info.find(tgids[i]); it != info.end()) {
 			s.ppid = static_cast<pid_t>(it->second->ppid);
@@ -792,7 +796,7 @@ std::vector<Tracer::ProgStats> Tracer::prog_stats() const
 		bpf_prog_info info{};
 		__u32 len = sizeof(info);
 		if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0)
-			out.push_back({bpf_program__name(prog), info.run_time_ns, info.run_cnt});
+			out.push_back({bpf_program__name(prog), info.run_time_ns, info.run_cnt, info.recursion_misses});
 	}
 	return out;
 }
@@ -821,6 +825,7 @@ nlohmann::json to_json(const ProcStats &s, const Plan &plan)
 	nlohmann::json j = {
 		{"pid", s.pid}, {"ppid", s.ppid}, {"comm", s.comm}, {"exited", s.exited},
 		{"wp_faults", s.wp_faults}, {"cow_copies", s.cow_copies}, {"cow_reuses", s.cow_reuses},
+		{"wp_unclassified", s.unclassified},
 		{"method", method_name(plan.method)},
 		{"cow_copies_by", plan.copies_by()}, {"cow_reuses_by", plan.reuses_by()},
 		// What one copy or reuse is, large folios included (checked against
@@ -859,6 +864,11 @@ std::string format_table(const std::vector<ProcStats> &procs, const Plan &plan)
 		out += fmt::format("{:>7} {:>7} {:<16} {:>11} {:>11} {:>11} {:<10}\n",
 				   fmt::format("{}{}", p.exited ? "*" : "", p.pid), p.ppid, p.comm,
 				   p.wp_faults, p.cow_copies, p.cow_reuses, method_name(plan.method));
+	for (const auto &p : procs)
+		if (p.unclassified)
+			out += fmt::format("pid {}: {} write faults neither copy nor reuse: the kernel moved the thread "
+					   "during the fault without a sched_switch event (not counted in COW_COPIES "
+					   "or COW_REUSES)\n", p.pid, p.unclassified);
 	if (plan.latency) {
 		for (const auto &p : procs) {
 			std::uint64_t total = 0, max = 0;
