@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cowscope/process.hpp"
+#include "run_command.hpp"
 
 using namespace cowscope;
 
@@ -142,4 +143,26 @@ TEST(Pipe, EndOfFileWhenTheWriterCloses)
 	EXPECT_EQ(c, 'a');
 	EXPECT_FALSE(p.recv(&c, 1));
 	EXPECT_THROW(p.get<char>(), Error);
+}
+
+// The tests' command runner (tests/common/run_command.hpp), over Pipe and Child.
+TEST(RunCommand, OutputAndExitStatus)
+{
+	auto [out, rc] = cowscope::testing::run_command("echo one; echo two >&2; exit 3");
+	EXPECT_EQ(out, "one\n");	// stdout only: a test redirects 2>&1 when it wants both
+	EXPECT_EQ(rc, 3);
+	EXPECT_EQ(cowscope::testing::run_command("kill -9 $$").second, -1);
+}
+
+TEST(RunCommand, KillsACommandPastItsDeadline)
+{
+	int before = open_fds();
+	std::int64_t t0 = monotonic_ns();
+	auto [out, rc] = cowscope::testing::run_command("echo started; exec sleep 30", 1);
+	double s = static_cast<double>(monotonic_ns() - t0) / 1e9;
+	EXPECT_EQ(rc, -1);
+	EXPECT_NE(out.find("started"), std::string::npos) << out;
+	EXPECT_NE(out.find("killed after 1 s"), std::string::npos) << out;
+	EXPECT_LT(s, 5.0);
+	EXPECT_EQ(open_fds(), before);
 }
