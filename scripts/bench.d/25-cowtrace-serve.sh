@@ -43,29 +43,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The workload (as 20-cowtrace.sh): populate, fork, the child writes one byte per page.
-cat >"$tmp/w.c" <<'C'
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <unistd.h>
-int main(int argc, char **argv)
-{
-	size_t pages = strtoul(argv[1], 0, 10), i;
-	char *p = mmap(0, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED) return 1;
-	madvise(p, pages * 4096, MADV_NOHUGEPAGE);
-	memset(p, 1, pages * 4096);
-	pid_t c = fork();
-	if (c == 0) {
-		for (i = 0; i < pages; i++) p[i * 4096] = 2;
-		_exit(0);
-	}
-	waitpid(c, 0, 0);
-	return 0;
-}
-C
 # 1,000 sleepers: one parent, 999 children, all named cowsleeper, until killed
 cat >"$tmp/s.c" <<'C'
 #include <stdlib.h>
@@ -81,7 +58,8 @@ int main(int argc, char **argv)
 		pause();
 }
 C
-cc -O2 -o "$tmp/cowservebench" "$tmp/w.c" && cc -O2 -o "$tmp/cowsleeper" "$tmp/s.c" || skip "workload did not compile"
+# the workload (cow-workload.c, as 20-cowtrace.sh), named for --comm
+cc -O2 -o "$tmp/cowservebench" "$(dirname "$0")/cow-workload.c" && cc -O2 -o "$tmp/cowsleeper" "$tmp/s.c" || skip "workload did not compile"
 
 start_srv() { # ARGS...: start the exporter, set srv and port
 	"$cowtrace" --serve 127.0.0.1:0 "$@" 2>"$tmp/srv.err" >/dev/null &
