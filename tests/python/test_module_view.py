@@ -113,6 +113,7 @@ class Target:
     def close(self):
         os.close(self.go)
         os.waitpid(self.pid, 0)
+        self.file.close()   # the mappings stay: ctypes views of them are still alive
 
 
 def addr_of(m):
