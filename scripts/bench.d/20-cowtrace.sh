@@ -122,7 +122,14 @@ if [ -z "$bt_why" ]; then
 				bt_why="bpftool prog show id $id gave no run_time_ns (kernel.bpf_stats_enabled?)"
 			fi
 		fi
-		kill -INT "$bt" 2>/dev/null; wait "$bt" 2>/dev/null; bt=""
+		# bpftrace exits on SIGINT; on this host it once ignored the
+		# first one for minutes: ask again, then kill it
+		kill -INT "$bt" 2>/dev/null
+		for _ in $(seq 50); do kill -0 "$bt" 2>/dev/null || break; sleep 0.2; done
+		if kill -0 "$bt" 2>/dev/null; then
+			kill -INT "$bt" 2>/dev/null; sleep 2; kill -KILL "$bt" 2>/dev/null
+		fi
+		wait "$bt" 2>/dev/null; bt=""
 	fi
 fi
 if [ -n "$tracefs_mounted" ]; then
