@@ -104,7 +104,7 @@ vm-test-all: all kmod $(KERNELS_STAMP)
 # builds each kernel's module as a suite of its own (timed; a debug tier's
 # kernel is built there on first need).
 test: all $(KERNELS_STAMP)
-	$(Q)scripts/run-tests $(KERNELS)
+	$(Q)scripts/run-tests $(if $(filter command line environment,$(origin KERNELS)),$(KERNELS))
 
 vm: all kmod-one $(KERNELS_STAMP)
 	$(Q)scripts/vm --kernel $(KERNEL) shell
