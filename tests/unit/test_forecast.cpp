@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 
@@ -27,13 +28,14 @@ std::string data_dir()
 }
 
 // Observations from a known model with multiplicative noise.
-std::vector<Observation> synthetic(const std::array<double, kTerms> &truth, double noise, unsigned seed)
+std::vector<Observation> synthetic(const std::array<double, kTerms> &truth, double noise, unsigned seed,
+				   const std::vector<double> &heaps = {4096.0, 16384.0, 65536.0})
 {
 	std::mt19937_64 rng(seed);
 	std::normal_distribution<double> n(0, noise);
 	std::vector<Observation> obs;
 	unsigned k = 0;
-	for (double heap : {4096.0, 16384.0, 65536.0})
+	for (double heap : heaps)
 		for (bool thp : {false, true})
 			for (bool wp : {false, true})
 				for (double vmas : {60.0, 4060.0}) {
@@ -57,7 +59,7 @@ std::vector<Observation> synthetic(const std::array<double, kTerms> &truth, doub
 	return obs;
 }
 
-const std::array<double, kTerms> kTruth = {60.0, 0.12, 0.05, 1.5, 0.3, 0.0};
+const std::array<double, kTerms> kTruth = {60.0, 0.12, 0.05, 1.5, 0.3, 0.0, 0.0, 0.0};
 
 } // namespace
 
@@ -74,6 +76,34 @@ TEST(ForecastFit, RecoversKnownCoefficientsWithoutNoise)
 	EXPECT_FALSE(f.used[5]) << "large_folio_ptes never varied: not fitted";
 	EXPECT_EQ(f.observations, obs.size());
 	EXPECT_EQ(f.repetitions, obs.size() * 7);
+}
+
+TEST(ForecastFit, RecoversTheKneeOfLargePageTables)
+{
+	// Per-PTE costs that fall beyond the knee (as measured: 79 ns per
+	// write-protected PTE at 256 MiB, 47 ns at 1.5 GiB).
+	auto truth = kTruth;
+	truth[6] = -0.05; // writable: 0.12 -> 0.07 us per PTE beyond the knee
+	truth[7] = -0.02; // write-protected: 0.05 -> 0.03
+	auto obs = synthetic(truth, 0.0, 1, {4096.0, 16384.0, 65536.0, 262144.0});
+	for (auto &o : obs)
+		o.held_out = false;
+	Fit f = fit_model(obs, 20);
+	for (std::size_t i : {0, 1, 2, 3, 4, 6, 7}) {
+		ASSERT_TRUE(f.used[i]) << term_names()[i];
+		EXPECT_NEAR(f.coef[i], truth[i], 1e-6 * std::max(1.0, std::fabs(truth[i]))) << term_names()[i];
+	}
+	// Beyond the knee the inputs are shared in proportion: a half-writable
+	// 2^20-PTE process.
+	ForkInputs in;
+	in.writable_ptes = in.wp_ptes = 524288;
+	in.vmas = 100;
+	const double above = (1048576 - kKneePtes) / 1048576;
+	EXPECT_NEAR(f.predict(in), 60 + 524288 * (0.12 + 0.05) + 524288 * above * (-0.05 - 0.02) + 30, 1e-3);
+	// Without large heaps the knee terms are not fitted.
+	Fit g = fit_model(synthetic(kTruth, 0.0, 1, {4096.0, 16384.0, 32768.0}), 5);
+	EXPECT_FALSE(g.used[6]);
+	EXPECT_FALSE(g.used[7]);
 }
 
 TEST(ForecastFit, NoisyFitCoversTruthAndPredictsHeldOut)
@@ -245,21 +275,121 @@ TEST(ForecastCopy, FromCowtraceRecord)
 	  {"pid":201,"ppid":100,"comm":"redis-rdb-bgsave","cow_copies":100},
 	  {"pid":202,"ppid":100,"comm":"redis-rdb-bgsave","cow_copies":300},
 	  {"pid":300,"ppid":5,"comm":"other","cow_copies":99999}])");
-	CopySide c = copies_from_trace(rec, 100, 2.0, 4.0);
+	CopySide c = copies_from_trace(rec, 100, 2.0);
 	EXPECT_EQ(c.source, "cowtrace record");
-	// per snapshot: child + 1000 of the parent's, over 2 s, scaled to 4 s
-	EXPECT_DOUBLE_EQ(c.pages_lo, (100 + 1000) * 2.0);
-	EXPECT_DOUBLE_EQ(c.pages_hi, (300 + 1000) * 2.0);
-	EXPECT_DOUBLE_EQ(c.pages_point, (200 + 1000) * 2.0);
+	// per snapshot: child + 1000 of the parent's, over the record's 2 s
+	EXPECT_DOUBLE_EQ(c.window_s, 2.0);
+	EXPECT_DOUBLE_EQ(c.snapshot_s, 2.0);
+	EXPECT_DOUBLE_EQ(c.pages_lo, 100 + 1000);
+	EXPECT_DOUBLE_EQ(c.pages_hi, 300 + 1000);
+	EXPECT_DOUBLE_EQ(c.pages_point, 200 + 1000);
 	// Object form; the pid absent: every entry one snapshot, said so.
 	auto obj = nlohmann::json{{"processes", rec}};
-	CopySide d = copies_from_trace(obj, 999, 1.0, 1.0);
+	CopySide d = copies_from_trace(obj, 999, 1.0);
 	EXPECT_DOUBLE_EQ(d.pages_hi, 99999);
 	EXPECT_NE(d.note.find("not in it"), std::string::npos) << d.note;
-	EXPECT_THROW(copies_from_trace(nlohmann::json::array(), 100, 1, 1), Error);
-	EXPECT_THROW(copies_from_trace(nlohmann::json::parse(R"([{"pid":1}])"), 1, 1, 1), Error);
-	EXPECT_THROW(copies_from_trace(rec, 201, 1, 1), Error) << "201 has no children";
-	EXPECT_THROW(copies_from_trace(rec, 100, 0, 1), UsageError);
+	EXPECT_THROW(copies_from_trace(nlohmann::json::array(), 100, 1), Error);
+	EXPECT_THROW(copies_from_trace(nlohmann::json::parse(R"([{"pid":1}])"), 1, 1), Error);
+	EXPECT_THROW(copies_from_trace(rec, 201, 1), Error) << "201 has no children";
+	EXPECT_THROW(copies_from_trace(rec, 100, 0), UsageError);
+}
+
+TEST(ForecastCopy, SaturatingModelAgreesWithAUniformWriter)
+{
+	// Simulate a writer hitting uniformly random pages of N at a steady rate:
+	// the model through its distinct pages at t1 should give those at T.
+	const std::size_t n = 20000;
+	const double rate = 4000; // writes per second
+	std::mt19937_64 rng(7);
+	std::uniform_int_distribution<std::size_t> pick(0, n - 1);
+	std::vector<bool> seen(n);
+	std::size_t distinct = 0;
+	std::map<int, double> at; // tenths of a second -> distinct pages
+	for (int step = 1; step <= 100; step++) {
+		for (int w = 0; w < rate / 10; w++) {
+			std::size_t p = pick(rng);
+			if (!seen[p]) {
+				seen[p] = true;
+				distinct++;
+			}
+		}
+		at[step] = static_cast<double>(distinct);
+	}
+	// From 2 s to 10 s (far into saturation) and from 5 s back to 1 s.
+	EXPECT_NEAR(saturating_copies(at[20], 2.0, 10.0, n), at[100], 0.02 * at[100]);
+	EXPECT_NEAR(saturating_copies(at[50], 5.0, 1.0, n), at[10], 0.02 * at[10]);
+	// Linear when N is much larger than the writes; capped at N.
+	EXPECT_NEAR(saturating_copies(100, 1.0, 3.0, 1e12), 300, 1e-3);
+	EXPECT_DOUBLE_EQ(saturating_copies(n, 1.0, 3.0, n), n);
+	EXPECT_DOUBLE_EQ(saturating_copies(0, 1.0, 3.0, n), 0);
+	// The same time: unchanged.
+	EXPECT_NEAR(saturating_copies(1234, 2.5, 2.5, n), 1234, 1e-6);
+}
+
+TEST(ForecastCopy, SeveralRecordsEachProjectedFromItsOwnLength)
+{
+	auto rec = [](int copies) {
+		return nlohmann::json::parse("[{\"pid\":100,\"ppid\":1,\"cow_copies\":0},"
+					     "{\"pid\":201,\"ppid\":100,\"cow_copies\":" +
+					     std::to_string(copies) + "}]");
+	};
+	CopySide a = copies_from_trace(rec(1000), 100, 2.0), b = copies_from_trace(rec(3000), 100, 4.0);
+	CopySide c = combine_records({a, b});
+	ASSERT_EQ(c.per_snapshot.size(), 2u);
+	EXPECT_DOUBLE_EQ(c.window_s, 3.0) << "the median length";
+	// Far from saturation: linear. 1000 in 2 s -> 2000 in 4 s; 3000 in 4 s stays.
+	project_copies(c, 4.0, 1e12);
+	EXPECT_NEAR(c.pages_point, 2500, 0.01);
+	EXPECT_DOUBLE_EQ(c.pages_lo, 1000);
+	EXPECT_NEAR(c.pages_hi, 3000, 1e-6);
+	EXPECT_NE(c.note.find("2 records"), std::string::npos) << c.note;
+	EXPECT_THROW(combine_records({}), Error);
+}
+
+TEST(ForecastCopy, ProjectionBoundsHoldForAnySteadyWriter)
+{
+	auto rec = nlohmann::json::parse(R"([
+	  {"pid":100,"ppid":1,"cow_copies":0},
+	  {"pid":201,"ppid":100,"cow_copies":1000},
+	  {"pid":202,"ppid":100,"cow_copies":3000}])");
+	CopySide c = copies_from_trace(rec, 100, 2.0);
+	project_copies(c, 6.0, 100000);
+	EXPECT_DOUBLE_EQ(c.snapshot_s, 6.0);
+	EXPECT_DOUBLE_EQ(c.window_s, 2.0);
+	// Longer: at least what each wrote by t1, at most linear growth.
+	EXPECT_DOUBLE_EQ(c.pages_lo, 1000);
+	EXPECT_DOUBLE_EQ(c.pages_hi, 9000);
+	double p1 = saturating_copies(1000, 2, 6, 100000), p2 = saturating_copies(3000, 2, 6, 100000);
+	EXPECT_NEAR(c.pages_point, (p1 + p2) / 2, 1e-6);
+	EXPECT_LT(c.pages_point, (3000 + 9000) / 2.0) << "saturation bends the curve below linear";
+	EXPECT_NE(c.note.find("projected from 2 s to a 6 s snapshot"), std::string::npos) << c.note;
+	// Shorter: between linear shrinkage and what was written by t1.
+	CopySide d = copies_from_trace(rec, 100, 2.0);
+	project_copies(d, 1.0, 100000);
+	EXPECT_DOUBLE_EQ(d.pages_lo, 500);
+	EXPECT_DOUBLE_EQ(d.pages_hi, 3000);
+	// Never more than every copyable page.
+	CopySide e = copies_from_trace(rec, 100, 2.0);
+	project_copies(e, 100.0, 5000);
+	EXPECT_LE(e.pages_hi, 5000);
+	EXPECT_LE(e.pages_point, 5000);
+	EXPECT_THROW(project_copies(e, 0, 5000), UsageError);
+	// A soft-dirty curve that reaches T is read, not modelled.
+	CopySide s;
+	s.source = "soft-dirty";
+	s.window_s = s.snapshot_s = 4;
+	s.curve = {{0, 0, 0}, {1, 100, 0}, {2, 180, 0}, {3, 240, 0}, {4, 280, 0}};
+	s.pages_point = s.pages_lo = s.pages_hi = 280;
+	project_copies(s, 2.5, 1000);
+	EXPECT_DOUBLE_EQ(s.pages_point, 210);
+	EXPECT_DOUBLE_EQ(s.pages_lo, 210);
+	// Beyond the window: projected from its end.
+	s.pages_point = s.pages_lo = s.pages_hi = 280;
+	s.snapshot_s = 4;
+	project_copies(s, 8, 1000);
+	EXPECT_NEAR(s.pages_point, saturating_copies(280, 4, 8, 1000), 1e-9);
+	EXPECT_DOUBLE_EQ(s.pages_lo, 280);
+	EXPECT_DOUBLE_EQ(s.pages_hi, 560);
 }
 
 TEST(ForecastMake, RangeWithoutModuleAndArithmetic)

@@ -285,7 +285,8 @@ int cmd_watch(pid_t pid, pid_t child, double interval, long count, unsigned widt
 // ---- forecast (cowscope/forecast.hpp) ---------------------------------
 
 struct ForecastOpts {
-	std::string window, from_trace, trace_seconds, calibration;
+	std::string window, snapshot, calibration;
+	std::vector<std::string> from_trace, trace_seconds;
 	bool json = false, no_module = false;
 };
 
@@ -295,8 +296,10 @@ int cmd_forecast(pid_t pid, const ForecastOpts &o)
 	req.pid = pid;
 	if (!o.window.empty())
 		req.window_s = cli::parse_seconds(o.window, "--window");
-	if (!o.trace_seconds.empty())
-		req.trace_seconds = cli::parse_seconds(o.trace_seconds, "--trace-seconds");
+	for (const auto &t : o.trace_seconds)
+		req.trace_seconds.push_back(cli::parse_seconds(t, "--trace-seconds"));
+	if (!o.snapshot.empty())
+		req.snapshot_s = cli::parse_seconds(o.snapshot, "--snapshot");
 	req.from_trace = o.from_trace;
 	req.calibration = o.calibration;
 	req.use_module = !o.no_module;
@@ -356,8 +359,16 @@ int main(int argc, char **argv)
 						  "before it forks (calibrate first: cowbench calibrate)");
 	fc->add_option("PID", pid_s, "process id")->required();
 	fc->add_option("--window", fo.window, "measure the distinct pages written over SECONDS (soft-dirty)");
-	fc->add_option("--from-trace", fo.from_trace, "copy side from a cowtrace JSON record of an earlier snapshot");
-	fc->add_option("--trace-seconds", fo.trace_seconds, "length of each snapshot in that record");
+	fc->add_option("--from-trace", fo.from_trace,
+		       "copy side from a cowtrace JSON record of an earlier snapshot (repeatable: several records)")
+		->allow_extra_args(false)
+		->take_all();
+	fc->add_option("--trace-seconds", fo.trace_seconds,
+		       "length of each snapshot in the records (once, or once per --from-trace)")
+		->allow_extra_args(false)
+		->take_all();
+	fc->add_option("--snapshot", fo.snapshot,
+		       "the coming snapshot lasts SECONDS: the copy side projected to it (default: as measured)");
 	fc->add_option("--calibration", fo.calibration, "the model FILE (default: this machine's)");
 	fc->add_flag("--no-module", fo.no_module, "ignore the module even when loaded");
 	fc->add_flag("--json", fo.json, "JSON for tools");

@@ -15,7 +15,8 @@
 // the child lives: the parent takes the copies, the child keeps the
 // original pages (its frozen view).
 //
-// Prints its pid at start, each child's pid when forked and one line per
+// Prints its pid at start, each child's pid and fork() time (as the parent
+// saw it, like Redis's latest_fork_usec) when forked, and one line per
 // finished snapshot. Ctrl-C (SIGINT/SIGTERM): kills and reaps a running
 // child, removes its temporary file, exits 0. The child also dies with the
 // parent (PR_SET_PDEATHSIG), so none is left behind even after SIGKILL.
@@ -249,6 +250,7 @@ int run(const Store &st0, std::uint64_t rate, double interval, double snap_secon
 		    (max_snapshots == 0 || started < static_cast<int>(max_snapshots))) {
 			Pipe report;
 			std::cout << std::flush;
+			const double f0 = now();
 			pid_t pid = ::fork();
 			if (pid < 0)
 				throw SysError("fork");
@@ -261,12 +263,14 @@ int run(const Store &st0, std::uint64_t rate, double interval, double snap_secon
 				::signal(SIGTERM, SIG_DFL);
 				child_main(st, out, snap_seconds, report.write_end.get(), self);
 			}
+			const double fork_ms = (now() - f0) * 1e3;
 			cur.child = Child(pid);
 			cur.report = std::move(report.read_end);	// the write end closes here
 			cur.number = ++started;
 			cur.started = now();
 			cur.updates_at_start = updates;
-			say(fmt::format("snapshot {}: forked child {} (parent {})\n", cur.number, pid, self));
+			say(fmt::format("snapshot {}: forked child {} (parent {}) in {:.3f} ms\n", cur.number, pid, self,
+					fork_ms));
 			next_snap = t + interval;
 		}
 		sleep_for(0.01);

@@ -233,17 +233,18 @@ std::string calibration_report(const Calibration &c)
 	std::string out = fmt::format("calibration for {} {} ({} observations, {} repetitions)\n", c.hostname, c.kernel,
 				      c.fit.observations, c.fit.repetitions);
 	out += "fork_us = fixed + sum(coefficient * input)\n";
-	const char *units[kTerms] = {"us", "ns per PTE", "ns per PTE", "us per PMD", "ns per VMA", "ns per PTE"};
-	const double mul[kTerms] = {1, 1e3, 1e3, 1, 1e3, 1e3};
+	const char *units[kTerms] = {"us",	   "ns per PTE", "ns per PTE", "us per PMD",
+				     "ns per VMA", "ns per PTE", "ns per PTE", "ns per PTE"};
+	const double mul[kTerms] = {1, 1e3, 1e3, 1, 1e3, 1e3, 1e3, 1e3};
 	for (std::size_t i = 0; i < kTerms; i++) {
 		if (!c.fit.used[i]) {
-			out += fmt::format("  {:<17} not fitted (the grid did not vary it)\n", term_names()[i]);
+			out += fmt::format("  {:<24} not fitted (the grid did not vary it)\n", term_names()[i]);
 			continue;
 		}
 		std::vector<double> v;
 		for (const auto &b : c.fit.boot)
 			v.push_back(b[i]);
-		out += fmt::format("  {:<17} {:9.3f} {:<11} [{:.3f}, {:.3f}] (bootstrap 95%)\n", term_names()[i],
+		out += fmt::format("  {:<24} {:9.3f} {:<11} [{:.3f}, {:.3f}] (bootstrap 95%)\n", term_names()[i],
 				   c.fit.coef[i] * mul[i], units[i], v.empty() ? NAN : percentile(v, 2.5) * mul[i],
 				   v.empty() ? NAN : percentile(v, 97.5) * mul[i]);
 	}

@@ -24,14 +24,23 @@ namespace cowscope::forecast {
 
 const std::array<const char *, kTerms> &term_names()
 {
-	static const std::array<const char *, kTerms> n = {"fixed",	"writable_ptes", "wp_ptes",
-							     "huge_pmds", "vmas",	  "large_folio_ptes"};
+	static const std::array<const char *, kTerms> n = {
+		"fixed", "writable_ptes",	     "wp_ptes",	     "huge_pmds",
+		"vmas",	 "large_folio_ptes", "writable_ptes_above_knee", "wp_ptes_above_knee"};
 	return n;
+}
+
+bool term_may_be_negative(std::size_t i)
+{
+	return i == 5 || i == 6 || i == 7;
 }
 
 std::array<double, kTerms> ForkInputs::row() const
 {
-	return {1.0, writable_ptes, wp_ptes, huge_pmds, vmas, large_folio_ptes};
+	// The PTEs beyond the knee, shared between the states in proportion.
+	const double all = writable_ptes + wp_ptes;
+	const double above = all > kKneePtes ? (all - kKneePtes) / all : 0;
+	return {1.0, writable_ptes, wp_ptes, huge_pmds, vmas, large_folio_ptes, writable_ptes * above, wp_ptes * above};
 }
 
 nlohmann::json ForkInputs::to_json() const
@@ -58,7 +67,7 @@ double Fit::predict(const ForkInputs &in) const
 	for (std::size_t i = 0; i < kTerms; i++)
 		if (used[i])
 			y += coef[i] * r[i];
-	return y;
+	return std::max(y, 0.0); // a knee's negative slope change extrapolated far: never below nothing
 }
 
 namespace {
@@ -134,8 +143,8 @@ bool fit_nonneg(const std::vector<std::array<double, kTerms>> &X, const std::vec
 		if (!solve_wls(X, y, w, use, coef))
 			return false;
 		std::size_t worst = kTerms;
-		for (std::size_t i = 1; i < kTerms - 1; i++) // not fixed, not large_folio_ptes
-			if (use[i] && coef[i] < 0 && (worst == kTerms || coef[i] < coef[worst]))
+		for (std::size_t i = 1; i < kTerms; i++) // not fixed, not the terms that may be negative
+			if (use[i] && !term_may_be_negative(i) && coef[i] < 0 && (worst == kTerms || coef[i] < coef[worst]))
 				worst = i;
 		if (worst == kTerms) {
 			used = use;
@@ -159,7 +168,9 @@ Fit fit_model(const std::vector<Observation> &obs_all, unsigned boot_rounds, std
 	for (const auto *o : obs) {
 		auto r = o->in.row();
 		for (std::size_t i = 1; i < kTerms; i++)
-			if (r[i] != 0)
+			// A knee term needs observations well past the knee: a few
+			// thousand PTEs beyond it cannot tell its slope from noise.
+			if (i >= 6 ? r[i] >= kKneePtes / 2 : r[i] != 0)
 				use[i] = true;
 	}
 	std::size_t nuse = std::count(use.begin(), use.end(), true);
@@ -281,7 +292,8 @@ nlohmann::json Calibration::to_json() const
 			      {"lo_us", h.lo_us}, {"hi_us", h.hi_us}, {"error", h.error}, {"inside", h.inside}});
 	return {
 		{"format", "cowscope-calibration"},
-		{"format_version", 1},
+		{"format_version", 2},
+		{"knee_ptes", kKneePtes},
 		{"kernel", kernel},
 		{"hostname", hostname},
 		{"machine", machine},
@@ -312,8 +324,14 @@ Calibration Calibration::from_json(const nlohmann::json &j)
 		if (j.at("format").get<std::string>() != "cowscope-calibration")
 			throw Error("format: not a cowscope calibration");
 		field = "format_version";
-		if (j.at("format_version").get<int>() != 1)
-			throw Error(fmt::format("format_version {} (this cowscope reads 1)", j.at("format_version").dump()));
+		// Version 1 had no knee terms: read as unused.
+		const int version = j.at("format_version").get<int>();
+		if (version != 1 && version != 2)
+			throw Error(fmt::format("format_version {} (this cowscope reads 1 and 2)", j.at("format_version").dump()));
+		field = "knee_ptes";
+		if (version >= 2 && j.at("knee_ptes").get<double>() != kKneePtes)
+			throw Error(fmt::format("{} (this cowscope's model bends at {} PTEs)", j.at("knee_ptes").dump(),
+						kKneePtes));
 		Calibration c;
 		field = "kernel";
 		c.kernel = j.at("kernel").get<std::string>();
@@ -322,6 +340,8 @@ Calibration Calibration::from_json(const nlohmann::json &j)
 		field = "coefficients_us";
 		const auto &co = j.at("coefficients_us");
 		for (std::size_t i = 0; i < kTerms; i++) {
+			if (version == 1 && i >= 6)
+				continue;
 			const auto &t = co.at(term_names()[i]);
 			c.fit.used[i] = t.at("used").get<bool>();
 			c.fit.coef[i] = t.at("value").get<double>();
@@ -331,11 +351,12 @@ Calibration Calibration::from_json(const nlohmann::json &j)
 		if (!c.fit.used[0])
 			throw Error("the fixed term is not used");
 		field = "bootstrap_us";
+		const std::size_t terms = version == 1 ? 6 : kTerms;
 		for (const auto &b : j.at("bootstrap_us")) {
-			if (b.size() != kTerms)
-				throw Error(fmt::format("a row has {} values, not {}", b.size(), kTerms));
+			if (b.size() != terms)
+				throw Error(fmt::format("a row has {} values, not {}", b.size(), terms));
 			std::array<double, kTerms> a{};
-			for (std::size_t i = 0; i < kTerms; i++)
+			for (std::size_t i = 0; i < terms; i++)
 				a[i] = b.at(i).get<double>();
 			c.fit.boot.push_back(a);
 		}

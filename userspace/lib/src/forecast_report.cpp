@@ -28,6 +28,11 @@ std::string fmt_iv(const Interval &iv, const char *unit, int prec = 1)
 
 } // namespace
 
+double copyable_pages(const Shape &s)
+{
+	return static_cast<double>(s.ptes_cow_writable) + static_cast<double>(s.huge_pmds) * 512.0;
+}
+
 Forecast make_forecast(const Calibration &cal, const Shape &shape, const CopySide &copy)
 {
 	Forecast f;
@@ -141,7 +146,7 @@ std::string Forecast::to_text() const
 				   peak_extra_mib.lo);
 		return out;
 	}
-	out += fmt::format("copies over a {:.3g} s snapshot ({}): {:.0f} pages [{:.0f}, {:.0f}]\n", copy.window_s,
+	out += fmt::format("copies over a {:.3g} s snapshot ({}): {:.0f} pages [{:.0f}, {:.0f}]\n", copy.snapshot_s,
 			   copy.source, copy.pages_point, copy.pages_lo, copy.pages_hi);
 	out += fmt::format("  {}\n", copy.note);
 	if (copy.curve.size() > 2) {
@@ -164,8 +169,13 @@ Forecast forecast_pid(const ForecastRequest &req, const std::function<void(doubl
 {
 	if (req.window_s > 0 && !req.from_trace.empty())
 		throw UsageError("--window and --from-trace: give one source of the copy side, not both");
-	if (!req.from_trace.empty() && !(req.trace_seconds > 0))
-		throw UsageError("--from-trace: needs --trace-seconds SECONDS, the length of each snapshot in the record");
+	if (!req.from_trace.empty() && req.trace_seconds.size() != 1 && req.trace_seconds.size() != req.from_trace.size())
+		throw UsageError(fmt::format("--from-trace: needs --trace-seconds SECONDS, the length of each snapshot in "
+					     "the record: once for every record, or once per record ({} records, {} "
+					     "--trace-seconds)",
+					     req.from_trace.size(), req.trace_seconds.size()));
+	if (req.snapshot_s > 0 && !(req.window_s > 0) && req.from_trace.empty())
+		throw UsageError("--snapshot: needs a copy side to project (--window SECONDS or --from-trace FILE)");
 	std::string path = req.calibration.empty() ? default_calibration_path() : req.calibration;
 	Calibration cal = load_calibration(path);
 	Shape shape = read_shape(req.pid, req.use_module);
@@ -173,15 +183,24 @@ Forecast forecast_pid(const ForecastRequest &req, const std::function<void(doubl
 	if (req.window_s > 0) {
 		copy = measure_soft_dirty(req.pid, req.window_s, 0, window_progress);
 	} else if (!req.from_trace.empty()) {
-		nlohmann::json rec;
-		try {
-			rec = nlohmann::json::parse(read_file(req.from_trace));
-		} catch (const nlohmann::json::exception &e) {
-			throw Error(fmt::format("--from-trace {}: not JSON ({})", req.from_trace, e.what()));
+		std::vector<CopySide> parts;
+		for (std::size_t i = 0; i < req.from_trace.size(); i++) {
+			const std::string &file = req.from_trace[i];
+			nlohmann::json rec;
+			try {
+				rec = nlohmann::json::parse(read_file(file));
+			} catch (const nlohmann::json::exception &e) {
+				throw Error(fmt::format("--from-trace {}: not JSON ({})", file, e.what()));
+			}
+			double secs = req.trace_seconds.size() == 1 ? req.trace_seconds[0] : req.trace_seconds[i];
+			parts.push_back(copies_from_trace(rec, req.pid, secs, "--from-trace " + file));
 		}
-		copy = copies_from_trace(rec, req.pid, req.trace_seconds, req.trace_seconds,
-					 "--from-trace " + req.from_trace);
+		copy = combine_records(parts);
 	}
+	if (req.snapshot_s > 0)
+		project_copies(copy, req.snapshot_s, copyable_pages(shape));
+	else if (copy.per_snapshot_s.size() > 1)
+		project_copies(copy, copy.window_s, copyable_pages(shape)); // records of different lengths
 	Forecast f = make_forecast(cal, shape, copy);
 	f.calibration_path = path;
 	return f;

@@ -413,7 +413,7 @@ CopySide measure_soft_dirty(pid_t pid, double window_s, double step_s, const std
 	auto t0 = clock::now();
 	CopySide c;
 	c.source = "soft-dirty";
-	c.window_s = window_s;
+	c.window_s = c.snapshot_s = window_s;
 	c.curve.push_back({0, 0, 0});
 	for (double next = step_s;; next += step_s) {
 		next = std::min(next, window_s);
@@ -440,8 +440,7 @@ CopySide measure_soft_dirty(pid_t pid, double window_s, double step_s, const std
 	return c;
 }
 
-CopySide copies_from_trace(const nlohmann::json &record, pid_t pid, double trace_seconds, double window_s,
-			   const std::string &what)
+CopySide copies_from_trace(const nlohmann::json &record, pid_t pid, double trace_seconds, const std::string &what)
 {
 	if (!(trace_seconds > 0))
 		throw UsageError(what + ": needs --trace-seconds SECONDS, the length of each snapshot in the record");
@@ -476,23 +475,137 @@ CopySide copies_from_trace(const nlohmann::json &record, pid_t pid, double trace
 	if (children.empty())
 		throw Error(fmt::format("{}: no snapshot child of process {} in the record", what, pid));
 	// Each snapshot: its child's copies and an equal share of the parent's.
-	std::vector<double> per;
-	for (auto ch : children)
-		per.push_back((static_cast<double>(ch) + static_cast<double>(parent) / children.size()) / trace_seconds *
-			      window_s);
-	Summary s = summarize(per);
 	CopySide c;
 	c.source = "cowtrace record";
-	c.window_s = window_s;
+	c.window_s = c.snapshot_s = trace_seconds;
+	for (auto ch : children) {
+		c.per_snapshot.push_back(static_cast<double>(ch) +
+					 static_cast<double>(parent) / static_cast<double>(children.size()));
+		c.per_snapshot_s.push_back(trace_seconds);
+	}
+	Summary s = summarize(c.per_snapshot);
 	c.pages_point = s.median;
 	c.pages_lo = s.min;
 	c.pages_hi = s.max;
-	c.note = fmt::format("{} snapshot(s) of {:.3g} s in the record{}; copies per second {:.0f} (median), "
-			     "scaled to {:.3g} s: assumes the same write rate as then",
+	c.note = fmt::format("{} snapshot(s) of {:.3g} s in the record{}; {:.0f} copies per snapshot (median)",
 			     children.size(), trace_seconds,
 			     pid_found ? "" : fmt::format(" (process {} not in it: every entry taken as one snapshot)", pid),
-			     s.median / window_s, window_s);
+			     s.median);
 	return c;
+}
+
+CopySide combine_records(const std::vector<CopySide> &parts)
+{
+	if (parts.empty())
+		throw Error("no cowtrace record to combine");
+	if (parts.size() == 1)
+		return parts.front();
+	CopySide c;
+	c.source = "cowtrace record";
+	c.note = fmt::format("{} records:", parts.size());
+	for (const auto &p : parts) {
+		c.per_snapshot.insert(c.per_snapshot.end(), p.per_snapshot.begin(), p.per_snapshot.end());
+		c.per_snapshot_s.insert(c.per_snapshot_s.end(), p.per_snapshot_s.begin(), p.per_snapshot_s.end());
+		c.note += " [" + p.note + "]";
+	}
+	c.window_s = c.snapshot_s = summarize(c.per_snapshot_s).median;
+	Summary s = summarize(c.per_snapshot);
+	c.pages_point = s.median;
+	c.pages_lo = s.min;
+	c.pages_hi = s.max;
+	return c;
+}
+
+double saturating_copies(double c1, double t1, double T, double pages_total)
+{
+	if (!(c1 > 0) || !(t1 > 0))
+		return 0;
+	const double n = std::max(pages_total, c1);
+	// (1 - c1/N)^(T/t1): the chance a page escapes T/t1 periods like the first.
+	return n * (1.0 - std::pow(1.0 - c1 / n, T / t1));
+}
+
+namespace {
+
+struct Projected {
+	double point, lo, hi;
+};
+
+// One measured (t1, c1) moved to T; lo1/hi1 bound c1 itself (huge blocks).
+Projected project_one(double c1, double lo1, double hi1, double t1, double T, double n)
+{
+	Projected p{};
+	p.point = saturating_copies(c1, t1, T, n);
+	if (T >= t1) {
+		p.lo = lo1;
+		p.hi = std::min(std::max(n, hi1), hi1 * T / t1);
+	} else {
+		p.lo = lo1 * T / t1;
+		p.hi = hi1;
+	}
+	p.point = std::clamp(p.point, p.lo, p.hi);
+	return p;
+}
+
+} // namespace
+
+void project_copies(CopySide &c, double snapshot_s, double pages_total)
+{
+	if (!(snapshot_s > 0))
+		throw UsageError("--snapshot: expected SECONDS > 0");
+	if (c.source == "none")
+		return;
+	const double t1 = c.curve.size() > 1 ? c.curve.back().t_s : c.window_s;
+	if (!(t1 > 0))
+		return;
+	c.snapshot_s = snapshot_s;
+	if (!c.per_snapshot.empty()) {
+		std::vector<double> pts;
+		double lo = INFINITY, hi = 0;
+		const bool own = c.per_snapshot_s.size() == c.per_snapshot.size();
+		for (std::size_t i = 0; i < c.per_snapshot.size(); i++) {
+			const double c1 = c.per_snapshot[i], ti = own ? c.per_snapshot_s[i] : t1;
+			Projected p = project_one(c1, c1, c1, ti, snapshot_s, pages_total);
+			pts.push_back(p.point);
+			lo = std::min(lo, p.lo);
+			hi = std::max(hi, p.hi);
+		}
+		c.pages_point = summarize(pts).median;
+		c.pages_lo = lo;
+		c.pages_hi = hi;
+	} else if (c.curve.size() > 1 && snapshot_s <= t1) {
+		// Measured that far: read the curve at T (linearly between samples).
+		std::size_t i = 1;
+		while (i + 1 < c.curve.size() && c.curve[i].t_s < snapshot_s)
+			i++;
+		const CopySample &a = c.curve[i - 1], &b = c.curve[i];
+		double f = b.t_s > a.t_s ? std::clamp((snapshot_s - a.t_s) / (b.t_s - a.t_s), 0.0, 1.0) : 1.0;
+		double at = static_cast<double>(a.pages) + f * (static_cast<double>(b.pages) - static_cast<double>(a.pages));
+		double last = static_cast<double>(c.curve.back().pages);
+		double k = last > 0 ? at / last : 0;
+		c.pages_point *= k;
+		c.pages_lo *= k;
+		c.pages_hi *= k;
+		c.note += fmt::format("; read at {:.3g} s of the measured curve", snapshot_s);
+		return;
+	} else {
+		Projected p = project_one(c.pages_point, c.pages_lo, c.pages_hi, t1, snapshot_s, pages_total);
+		c.pages_point = p.point;
+		c.pages_lo = p.lo;
+		c.pages_hi = p.hi;
+	}
+	bool moved = std::fabs(snapshot_s - t1) > 1e-9 * t1;
+	for (double ti : c.per_snapshot_s)
+		moved = moved || std::fabs(snapshot_s - ti) > 1e-9 * ti;
+	if (moved)
+		c.note += fmt::format("; projected from {} to a {:.3g} s snapshot at the same write rate: point "
+				      "for writes spread uniformly over {:.0f} copyable pages, interval for any steady "
+				      "writer (distinct pages grow at most linearly)",
+				      std::any_of(c.per_snapshot_s.begin(), c.per_snapshot_s.end(),
+						  [&](double ti) { return ti != c.per_snapshot_s.front(); })
+					      ? std::string("each snapshot's length")
+					      : fmt::format("{:.3g} s", c.per_snapshot_s.empty() ? t1 : c.per_snapshot_s.front()),
+				      snapshot_s, pages_total);
 }
 
 nlohmann::json CopySide::to_json() const
@@ -500,7 +613,8 @@ nlohmann::json CopySide::to_json() const
 	nlohmann::json curve_j = nlohmann::json::array();
 	for (const auto &s : curve)
 		curve_j.push_back({{"t_s", s.t_s}, {"pages", s.pages}, {"huge_blocks", s.huge_blocks}});
-	return {{"source", source}, {"note", note},	       {"window_s", window_s}, {"curve", curve_j},
+	return {{"source", source},	    {"note", note},   {"window_s", window_s}, {"snapshot_s", snapshot_s},
+		{"per_snapshot", per_snapshot}, {"curve", curve_j},
 		{"pages", {{"point", pages_point}, {"lo", pages_lo}, {"hi", pages_hi}}}};
 }
 

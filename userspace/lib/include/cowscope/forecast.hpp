@@ -4,13 +4,19 @@
 // without stopping it (`cowscope forecast PID`):
 //
 //   fork_us = fixed + a*writable_ptes + b*wp_ptes + c*huge_pmds + d*vmas
-//             + e*large_folio_ptes
+//             + e*large_folio_ptes + a2*writable_above + b2*wp_above
 //
 // writable_ptes / wp_ptes: present 4 KiB PTEs that fork copies (VMAs with an
 // anon_vma), still writable (fork must write-protect them) or already
 // write-protected (by an earlier fork); huge_pmds: PMD-mapped THPs;
 // large_folio_ptes: PTEs of large (mTHP) folios, which 6.9+ kernels copy in
-// batches (counted in the PTE terms too: e is their saving, may be < 0).
+// batches (counted in the PTE terms too: e is their saving, may be < 0);
+// writable_above / wp_above: the share of each state's PTEs beyond the
+// first kKneePtes (256 MiB of 4 KiB pages) of the process: fork's cost per
+// PTE falls for large page tables (measured here: 79 ns per write-protected
+// PTE at 256 MiB, 47 ns at 1.5 GiB), so the PTE cost is a line with a knee
+// (a2, b2: the change of slope, may be < 0; fitted only when the
+// calibration reaches kKneePtes/2 PTEs of that state beyond the knee).
 //
 // The copy side: distinct pages written during the snapshot, from the
 // kernel's soft-dirty bits over a window (clear_refs "4", pagemap bit 55) or
@@ -32,13 +38,18 @@ namespace cowscope::forecast {
 
 // ---- the model -----------------------------------------------------------
 
-inline constexpr std::size_t kTerms = 6;
-// "fixed", "writable_ptes", "wp_ptes", "huge_pmds", "vmas", "large_folio_ptes"
+inline constexpr std::size_t kTerms = 8;
+// "fixed", "writable_ptes", "wp_ptes", "huge_pmds", "vmas", "large_folio_ptes",
+// "writable_ptes_above_knee", "wp_ptes_above_knee"
 const std::array<const char *, kTerms> &term_names();
+// Terms whose coefficient may come out negative (a saving, a change of slope).
+bool term_may_be_negative(std::size_t i);
+inline constexpr double kKneePtes = 65536;
 
 struct ForkInputs {
 	double writable_ptes = 0, wp_ptes = 0, huge_pmds = 0, vmas = 0, large_folio_ptes = 0;
-	std::array<double, kTerms> row() const; // {1, writable, wp, huge, vmas, large}
+	// {1, writable, wp, huge, vmas, large, writable above the knee, wp above the knee}
+	std::array<double, kTerms> row() const;
 	nlohmann::json to_json() const;
 	static ForkInputs from_json(const nlohmann::json &j);
 };
@@ -66,7 +77,7 @@ struct Fit {
 };
 
 // Weighted least squares on the repetitions' medians (relative errors:
-// weight 1/y), non-negative except for large_folio_ptes (terms that come out
+// weight 1/y), non-negative except for term_may_be_negative() (terms that come out
 // negative are dropped and the rest refitted), then `boot_rounds` bootstrap
 // resamples of each observation's repetitions. Throws Error when fewer
 // observations than used terms. Deterministic for a given seed.
@@ -122,7 +133,7 @@ Calibration load_calibration(const std::string &path);
 // ---- calibration runs (cowbench calibrate) --------------------------------
 
 struct CalibrateConfig {
-	std::vector<std::uint64_t> heaps = {16ull << 20, 64ull << 20, 256ull << 20};
+	std::vector<std::uint64_t> heaps = {16ull << 20, 64ull << 20, 256ull << 20, 1ull << 30};
 	std::vector<unsigned> extra_vmas = {0, 4000};
 	bool thp = true;           // also THP heaps (when the kernel has THP)
 	bool large_folios = true;  // also 64K folio heaps (root, mTHP controls)
@@ -187,9 +198,12 @@ struct CopySample {
 struct CopySide {
 	std::string source = "none"; // "soft-dirty", "cowtrace record", "none"
 	std::string note;
-	double window_s = 0;
-	std::vector<CopySample> curve;
-	double pages_point = 0, pages_lo = 0, pages_hi = 0; // copies in a snapshot of window_s
+	double window_s = 0;	// what was measured: the soft-dirty window, or each recorded snapshot's length
+	double snapshot_s = 0;	// the snapshot the pages are for: window_s unless project_copies() moved it
+	std::vector<CopySample> curve;    // soft-dirty: distinct pages written against time
+	std::vector<double> per_snapshot;   // cowtrace records: each snapshot's copies
+	std::vector<double> per_snapshot_s; // and its length
+	double pages_point = 0, pages_lo = 0, pages_hi = 0; // copies in a snapshot of snapshot_s
 	nlohmann::json to_json() const;
 };
 
@@ -204,10 +218,28 @@ CopySide measure_soft_dirty(pid_t pid, double window_s, double step_s = 0,
 			    const std::function<void(double)> &progress = {});
 // From a cowtrace JSON record (its array of processes, or an object with
 // "processes"): the target's snapshot children (ppid == pid; every entry when
-// the pid is not in it), each snapshot `trace_seconds` long; scaled to
-// window_s. Throws Error naming the file and what is wrong.
-CopySide copies_from_trace(const nlohmann::json &record, pid_t pid, double trace_seconds, double window_s,
+// the pid is not in it), each snapshot `trace_seconds` long: each one's
+// copies plus an equal share of the parent's. Throws Error naming the file
+// and what is wrong.
+CopySide copies_from_trace(const nlohmann::json &record, pid_t pid, double trace_seconds,
 			   const std::string &what = "--from-trace");
+// Several records (each from copies_from_trace) as one copy side: every
+// snapshot of every record, each with its own length; window_s the median
+// length. Throws Error when `parts` is empty.
+CopySide combine_records(const std::vector<CopySide> &parts);
+// Moves a copy side measured over window_s to a snapshot of snapshot_s
+// seconds, for a target whose writes can copy at most `pages_total` pages.
+// Point: a steady writer over uniformly random pages, whose distinct pages
+// grow as c(t) = N (1 - (1 - c1/N)^(t/t1)) through the measured (t1, c1).
+// Interval: what holds for ANY steady writer, whose distinct-pages curve is
+// non-decreasing and concave from (0, 0): between c1 and c1*T/t1 (T > t1),
+// or between c1*T/t1 and c1 (T < t1). A soft-dirty curve that reaches T is
+// read at T instead. A record of several snapshots: each one projected,
+// the median of the points, the widest bounds. Throws UsageError for
+// snapshot_s <= 0.
+void project_copies(CopySide &c, double snapshot_s, double pages_total);
+// The model's point alone (exposed for tests): c1 pages over t1 seconds, at T.
+double saturating_copies(double c1, double t1, double T, double pages_total);
 
 // ---- the forecast --------------------------------------------------------------
 
@@ -229,6 +261,10 @@ struct Forecast {
 };
 
 Forecast make_forecast(const Calibration &cal, const Shape &shape, const CopySide &copy);
+// The pages a write can copy: present 4 KiB pages of the private writable
+// mappings fork copies, a PMD-mapped THP counted as 512 (a write to one
+// splits it and copies 4 KiB).
+double copyable_pages(const Shape &s);
 
 // What `cowscope forecast PID` does: load the calibration (default path when
 // empty), read the shape, then the copy side (--window by soft-dirty, else
@@ -237,8 +273,10 @@ Forecast make_forecast(const Calibration &cal, const Shape &shape, const CopySid
 struct ForecastRequest {
 	pid_t pid = 0;
 	double window_s = 0;       // --window
-	std::string from_trace;    // --from-trace FILE
-	double trace_seconds = 0;  // --trace-seconds
+	std::vector<std::string> from_trace; // --from-trace FILE, repeatable
+	std::vector<double> trace_seconds;   // --trace-seconds: one for all records, or one per record
+	double snapshot_s = 0;     // --snapshot: the snapshot's length (default: as measured; the
+				   // records' median length when they differ)
 	std::string calibration;   // --calibration FILE
 	bool use_module = true;
 };
