@@ -11,13 +11,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fmt/format.h>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "cowscope/error.hpp"
 #include "cowscope/fd.hpp"
@@ -37,13 +40,14 @@ std::string bin(const char *name)
 	return std::string(COWSCOPE_BIN_DIR) + "/" + name;
 }
 
-// A process with a known private 4 KiB heap. Commands over a pipe:
+// A process with a known private 4 KiB heap, faulted in in address order or
+// (scattered) in a random page order. Commands over a pipe:
 // 'W' rewrites every page (PTEs writable again), 'F' forks a child that
 // exits at once and answers the fork call's duration in microseconds,
 // 'Q' quits.
 class Target {
 public:
-	explicit Target(std::size_t heap) : heap_(heap)
+	explicit Target(std::size_t heap, bool scattered = false) : heap_(heap), scattered_(scattered)
 	{
 		int a[2], b[2];
 		if (::pipe(a) || ::pipe(b))
@@ -90,6 +94,14 @@ private:
 		if (p == MAP_FAILED)
 			_exit(3);
 		::madvise(p, heap_, MADV_NOHUGEPAGE);
+		if (scattered_) {
+			std::vector<std::size_t> order(heap_ / 4096);
+			for (std::size_t i = 0; i < order.size(); i++)
+				order[i] = i;
+			std::shuffle(order.begin(), order.end(), std::mt19937_64(3));
+			for (auto i : order)
+				p[i * 4096] = 1;
+		}
 		std::memset(p, 1, heap_);
 		double zero = 0;
 		(void)!::write(out, &zero, sizeof zero);
@@ -113,6 +125,7 @@ private:
 		}
 	}
 	std::size_t heap_;
+	bool scattered_;
 	pid_t pid_ = -1;
 	int cmd_ = -1, ans_ = -1;
 };
@@ -206,6 +219,24 @@ TEST_F(ForecastHost, KnownSyntheticProcessForkInsideTheInterval)
 	EXPECT_LE(mwp, f.fork_wp_ms.point * 3);
 }
 
+// The physical scatter against the kernel's own PFNs: a heap faulted in a
+// random page order has (almost) no virtual neighbours physically near.
+TEST_F(ForecastHost, ScatterReadsThePhysicalLayout)
+{
+	if (::geteuid() != 0)
+		GTEST_SKIP() << "PFNs are hidden from non-root readers of pagemap";
+	const std::size_t heap = 32u << 20, pages = heap / 4096;
+	Target in_order(heap), scattered(heap, true);
+	Shape a = read_shape(in_order.pid(), false), b = read_shape(scattered.pid(), false);
+	std::printf("scatter: in order %.3f (%llu pairs), random order %.3f (%llu pairs)\n", a.scatter(),
+		    static_cast<unsigned long long>(a.pfn_pairs), b.scatter(), static_cast<unsigned long long>(b.pfn_pairs));
+	EXPECT_GE(b.pfn_pairs, pages - 1) << "every adjacent pair of the heap";
+	EXPECT_GE(b.scatter(), 0.9);
+	EXPECT_LT(a.scatter(), b.scatter());
+	auto j = b.to_json();
+	EXPECT_NEAR(j["pfn_scatter"].get<double>(), b.scatter(), 1e-12);
+}
+
 TEST_F(ForecastHost, CliTextJsonAndTraceSource)
 {
 	Target t(32ull << 20);
@@ -234,6 +265,27 @@ TEST_F(ForecastHost, CliTextJsonAndTraceSource)
 	EXPECT_EQ(k["copy"]["source"], "cowtrace record");
 	EXPECT_DOUBLE_EQ(k["copy"]["pages"]["point"].get<double>(), 3000);
 	EXPECT_NEAR(k["cow_memory_mib"]["point"].get<double>(), 3000 * 4096.0 / 1048576, 1e-9);
+	// The same record for a 4 s snapshot: at least the 3000 already written,
+	// at most twice them; and with a second record of a 4 s snapshot.
+	auto [pr, rc4] = run_command(fmt::format("{} forecast {} --no-module --json --from-trace {} --trace-seconds 2 "
+						 "--snapshot 4 --calibration {}",
+						 bin("cowscope"), t.pid(), rec, g_cal));
+	ASSERT_EQ(rc4, 0) << pr;
+	auto m = nlohmann::json::parse(pr)["copy"];
+	EXPECT_DOUBLE_EQ(m["snapshot_s"].get<double>(), 4);
+	EXPECT_DOUBLE_EQ(m["pages"]["lo"].get<double>(), 3000);
+	EXPECT_LE(m["pages"]["hi"].get<double>(), 6000);
+	EXPECT_GT(m["pages"]["point"].get<double>(), 3000);
+	EXPECT_LE(m["pages"]["point"].get<double>(), 6000);
+	auto [two, rc5] = run_command(fmt::format("{} forecast {} --no-module --json --from-trace {} --trace-seconds 2 "
+						  "--from-trace {} --trace-seconds 4 --snapshot 4 --calibration {}",
+						  bin("cowscope"), t.pid(), rec, rec, g_cal));
+	ASSERT_EQ(rc5, 0) << two;
+	auto n = nlohmann::json::parse(two)["copy"];
+	EXPECT_EQ(n["per_snapshot"].size(), 2u);
+	EXPECT_DOUBLE_EQ(n["pages"]["lo"].get<double>(), 3000) << "the 4 s record, as it is";
+	EXPECT_NEAR(n["pages"]["point"].get<double>(), (m["pages"]["point"].get<double>() + 3000) / 2, 1e-6)
+		<< "the median of both";
 }
 
 TEST_F(ForecastHost, BadInput)
@@ -250,6 +302,11 @@ TEST_F(ForecastHost, BadInput)
 	expect(cs + "1 --window 0 --calibration " + g_cal, 2, "--window: expected SECONDS");
 	expect(cs + "1 --window 1 --from-trace x --calibration " + g_cal, 2, "not both");
 	expect(cs + "1 --from-trace x --calibration " + g_cal, 2, "--trace-seconds");
+	expect(cs + "1 --from-trace x --from-trace y --trace-seconds 1 --trace-seconds 2 --trace-seconds 3 "
+		    "--calibration " + g_cal,
+	       2, "once per record");
+	expect(cs + "1 --snapshot 5 --calibration " + g_cal, 2, "--snapshot: needs a copy side");
+	expect(cs + "1 --window 1 --snapshot 0 --calibration " + g_cal, 2, "--snapshot: expected SECONDS");
 	expect(cs + "1 --calibration " + g_dir + "/missing.json", 1, "run `cowbench calibrate`");
 	expect("COWSCOPE_CALIBRATION_DIR=" + g_dir + "/none " + cs + "1", 1, "run `cowbench calibrate`");
 	// A zombie: exited, not reaped: its memory is gone.

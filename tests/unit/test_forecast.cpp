@@ -29,7 +29,8 @@ std::string data_dir()
 
 // Observations from a known model with multiplicative noise.
 std::vector<Observation> synthetic(const std::array<double, kTerms> &truth, double noise, unsigned seed,
-				   const std::vector<double> &heaps = {4096.0, 16384.0, 65536.0})
+				   const std::vector<double> &heaps = {4096.0, 16384.0, 65536.0},
+				   const std::vector<double> &scatters = {0.0})
 {
 	std::mt19937_64 rng(seed);
 	std::normal_distribution<double> n(0, noise);
@@ -38,7 +39,8 @@ std::vector<Observation> synthetic(const std::array<double, kTerms> &truth, doub
 	for (double heap : heaps)
 		for (bool thp : {false, true})
 			for (bool wp : {false, true})
-				for (double vmas : {60.0, 4060.0}) {
+				for (double vmas : {60.0, 4060.0})
+					for (double scatter : scatters) {
 					Observation o;
 					o.label = std::to_string(k);
 					double ptes = thp ? 200 : heap;
@@ -46,6 +48,7 @@ std::vector<Observation> synthetic(const std::array<double, kTerms> &truth, doub
 					o.in.wp_ptes = (wp ? ptes : 0) + 300 + (vmas - 60);
 					o.in.huge_pmds = thp ? heap / 512 : 0;
 					o.in.vmas = vmas;
+					o.in.scatter = scatter;
 					auto row = o.in.row();
 					double y = 0;
 					for (std::size_t i = 0; i < kTerms; i++)
@@ -55,7 +58,7 @@ std::vector<Observation> synthetic(const std::array<double, kTerms> &truth, doub
 					o.held_out = k % 3 == 2;
 					obs.push_back(o);
 					k++;
-				}
+					}
 	return obs;
 }
 
@@ -104,6 +107,26 @@ TEST(ForecastFit, RecoversTheKneeOfLargePageTables)
 	Fit g = fit_model(synthetic(kTruth, 0.0, 1, {4096.0, 16384.0, 32768.0}), 5);
 	EXPECT_FALSE(g.used[6]);
 	EXPECT_FALSE(g.used[7]);
+}
+
+TEST(ForecastFit, RecoversTheCostOfScatteredPages)
+{
+	// Scattered pages cost fork more per PTE (1.5x..2.2x measured here).
+	auto truth = kTruth;
+	truth[8] = 0.06;
+	truth[9] = 0.05;
+	auto obs = synthetic(truth, 0.0, 1, {4096.0, 16384.0, 65536.0}, {0.15, 1.0});
+	for (auto &o : obs)
+		o.held_out = false;
+	Fit f = fit_model(obs, 20);
+	for (std::size_t i : {0, 1, 2, 3, 4, 8, 9}) {
+		ASSERT_TRUE(f.used[i]) << term_names()[i];
+		EXPECT_NEAR(f.coef[i], truth[i], 1e-6 * std::max(1.0, truth[i])) << term_names()[i];
+	}
+	// All heaps alike (scatter spans less than 0.3): not fitted.
+	Fit g = fit_model(synthetic(kTruth, 0.0, 1, {4096.0, 16384.0, 65536.0}, {0.1, 0.2}), 5);
+	EXPECT_FALSE(g.used[8]);
+	EXPECT_FALSE(g.used[9]);
 }
 
 TEST(ForecastFit, NoisyFitCoversTruthAndPredictsHeldOut)
@@ -159,9 +182,11 @@ TEST(ForecastFit, NegativeTermsAreDroppedAndTooFewObservationsRefused)
 // the held-out points are predicted within their intervals mostly, and the
 // physics holds: a writable PTE costs fork more than a write-protected one,
 // a huge PMD less than the 512 PTEs it replaces.
-TEST(ForecastRecorded, HostCalibrationRefitsAndPredictsHeldOut)
+class ForecastRecorded : public ::testing::TestWithParam<const char *> {};
+
+TEST_P(ForecastRecorded, HostCalibrationRefitsAndPredictsHeldOut)
 {
-	Calibration c = load_calibration(data_dir() + "/forecast-calibration-host.json");
+	Calibration c = load_calibration(data_dir() + "/" + GetParam());
 	ASSERT_GE(c.observations.size(), 12u);
 	Fit check = fit_model(c.observations, 100);
 	std::vector<double> err;
@@ -183,6 +208,17 @@ TEST(ForecastRecorded, HostCalibrationRefitsAndPredictsHeldOut)
 	if (c.fit.used[3]) {
 		EXPECT_LT(c.fit.coef[3], 512 * c.fit.coef[1]) << "a huge PMD is cheaper than 512 writable PTEs";
 	}
+	for (std::size_t i : {6, 7})
+		if (c.fit.used[i]) {
+			EXPECT_GT(c.fit.coef[i - 5] + c.fit.coef[i], 0) << "past the knee a PTE still costs something";
+		}
+	for (std::size_t i : {8, 9})
+		if (c.fit.used[i]) {
+			EXPECT_GT(c.fit.coef[i], 0) << "scattered pages cost fork more";
+		}
+	if (std::string(GetParam()).find("v2") != std::string::npos) {
+		EXPECT_TRUE(c.fit.used[6] && c.fit.used[7] && c.fit.used[8] && c.fit.used[9]) << "this file has them all";
+	}
 	auto all = c.observations;
 	for (auto &o : all)
 		o.held_out = false;
@@ -190,6 +226,11 @@ TEST(ForecastRecorded, HostCalibrationRefitsAndPredictsHeldOut)
 	for (std::size_t i = 0; i < kTerms; i++)
 		EXPECT_NEAR(again.coef[i], c.fit.coef[i], 1e-9 + 1e-6 * std::fabs(c.fit.coef[i])) << term_names()[i];
 }
+
+// Format 1 (a loaded machine, no knee or scatter terms) and format 2 (a
+// quiet one, with both fitted).
+INSTANTIATE_TEST_SUITE_P(Files, ForecastRecorded,
+			 ::testing::Values("forecast-calibration-host.json", "forecast-calibration-host-v2.json"));
 
 TEST(ForecastFile, RoundTripsAndRejectsDamage)
 {
@@ -431,5 +472,22 @@ TEST(ForecastMake, RangeWithoutModuleAndArithmetic)
 	EXPECT_TRUE(g.state_known);
 	EXPECT_NEAR(g.fork_ms.point, (100 + 0.1 * 50000 + 0.04 * 51000 + 20 + 50) / 1e3, 1e-9);
 	EXPECT_EQ(g.to_json()["copy"]["source"], "none");
+	// Scattered pages: +0.05 us per writable PTE when fully scattered.
+	cal.fit.used[8] = true;
+	cal.fit.coef[8] = 0.05;
+	const double base_ms = (100 + 0.1 * 50000 + 0.04 * 51000 + 20 + 50) / 1e3;
+	Forecast h = make_forecast(cal, s, CopySide{}); // PFNs hidden: half, interval none..all
+	EXPECT_FALSE(h.scatter_known);
+	EXPECT_NEAR(h.fork_ms.point, base_ms + 0.05 * 50000 * 0.5 / 1e3, 1e-9);
+	EXPECT_NEAR(h.fork_ms.lo, base_ms, 1e-9);
+	EXPECT_NEAR(h.fork_ms.hi, base_ms + 0.05 * 50000 / 1e3, 1e-9);
+	EXPECT_NE(h.to_text().find("unknown (the kernel hides PFNs"), std::string::npos);
+	s.pfn_pairs = 1000;
+	s.pfn_pairs_apart = 800; // measured: 0.8
+	Forecast k = make_forecast(cal, s, CopySide{});
+	EXPECT_TRUE(k.scatter_known);
+	EXPECT_NEAR(k.fork_ms.point, base_ms + 0.05 * 50000 * 0.8 / 1e3, 1e-9);
+	EXPECT_NEAR(k.fork_ms.lo, k.fork_ms.point, 1e-9);
+	EXPECT_NE(k.to_text().find("80% of virtual neighbours"), std::string::npos) << k.to_text();
 }
 

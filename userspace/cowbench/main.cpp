@@ -61,7 +61,9 @@ void add_bench_options(CLI::App &app, Opts &o, bool lists)
 	opt("warmup", "unmeasured warm-up repetitions (default 1)");
 	opt("pte-state", "writable (rewrite the heap before each fork, default) or readonly");
 	opt("timeout", "seconds a child may take per phase before it is killed (default 60)");
-	opt("seed", "seed for --pattern random");
+	opt("seed", "seed for --pattern random and --populate random");
+	opt("populate", "first-touch order of the heap: seq (default) or random (physically scattered pages, as "
+			"in a long-running process)");
 	app.add_flag("--read", o.read, "the writer also reads the pages it does not write");
 	app.add_flag("-q,--quiet", o.quiet, "no progress output");
 }

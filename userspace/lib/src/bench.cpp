@@ -150,6 +150,11 @@ void set_option(BenchConfig &cfg, std::string_view name, std::string_view value)
 		cfg.warmup = parse_count(value, what, 0, 1000);
 	else if (n == "pte-state")
 		cfg.pte_state = parse_pte_state(value, what);
+	else if (n == "populate") {
+		if (value != "seq" && value != "random")
+			bad(what, "seq or random", value);
+		cfg.scattered = value == "random";
+	}
 	else if (n == "timeout") {
 		cfg.timeout_s = cli::parse_seconds(value, what, 86400);
 	} else if (n == "seed") {
@@ -162,7 +167,7 @@ void set_option(BenchConfig &cfg, std::string_view name, std::string_view value)
 	} else
 		throw UsageError(fmt::format("unknown option \"{}\"; expected one of heap, write-ratio, "
 					     "writer, pattern, read, children, thp, spawn, repeat, "
-					     "warmup, pte-state, timeout, seed, exec, folio",
+					     "warmup, pte-state, timeout, seed, exec, folio, populate",
 					     name));
 }
 
@@ -295,6 +300,8 @@ nlohmann::json params_json(const BenchConfig &cfg)
 	};
 	if (cfg.folio) // only when set: older results keep their point keys
 		j["folio"] = folio_name(cfg.folio);
+	if (cfg.scattered)
+		j["populate"] = "random";
 	return j;
 }
 

@@ -24,6 +24,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <random>
 #include <fmt/format.h>
 
 #include "cowscope/error.hpp"
@@ -310,6 +311,20 @@ struct Runner {
 			h[i * psz] = v;
 	}
 
+	// The first touch in a random page order (--populate random): each
+	// fault takes the next free page, so neighbours end up far apart.
+	void touch_heap_scattered(char v, std::uint64_t seed)
+	{
+		std::vector<std::uint32_t> order(pages);
+		for (std::size_t i = 0; i < pages; i++)
+			order[i] = static_cast<std::uint32_t>(i);
+		std::mt19937_64 rng(seed);
+		std::shuffle(order.begin(), order.end(), rng);
+		volatile char *h = heap.data();
+		for (auto i : order)
+			h[std::size_t(i) * psz] = v;
+	}
+
 	void prepare(char v)
 	{
 		touch_heap(v); // PTEs writable again (and pages exclusive)
@@ -589,7 +604,10 @@ BenchResult run_bench(const BenchConfig &cfg, const ProgressFn &progress)
 		auto c0 = cfg.folio ? read_folio_counters() : std::map<std::uint64_t, FolioCounters>{};
 		std::uint64_t f0 = minor_faults_thread();
 		std::int64_t t0 = now_ns();
-		run.touch_heap(1);
+		if (cfg.scattered)
+			run.touch_heap_scattered(1, cfg.seed);
+		else
+			run.touch_heap(1);
 		std::int64_t t1 = now_ns();
 		std::uint64_t f1 = minor_faults_thread();
 		s.populate_us = static_cast<double>(t1 - t0) / 1e3;

@@ -63,10 +63,12 @@ struct Point {
 	std::uint64_t folio; // 0 or a large folio size
 	PteState state;
 	unsigned vmas;
+	bool scattered = false;
 	std::string label() const
 	{
-		return fmt::format("heap={} {} pte={} vmas=+{}", format_size(heap),
-				   folio ? "folio=" + folio_name(folio) : "thp=" + to_string(thp), to_string(state), vmas);
+		return fmt::format("heap={} {} pte={} vmas=+{}{}", format_size(heap),
+				   folio ? "folio=" + folio_name(folio) : "thp=" + to_string(thp), to_string(state), vmas,
+				   scattered ? " populate=random" : "");
 	}
 };
 
@@ -116,6 +118,11 @@ Calibration run_calibration(const CalibrateConfig &cfg, const CalibrateProgress 
 			for (PteState st : {PteState::writable, PteState::readonly})
 				for (unsigned v : cfg.extra_vmas)
 					grid.push_back({heap, k.thp, k.folio, st, v});
+	// Physically scattered 4 KiB heaps (faulted in random order), as a
+	// long-running allocator's are.
+	for (auto heap : cfg.heaps)
+		for (PteState st : {PteState::writable, PteState::readonly})
+			grid.push_back({heap, Thp::never, 0, st, 0, true});
 	std::uint64_t large = 64ull << 10;
 	if (cfg.large_folios && mthp) {
 		if (offered(large))
@@ -143,6 +150,7 @@ Calibration run_calibration(const CalibrateConfig &cfg, const CalibrateProgress 
 		bc.thp = p.thp;
 		bc.folio = p.folio;
 		bc.pte_state = p.state;
+		bc.scattered = p.scattered;
 		bc.repeat = cfg.repeat;
 		bc.warmup = 1;
 		Shape self;
@@ -163,6 +171,7 @@ Calibration run_calibration(const CalibrateConfig &cfg, const CalibrateProgress 
 		heap_ptes = std::min(heap_ptes, all);
 		o.in.vmas = static_cast<double>(self.vma_count);
 		o.in.huge_pmds = static_cast<double>(self.huge_pmds);
+		o.in.scatter = std::isfinite(self.scatter()) ? self.scatter() : 0;
 		if (p.state == PteState::writable) {
 			o.in.writable_ptes = heap_ptes;
 			o.in.wp_ptes = all - heap_ptes;
@@ -233,9 +242,9 @@ std::string calibration_report(const Calibration &c)
 	std::string out = fmt::format("calibration for {} {} ({} observations, {} repetitions)\n", c.hostname, c.kernel,
 				      c.fit.observations, c.fit.repetitions);
 	out += "fork_us = fixed + sum(coefficient * input)\n";
-	const char *units[kTerms] = {"us",	   "ns per PTE", "ns per PTE", "us per PMD",
-				     "ns per VMA", "ns per PTE", "ns per PTE", "ns per PTE"};
-	const double mul[kTerms] = {1, 1e3, 1e3, 1, 1e3, 1e3, 1e3, 1e3};
+	const char *units[kTerms] = {"us",	   "ns per PTE", "ns per PTE", "us per PMD", "ns per VMA",
+				     "ns per PTE", "ns per PTE", "ns per PTE", "ns per PTE", "ns per PTE"};
+	const double mul[kTerms] = {1, 1e3, 1e3, 1, 1e3, 1e3, 1e3, 1e3, 1e3, 1e3};
 	for (std::size_t i = 0; i < kTerms; i++) {
 		if (!c.fit.used[i]) {
 			out += fmt::format("  {:<24} not fitted (the grid did not vary it)\n", term_names()[i]);

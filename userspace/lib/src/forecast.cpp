@@ -26,7 +26,8 @@ const std::array<const char *, kTerms> &term_names()
 {
 	static const std::array<const char *, kTerms> n = {
 		"fixed", "writable_ptes",	     "wp_ptes",	     "huge_pmds",
-		"vmas",	 "large_folio_ptes", "writable_ptes_above_knee", "wp_ptes_above_knee"};
+		"vmas",	 "large_folio_ptes", "writable_ptes_above_knee", "wp_ptes_above_knee",
+		"writable_ptes_scattered", "wp_ptes_scattered"};
 	return n;
 }
 
@@ -40,13 +41,22 @@ std::array<double, kTerms> ForkInputs::row() const
 	// The PTEs beyond the knee, shared between the states in proportion.
 	const double all = writable_ptes + wp_ptes;
 	const double above = all > kKneePtes ? (all - kKneePtes) / all : 0;
-	return {1.0, writable_ptes, wp_ptes, huge_pmds, vmas, large_folio_ptes, writable_ptes * above, wp_ptes * above};
+	return {1.0,
+		writable_ptes,
+		wp_ptes,
+		huge_pmds,
+		vmas,
+		large_folio_ptes,
+		writable_ptes * above,
+		wp_ptes * above,
+		writable_ptes * scatter,
+		wp_ptes * scatter};
 }
 
 nlohmann::json ForkInputs::to_json() const
 {
 	return {{"writable_ptes", writable_ptes}, {"wp_ptes", wp_ptes},	  {"huge_pmds", huge_pmds},
-		{"vmas", vmas},			  {"large_folio_ptes", large_folio_ptes}};
+		{"vmas", vmas},			  {"large_folio_ptes", large_folio_ptes}, {"scatter", scatter}};
 }
 
 ForkInputs ForkInputs::from_json(const nlohmann::json &j)
@@ -57,6 +67,7 @@ ForkInputs ForkInputs::from_json(const nlohmann::json &j)
 	in.huge_pmds = j.at("huge_pmds").get<double>();
 	in.vmas = j.at("vmas").get<double>();
 	in.large_folio_ptes = j.value("large_folio_ptes", 0.0);
+	in.scatter = j.value("scatter", 0.0);
 	return in;
 }
 
@@ -165,14 +176,20 @@ Fit fit_model(const std::vector<Observation> &obs_all, unsigned boot_rounds, std
 			obs.push_back(&o);
 	std::array<bool, kTerms> use{};
 	use[0] = true;
+	double scatter_lo = INFINITY, scatter_hi = -INFINITY;
 	for (const auto *o : obs) {
 		auto r = o->in.row();
-		for (std::size_t i = 1; i < kTerms; i++)
+		for (std::size_t i = 1; i < 8; i++)
 			// A knee term needs observations well past the knee: a few
 			// thousand PTEs beyond it cannot tell its slope from noise.
 			if (i >= 6 ? r[i] >= kKneePtes / 2 : r[i] != 0)
 				use[i] = true;
+		scatter_lo = std::min(scatter_lo, o->in.scatter);
+		scatter_hi = std::max(scatter_hi, o->in.scatter);
 	}
+	// The scatter terms need heaps of both kinds (in order and scattered).
+	use[8] = use[1] && scatter_hi - scatter_lo >= 0.3;
+	use[9] = use[2] && scatter_hi - scatter_lo >= 0.3;
 	std::size_t nuse = std::count(use.begin(), use.end(), true);
 	if (obs.size() < nuse + 1)
 		throw Error(fmt::format("calibration: {} observations cannot fit {} terms (need at least {})",
@@ -293,6 +310,7 @@ nlohmann::json Calibration::to_json() const
 	return {
 		{"format", "cowscope-calibration"},
 		{"format_version", 2},
+		{"scatter_near_pfns", kNearPfns},
 		{"knee_ptes", kKneePtes},
 		{"kernel", kernel},
 		{"hostname", hostname},
@@ -332,6 +350,11 @@ Calibration Calibration::from_json(const nlohmann::json &j)
 		if (version >= 2 && j.at("knee_ptes").get<double>() != kKneePtes)
 			throw Error(fmt::format("{} (this cowscope's model bends at {} PTEs)", j.at("knee_ptes").dump(),
 						kKneePtes));
+		const std::size_t terms = version == 1 ? 6 : kTerms;
+		field = "scatter_near_pfns";
+		if (version >= 2 && j.at("scatter_near_pfns").get<std::uint64_t>() != kNearPfns)
+			throw Error(fmt::format("{} (this cowscope counts pages more than {} frames apart)",
+						j.at("scatter_near_pfns").dump(), kNearPfns));
 		Calibration c;
 		field = "kernel";
 		c.kernel = j.at("kernel").get<std::string>();
@@ -340,7 +363,7 @@ Calibration Calibration::from_json(const nlohmann::json &j)
 		field = "coefficients_us";
 		const auto &co = j.at("coefficients_us");
 		for (std::size_t i = 0; i < kTerms; i++) {
-			if (version == 1 && i >= 6)
+			if (i >= terms)
 				continue;
 			const auto &t = co.at(term_names()[i]);
 			c.fit.used[i] = t.at("used").get<bool>();
@@ -351,7 +374,6 @@ Calibration Calibration::from_json(const nlohmann::json &j)
 		if (!c.fit.used[0])
 			throw Error("the fixed term is not used");
 		field = "bootstrap_us";
-		const std::size_t terms = version == 1 ? 6 : kTerms;
 		for (const auto &b : j.at("bootstrap_us")) {
 			if (b.size() != terms)
 				throw Error(fmt::format("a row has {} values, not {}", b.size(), terms));

@@ -42,19 +42,36 @@ Forecast make_forecast(const Calibration &cal, const Shape &shape, const CopySid
 	base.huge_pmds = static_cast<double>(shape.huge_pmds);
 	base.vmas = static_cast<double>(shape.vma_count);
 	base.large_folio_ptes = shape.large_folios_known ? static_cast<double>(shape.large_folio_ptes) : 0;
+	// Scatter: measured from the PFNs (root); hidden, the middle, with an
+	// interval covering in-order to fully scattered pages.
+	f.scatter_known = std::isfinite(shape.scatter());
+	base.scatter = f.scatter_known ? shape.scatter() : 0.5;
+	const bool scatter_matters = cal.fit.used[8] || cal.fit.used[9];
+	auto predict = [&](ForkInputs in) {
+		Interval iv = predict_interval(cal.fit, in);
+		if (f.scatter_known || !scatter_matters)
+			return iv;
+		in.scatter = 0;
+		Interval a = predict_interval(cal.fit, in);
+		in.scatter = 1;
+		Interval b = predict_interval(cal.fit, in);
+		iv.lo = std::min(a.lo, b.lo);
+		iv.hi = std::max(a.hi, b.hi);
+		return iv;
+	};
 	f.writable_case = base;
 	f.writable_case.writable_ptes = static_cast<double>(shape.ptes_cow_writable);
 	f.writable_case.wp_ptes = static_cast<double>(shape.ptes_other);
 	f.wp_case = base;
 	f.wp_case.wp_ptes = all;
-	f.fork_writable_ms = scale(predict_interval(cal.fit, f.writable_case), 1e-3);
-	f.fork_wp_ms = scale(predict_interval(cal.fit, f.wp_case), 1e-3);
+	f.fork_writable_ms = scale(predict(f.writable_case), 1e-3);
+	f.fork_wp_ms = scale(predict(f.wp_case), 1e-3);
 	f.state_known = shape.state_source == "module";
 	if (f.state_known) {
 		f.inputs = base;
 		f.inputs.writable_ptes = std::min<double>(static_cast<double>(shape.module_writable), all);
 		f.inputs.wp_ptes = all - f.inputs.writable_ptes;
-		f.fork_ms = scale(predict_interval(cal.fit, f.inputs), 1e-3);
+		f.fork_ms = scale(predict(f.inputs), 1e-3);
 	} else {
 		f.inputs = f.writable_case;
 		f.fork_ms.point = f.fork_writable_ms.point;
@@ -95,6 +112,7 @@ nlohmann::json Forecast::to_json() const
 		{"calibration", calibration_path},
 		{"shape", shape.to_json()},
 		{"pte_state", state_known ? "module" : "unknown: range between writable and write-protected"},
+		{"scatter", scatter_known ? "measured from the PFNs" : "unknown (PFNs hidden): 0.5, interval 0..1"},
 		{"fork_stall_ms", fork_ms.to_json()},
 		{"fork_stall_writable_ms", fork_writable_ms.to_json()},
 		{"fork_stall_write_protected_ms", fork_wp_ms.to_json()},
@@ -119,6 +137,13 @@ std::string Forecast::to_text() const
 		"{} PTE tables; read in {:.1f} ms without stopping it\n",
 		s.pid, s.vma_count, s.ptes_cow_writable + s.ptes_other, s.ptes_cow_writable,
 		format_size((s.ptes_cow_writable + s.ptes_other) * 4096), s.huge_pmds, s.pte_tables, s.read_ms);
+	if (scatter_known)
+		out += fmt::format("pages physically scattered: {:.0f}% of virtual neighbours are more than {} frames "
+				   "apart (fork touches each page's struct page: scattered ones miss the cache)\n",
+				   s.scatter() * 100, kNearPfns);
+	else
+		out += "pages' physical scatter: unknown (the kernel hides PFNs from non-root readers): the "
+		       "forecast assumes half, its interval covers none to all\n";
 	if (state_known)
 		out += fmt::format("PTE state (cowscope module): {} writable PTEs, {} write-protected (cow-pending {}); "
 				   "large-folio PTEs {}\n",

@@ -231,6 +231,8 @@ nlohmann::json Shape::to_json() const
 		{"module_cow", module_cow},
 		{"large_folio_ptes", large_folio_ptes},
 		{"large_folios_known", large_folios_known},
+		{"pfn_pairs", pfn_pairs},
+		{"pfn_scatter", std::isfinite(scatter()) ? nlohmann::json(scatter()) : nlohmann::json()},
 		{"read_ms", read_ms}};
 }
 
@@ -267,15 +269,27 @@ Shape read_shape(pid_t pid, bool with_module)
 		s.anon_kb += v.anonymous_kb;
 		if (v.rss_kb == 0)
 			continue;
-		// PTE tables: 2 MiB blocks with a present page, less the PMD-mapped ones.
-		std::uint64_t blocks = 0, last = ~0ull;
+		// PTE tables: 2 MiB blocks with a present page, less the PMD-mapped
+		// ones. Scatter: of the virtually adjacent present pages, how many
+		// pairs are physically apart (PFNs more than kNearPfns away).
+		std::uint64_t blocks = 0, last = ~0ull, prev_pfn = 0, prev_addr = ~0ull;
 		walk_pagemap(pm, pid, v.start, v.end, [&](std::uint64_t a, const PagemapEntry *e, std::size_t n) {
-			for (std::size_t i = 0; i < n; i++)
-				if (e[i].present()) {
-					std::uint64_t b = (a + i * kPage) / kHuge;
-					if (b != last)
-						blocks++, last = b;
+			for (std::size_t i = 0; i < n; i++) {
+				if (!e[i].present())
+					continue;
+				const std::uint64_t addr = a + i * kPage;
+				std::uint64_t b = addr / kHuge;
+				if (b != last)
+					blocks++, last = b;
+				const std::uint64_t pfn = e[i].pfn();
+				if (pfn && prev_pfn && prev_addr + kPage == addr) {
+					const std::uint64_t d = pfn > prev_pfn ? pfn - prev_pfn : prev_pfn - pfn;
+					s.pfn_pairs++;
+					s.pfn_pairs_apart += d > kNearPfns;
 				}
+				prev_pfn = pfn;
+				prev_addr = addr;
+			}
 		});
 		std::uint64_t huge_blocks = v.pmd_mapped_kb / 2048;
 		s.pte_tables += blocks > huge_blocks ? blocks - huge_blocks : 0;

@@ -47,6 +47,11 @@ struct BenchConfig {
 	unsigned repeat = 5;
 	unsigned warmup = 1;
 	PteState pte_state = PteState::writable;
+	// --populate random: fault the heap in for the first time in a random
+	// page order, so that its pages are physically scattered as a
+	// long-running allocator's are (fork then misses the cache on each
+	// page's struct page); seq (default): in address order.
+	bool scattered = false;
 	double timeout_s = 60; // per phase of a repetition; a child past it is killed
 	std::uint64_t seed = 1; // for --pattern random
 	// What the exec'ing spawn modes run: by default cowbench itself with its

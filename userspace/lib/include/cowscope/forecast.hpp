@@ -5,6 +5,7 @@
 //
 //   fork_us = fixed + a*writable_ptes + b*wp_ptes + c*huge_pmds + d*vmas
 //             + e*large_folio_ptes + a2*writable_above + b2*wp_above
+//             + a3*writable_ptes*scatter + b3*wp_ptes*scatter
 //
 // writable_ptes / wp_ptes: present 4 KiB PTEs that fork copies (VMAs with an
 // anon_vma), still writable (fork must write-protect them) or already
@@ -16,7 +17,11 @@
 // PTE falls for large page tables (measured here: 79 ns per write-protected
 // PTE at 256 MiB, 47 ns at 1.5 GiB), so the PTE cost is a line with a knee
 // (a2, b2: the change of slope, may be < 0; fitted only when the
-// calibration reaches kKneePtes/2 PTEs of that state beyond the knee).
+// calibration reaches kKneePtes/2 PTEs of that state beyond the knee);
+// scatter: the share of virtually adjacent pages that are physically apart
+// (Shape::scatter()): fork touches each page's struct page, and scattered
+// ones miss the cache (a3, b3: the extra cost per PTE of a fully scattered
+// process; fitted when the calibration's scatter spans at least 0.3).
 //
 // The copy side: distinct pages written during the snapshot, from the
 // kernel's soft-dirty bits over a window (clear_refs "4", pagemap bit 55) or
@@ -38,17 +43,21 @@ namespace cowscope::forecast {
 
 // ---- the model -----------------------------------------------------------
 
-inline constexpr std::size_t kTerms = 8;
+inline constexpr std::size_t kTerms = 10;
 // "fixed", "writable_ptes", "wp_ptes", "huge_pmds", "vmas", "large_folio_ptes",
-// "writable_ptes_above_knee", "wp_ptes_above_knee"
+// "writable_ptes_above_knee", "wp_ptes_above_knee", "writable_ptes_scattered",
+// "wp_ptes_scattered"
 const std::array<const char *, kTerms> &term_names();
 // Terms whose coefficient may come out negative (a saving, a change of slope).
 bool term_may_be_negative(std::size_t i);
 inline constexpr double kKneePtes = 65536;
+inline constexpr std::uint64_t kNearPfns = 8; // struct pages 512 bytes apart: still a stream
 
 struct ForkInputs {
 	double writable_ptes = 0, wp_ptes = 0, huge_pmds = 0, vmas = 0, large_folio_ptes = 0;
-	// {1, writable, wp, huge, vmas, large, writable above the knee, wp above the knee}
+	double scatter = 0; // 0..1, Shape::scatter()
+	// {1, writable, wp, huge, vmas, large, writable above the knee, wp above
+	// the knee, writable * scatter, wp * scatter}
 	std::array<double, kTerms> row() const;
 	nlohmann::json to_json() const;
 	static ForkInputs from_json(const nlohmann::json &j);
@@ -176,6 +185,17 @@ struct Shape {
 	std::string state_source = "none"; // "module" or "none"
 	std::uint64_t module_writable = 0, module_cow = 0, large_folio_ptes = 0;
 	bool large_folios_known = false;
+	// Physical scatter: of the pairs of virtually adjacent present pages
+	// (with visible PFNs: root), those more than kNearPfns apart. Fork
+	// touches each page's struct page in virtual order: scattered pages
+	// miss the cache (measured here: a 1.5 GiB heap faulted in random order
+	// forks 1.5x (writable) to 2.2x (write-protected) slower than one
+	// faulted in order).
+	std::uint64_t pfn_pairs = 0, pfn_pairs_apart = 0;
+	double scatter() const
+	{
+		return pfn_pairs ? static_cast<double>(pfn_pairs_apart) / static_cast<double>(pfn_pairs) : NAN;
+	}
 	double read_ms = 0; // time taken to read it
 	nlohmann::json to_json() const;
 };
@@ -250,6 +270,7 @@ struct Forecast {
 	Interval fork_ms;                  // the stated interval (the range of both cases without the module)
 	Interval fork_writable_ms, fork_wp_ms;
 	bool state_known = false;
+	bool scatter_known = false;
 	std::vector<std::pair<std::string, double>> contributions_ms; // term -> ms (upper case)
 	double thp_what_if_ms = NAN; // the same anonymous memory in PMD-mapped THPs
 	CopySide copy;
