@@ -220,7 +220,10 @@ TEST_F(ForecastHost, KnownSyntheticProcessForkInsideTheInterval)
 }
 
 // The physical scatter against the kernel's own PFNs: a heap faulted in a
-// random page order has (almost) no virtual neighbours physically near.
+// random page order has (almost) no virtual neighbours physically near. One
+// faulted in address order is printed, not judged: it gets whatever the
+// free lists hold (0.16 on a fresh machine here, 0.94 right after the
+// calibration freed its scattered heaps).
 TEST_F(ForecastHost, ScatterReadsThePhysicalLayout)
 {
 	if (::geteuid() != 0)
@@ -232,7 +235,7 @@ TEST_F(ForecastHost, ScatterReadsThePhysicalLayout)
 		    static_cast<unsigned long long>(a.pfn_pairs), b.scatter(), static_cast<unsigned long long>(b.pfn_pairs));
 	EXPECT_GE(b.pfn_pairs, pages - 1) << "every adjacent pair of the heap";
 	EXPECT_GE(b.scatter(), 0.9);
-	EXPECT_LT(a.scatter(), b.scatter());
+	EXPECT_GE(a.pfn_pairs, pages - 1);
 	auto j = b.to_json();
 	EXPECT_NEAR(j["pfn_scatter"].get<double>(), b.scatter(), 1e-12);
 }
