@@ -384,6 +384,9 @@ TEST(ForecastCopy, SeveralRecordsEachProjectedFromItsOwnLength)
 	EXPECT_DOUBLE_EQ(c.pages_lo, 1000);
 	EXPECT_NEAR(c.pages_hi, 3000, 1e-6);
 	EXPECT_NE(c.note.find("2 records"), std::string::npos) << c.note;
+	EXPECT_NE(c.note.find("the range of 2 snapshots holds a next one like them 33% of the time"), std::string::npos)
+		<< c.note;
+	EXPECT_EQ(c.to_json()["per_snapshot_s"], nlohmann::json({2.0, 4.0}));
 	EXPECT_THROW(combine_records({}), Error);
 }
 

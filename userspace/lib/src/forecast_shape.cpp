@@ -454,6 +454,21 @@ CopySide measure_soft_dirty(pid_t pid, double window_s, double step_s, const std
 	return c;
 }
 
+namespace {
+
+// What the range of n recorded snapshots says about the next one: if the
+// snapshots are alike (exchangeable), the next falls inside the range of n
+// with probability (n-1)/(n+1): 50% for 3, 90% for 19.
+std::string range_coverage_note(std::size_t n)
+{
+	if (n < 2)
+		return "; one snapshot gives no spread: the interval is only the projection's";
+	return fmt::format("; the range of {} snapshots holds a next one like them {:.0f}% of the time", n,
+			   100.0 * static_cast<double>(n - 1) / static_cast<double>(n + 1));
+}
+
+} // namespace
+
 CopySide copies_from_trace(const nlohmann::json &record, pid_t pid, double trace_seconds, const std::string &what)
 {
 	if (!(trace_seconds > 0))
@@ -512,8 +527,11 @@ CopySide combine_records(const std::vector<CopySide> &parts)
 {
 	if (parts.empty())
 		throw Error("no cowtrace record to combine");
-	if (parts.size() == 1)
-		return parts.front();
+	if (parts.size() == 1) {
+		CopySide c = parts.front();
+		c.note += range_coverage_note(c.per_snapshot.size());
+		return c;
+	}
 	CopySide c;
 	c.source = "cowtrace record";
 	c.note = fmt::format("{} records:", parts.size());
@@ -527,6 +545,7 @@ CopySide combine_records(const std::vector<CopySide> &parts)
 	c.pages_point = s.median;
 	c.pages_lo = s.min;
 	c.pages_hi = s.max;
+	c.note += range_coverage_note(c.per_snapshot.size());
 	return c;
 }
 
@@ -628,7 +647,7 @@ nlohmann::json CopySide::to_json() const
 	for (const auto &s : curve)
 		curve_j.push_back({{"t_s", s.t_s}, {"pages", s.pages}, {"huge_blocks", s.huge_blocks}});
 	return {{"source", source},	    {"note", note},   {"window_s", window_s}, {"snapshot_s", snapshot_s},
-		{"per_snapshot", per_snapshot}, {"curve", curve_j},
+		{"per_snapshot", per_snapshot}, {"per_snapshot_s", per_snapshot_s}, {"curve", curve_j},
 		{"pages", {{"point", pages_point}, {"lo", pages_lo}, {"hi", pages_hi}}}};
 }
 

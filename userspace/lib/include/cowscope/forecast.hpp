@@ -245,7 +245,8 @@ CopySide copies_from_trace(const nlohmann::json &record, pid_t pid, double trace
 			   const std::string &what = "--from-trace");
 // Several records (each from copies_from_trace) as one copy side: every
 // snapshot of every record, each with its own length; window_s the median
-// length. Throws Error when `parts` is empty.
+// length; the note says how often the records' range holds a next snapshot
+// like them ((n-1)/(n+1) of the time). Throws Error when `parts` is empty.
 CopySide combine_records(const std::vector<CopySide> &parts);
 // Moves a copy side measured over window_s to a snapshot of snapshot_s
 // seconds, for a target whose writes can copy at most `pages_total` pages.
