@@ -37,7 +37,7 @@ TEST(BenchArgs, ParsesEveryOption)
 					     {"pattern", "stride:8"}, {"read", "true"}, {"children", "4"},
 					     {"thp", "always"}, {"spawn", "posix_spawn"}, {"repeat", "7"},
 					     {"warmup", "0"}, {"pte-state", "readonly"}, {"timeout", "2.5"},
-					     {"seed", "9"}});
+					     {"seed", "9"}, {"populate", "random"}});
 	EXPECT_EQ(c.heap, 3ull << 29);
 	EXPECT_DOUBLE_EQ(c.write_ratio, 0.25);
 	EXPECT_EQ(c.writer, Writer::both);
@@ -51,6 +51,9 @@ TEST(BenchArgs, ParsesEveryOption)
 	EXPECT_EQ(c.pte_state, PteState::readonly);
 	EXPECT_DOUBLE_EQ(c.timeout_s, 2.5);
 	EXPECT_EQ(c.seed, 9u);
+	EXPECT_TRUE(c.scattered);
+	EXPECT_FALSE(config_from_options({}).scattered);
+	EXPECT_FALSE(config_from_options({{"populate", "seq"}}).scattered);
 	EXPECT_EQ(config_from_options({{"spawn", "fork-exec"}}).spawn, Spawn::fork_exec);
 	EXPECT_EQ(config_from_options({{"spawn", "vfork"}}).spawn, Spawn::vfork);
 	EXPECT_EQ(config_from_options({{"thp", "never"}}).thp, Thp::never);
@@ -86,6 +89,7 @@ TEST(BenchArgs, EveryBadInputNamesTheOptionAndForm)
 	EXPECT_EQ(usage_message({{"timeout", "0"}}),
 		  "--timeout: expected SECONDS greater than 0, like 60 or 0.5, got \"0\"");
 	EXPECT_EQ(usage_message({{"read", "maybe"}}), "--read: expected true or false, got \"maybe\"");
+	EXPECT_EQ(usage_message({{"populate", "spiral"}}), "--populate: expected seq or random, got \"spiral\"");
 	EXPECT_EQ(usage_message({{"colour", "red"}}).rfind("unknown option \"colour\"", 0), 0u);
 	EXPECT_NE(usage_message({{"heap", "100T"}}).find("pages cowbench supports"), std::string::npos);
 }
