@@ -381,10 +381,13 @@ TEST(ForecastCopy, SeveralRecordsEachProjectedFromItsOwnLength)
 	// Far from saturation: linear. 1000 in 2 s -> 2000 in 4 s; 3000 in 4 s stays.
 	project_copies(c, 4.0, 1e12);
 	EXPECT_NEAR(c.pages_point, 2500, 0.01);
-	EXPECT_DOUBLE_EQ(c.pages_lo, 1000);
-	EXPECT_NEAR(c.pages_hi, 3000, 1e-6);
+	// Two that differ this much: the 90% prediction interval (t = 6.314 for
+	// one degree of freedom) is far wider than their range.
+	const double half = 6.314 * std::sqrt(2 * 500.0 * 500.0) * std::sqrt(1.5);
+	EXPECT_DOUBLE_EQ(c.pages_lo, 0) << "2500 - " << half << " is below zero";
+	EXPECT_NEAR(c.pages_hi, 2500 + half, 0.01);
 	EXPECT_NE(c.note.find("2 records"), std::string::npos) << c.note;
-	EXPECT_NE(c.note.find("the range of 2 snapshots holds a next one like them 33% of the time"), std::string::npos)
+	EXPECT_NE(c.note.find("a 90% prediction interval for a next snapshot from the 2 snapshots"), std::string::npos)
 		<< c.note;
 	EXPECT_EQ(c.to_json()["per_snapshot_s"], nlohmann::json({2.0, 4.0}));
 	EXPECT_THROW(combine_records({}), Error);
@@ -392,32 +395,48 @@ TEST(ForecastCopy, SeveralRecordsEachProjectedFromItsOwnLength)
 
 TEST(ForecastCopy, ProjectionBoundsHoldForAnySteadyWriter)
 {
+	// One snapshot: 1000 copies in 2 s.
 	auto rec = nlohmann::json::parse(R"([
 	  {"pid":100,"ppid":1,"cow_copies":0},
-	  {"pid":201,"ppid":100,"cow_copies":1000},
-	  {"pid":202,"ppid":100,"cow_copies":3000}])");
+	  {"pid":201,"ppid":100,"cow_copies":1000}])");
 	CopySide c = copies_from_trace(rec, 100, 2.0);
 	project_copies(c, 6.0, 100000);
 	EXPECT_DOUBLE_EQ(c.snapshot_s, 6.0);
 	EXPECT_DOUBLE_EQ(c.window_s, 2.0);
-	// Longer: at least what each wrote by t1, at most linear growth.
+	// Longer: at least what it wrote by t1, at most linear growth.
 	EXPECT_DOUBLE_EQ(c.pages_lo, 1000);
-	EXPECT_DOUBLE_EQ(c.pages_hi, 9000);
-	double p1 = saturating_copies(1000, 2, 6, 100000), p2 = saturating_copies(3000, 2, 6, 100000);
-	EXPECT_NEAR(c.pages_point, (p1 + p2) / 2, 1e-6);
-	EXPECT_LT(c.pages_point, (3000 + 9000) / 2.0) << "saturation bends the curve below linear";
+	EXPECT_DOUBLE_EQ(c.pages_hi, 3000);
+	EXPECT_NEAR(c.pages_point, saturating_copies(1000, 2, 6, 100000), 1e-6);
+	EXPECT_LT(c.pages_point, 3000) << "saturation bends the curve below linear";
 	EXPECT_NE(c.note.find("projected from 2 s to a 6 s snapshot"), std::string::npos) << c.note;
 	// Shorter: between linear shrinkage and what was written by t1.
 	CopySide d = copies_from_trace(rec, 100, 2.0);
 	project_copies(d, 1.0, 100000);
 	EXPECT_DOUBLE_EQ(d.pages_lo, 500);
-	EXPECT_DOUBLE_EQ(d.pages_hi, 3000);
+	EXPECT_DOUBLE_EQ(d.pages_hi, 1000);
 	// Never more than every copyable page.
 	CopySide e = copies_from_trace(rec, 100, 2.0);
 	project_copies(e, 100.0, 5000);
 	EXPECT_LE(e.pages_hi, 5000);
 	EXPECT_LE(e.pages_point, 5000);
 	EXPECT_THROW(project_copies(e, 0, 5000), UsageError);
+	// Three snapshots, 900/1000/1100 copies: mean 1000, sd 100; the 90%
+	// prediction interval is 1000 +- 2.920 * 100 * sqrt(4/3) (t, 2 degrees).
+	auto three = nlohmann::json::parse(R"([
+	  {"pid":100,"ppid":1,"cow_copies":0},
+	  {"pid":201,"ppid":100,"cow_copies":900},
+	  {"pid":202,"ppid":100,"cow_copies":1000},
+	  {"pid":203,"ppid":100,"cow_copies":1100}])");
+	CopySide f = combine_records({copies_from_trace(three, 100, 2.0)});
+	const double half = 2.920 * 100 * std::sqrt(4.0 / 3.0);
+	EXPECT_DOUBLE_EQ(f.pages_point, 1000);
+	EXPECT_NEAR(f.pages_lo, 1000 - half, 1e-6);
+	EXPECT_NEAR(f.pages_hi, 1000 + half, 1e-6);
+	project_copies(f, 2.0, 1e9); // the same length: unchanged
+	EXPECT_NEAR(f.pages_point, 1000, 1e-6);
+	EXPECT_NEAR(f.pages_lo, 1000 - half, 1e-6);
+	project_copies(f, 2.0, 1200); // capped at the copyable pages
+	EXPECT_DOUBLE_EQ(f.pages_hi, 1200);
 	// A soft-dirty curve that reaches T is read, not modelled.
 	CopySide s;
 	s.source = "soft-dirty";

@@ -224,8 +224,8 @@ Forecast forecast_pid(const ForecastRequest &req, const std::function<void(doubl
 	}
 	if (req.snapshot_s > 0)
 		project_copies(copy, req.snapshot_s, copyable_pages(shape));
-	else if (copy.per_snapshot_s.size() > 1)
-		project_copies(copy, copy.window_s, copyable_pages(shape)); // records of different lengths
+	else if (!copy.per_snapshot.empty())
+		project_copies(copy, copy.window_s, copyable_pages(shape)); // to their median length, capped at N
 	Forecast f = make_forecast(cal, shape, copy);
 	f.calibration_path = path;
 	return f;

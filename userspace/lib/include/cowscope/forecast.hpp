@@ -245,8 +245,10 @@ CopySide copies_from_trace(const nlohmann::json &record, pid_t pid, double trace
 			   const std::string &what = "--from-trace");
 // Several records (each from copies_from_trace) as one copy side: every
 // snapshot of every record, each with its own length; window_s the median
-// length; the note says how often the records' range holds a next snapshot
-// like them ((n-1)/(n+1) of the time). Throws Error when `parts` is empty.
+// length; point the median, interval their range widened to a 90%
+// prediction interval for a next snapshot like them (Student's t over their
+// spread: the range of n alone holds a next one only (n-1)/(n+1) of the
+// time). Throws Error when `parts` is empty.
 CopySide combine_records(const std::vector<CopySide> &parts);
 // Moves a copy side measured over window_s to a snapshot of snapshot_s
 // seconds, for a target whose writes can copy at most `pages_total` pages.
@@ -256,8 +258,9 @@ CopySide combine_records(const std::vector<CopySide> &parts);
 // non-decreasing and concave from (0, 0): between c1 and c1*T/t1 (T > t1),
 // or between c1*T/t1 and c1 (T < t1). A soft-dirty curve that reaches T is
 // read at T instead. A record of several snapshots: each one projected,
-// the median of the points, the widest bounds. Throws UsageError for
-// snapshot_s <= 0.
+// the median of the points, the widest bounds widened to the 90% prediction
+// interval of the projected points (capped at pages_total). Throws
+// UsageError for snapshot_s <= 0.
 void project_copies(CopySide &c, double snapshot_s, double pages_total);
 // The model's point alone (exposed for tests): c1 pages over t1 seconds, at T.
 double saturating_copies(double c1, double t1, double T, double pages_total);
