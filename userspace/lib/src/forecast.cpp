@@ -33,7 +33,7 @@ const std::array<const char *, kTerms> &term_names()
 
 bool term_may_be_negative(std::size_t i)
 {
-	return i == 5 || i == 6 || i == 7;
+	return i == kLargeFolioPtes || i == kWritableAboveKnee || i == kWpAboveKnee;
 }
 
 std::array<double, kTerms> ForkInputs::row() const
@@ -175,21 +175,21 @@ Fit fit_model(const std::vector<Observation> &obs_all, unsigned boot_rounds, std
 		if (!o.held_out && !o.fork_us.empty())
 			obs.push_back(&o);
 	std::array<bool, kTerms> use{};
-	use[0] = true;
+	use[kFixed] = true;
 	double scatter_lo = INFINITY, scatter_hi = -INFINITY;
 	for (const auto *o : obs) {
 		auto r = o->in.row();
-		for (std::size_t i = 1; i < 8; i++)
+		for (std::size_t i = kWritablePtes; i <= kWpAboveKnee; i++)
 			// A knee term needs observations well past the knee: a few
 			// thousand PTEs beyond it cannot tell its slope from noise.
-			if (i >= 6 ? r[i] >= kKneePtes / 2 : r[i] != 0)
+			if (i >= kWritableAboveKnee ? r[i] >= kKneePtes / 2 : r[i] != 0)
 				use[i] = true;
 		scatter_lo = std::min(scatter_lo, o->in.scatter);
 		scatter_hi = std::max(scatter_hi, o->in.scatter);
 	}
 	// The scatter terms need heaps of both kinds (in order and scattered).
-	use[8] = use[1] && scatter_hi - scatter_lo >= 0.3;
-	use[9] = use[2] && scatter_hi - scatter_lo >= 0.3;
+	use[kWritableScattered] = use[kWritablePtes] && scatter_hi - scatter_lo >= 0.3;
+	use[kWpScattered] = use[kWpPtes] && scatter_hi - scatter_lo >= 0.3;
 	std::size_t nuse = std::count(use.begin(), use.end(), true);
 	if (obs.size() < nuse + 1)
 		throw Error(fmt::format("calibration: {} observations cannot fit {} terms (need at least {})",
@@ -350,7 +350,7 @@ Calibration Calibration::from_json(const nlohmann::json &j)
 		if (version >= 2 && j.at("knee_ptes").get<double>() != kKneePtes)
 			throw Error(fmt::format("{} (this cowscope's model bends at {} PTEs)", j.at("knee_ptes").dump(),
 						kKneePtes));
-		const std::size_t terms = version == 1 ? 6 : kTerms;
+		const std::size_t terms = version == 1 ? kWritableAboveKnee : kTerms; // version 1: up to large folios
 		field = "scatter_near_pfns";
 		if (version >= 2 && j.at("scatter_near_pfns").get<std::uint64_t>() != kNearPfns)
 			throw Error(fmt::format("{} (this cowscope counts pages more than {} frames apart)",
@@ -371,7 +371,7 @@ Calibration Calibration::from_json(const nlohmann::json &j)
 			if (!std::isfinite(c.fit.coef[i]))
 				throw Error("a coefficient is not a number");
 		}
-		if (!c.fit.used[0])
+		if (!c.fit.used[kFixed])
 			throw Error("the fixed term is not used");
 		field = "bootstrap_us";
 		for (const auto &b : j.at("bootstrap_us")) {

@@ -46,7 +46,7 @@ Forecast make_forecast(const Calibration &cal, const Shape &shape, const CopySid
 	// interval covering in-order to fully scattered pages.
 	f.scatter_known = std::isfinite(shape.scatter());
 	base.scatter = f.scatter_known ? shape.scatter() : 0.5;
-	const bool scatter_matters = cal.fit.used[8] || cal.fit.used[9];
+	const bool scatter_matters = cal.fit.used[kWritableScattered] || cal.fit.used[kWpScattered];
 	auto predict = [&](ForkInputs in) {
 		Interval iv = predict_interval(cal.fit, in);
 		if (f.scatter_known || !scatter_matters)
@@ -82,7 +82,7 @@ Forecast make_forecast(const Calibration &cal, const Shape &shape, const CopySid
 	for (std::size_t i = 0; i < kTerms; i++)
 		if (cal.fit.used[i] && row[i] != 0)
 			f.contributions_ms.emplace_back(term_names()[i], cal.fit.coef[i] * row[i] / 1e3);
-	if (cal.fit.used[3]) {
+	if (cal.fit.used[kHugePmds]) {
 		// The private writable PTEs as PMD-mapped THPs instead.
 		ForkInputs t = f.inputs;
 		t.huge_pmds += t.writable_ptes / 512.0;

@@ -482,10 +482,8 @@ void spread_of_snapshots(CopySide &c, const std::vector<double> &pts, double lo,
 		c.note += "; one snapshot gives no spread: the interval holds only the projection's uncertainty";
 		return;
 	}
-	double mean = 0, var = 0;
-	for (double v : pts)
-		mean += v;
-	mean /= static_cast<double>(n);
+	const double mean = s.mean;
+	double var = 0;
 	for (double v : pts)
 		var += (v - mean) * (v - mean);
 	var /= static_cast<double>(n - 1);

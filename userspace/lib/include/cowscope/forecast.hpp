@@ -48,6 +48,20 @@ inline constexpr std::size_t kTerms = 10;
 // "writable_ptes_above_knee", "wp_ptes_above_knee", "writable_ptes_scattered",
 // "wp_ptes_scattered"
 const std::array<const char *, kTerms> &term_names();
+// The terms' positions in ForkInputs::row(), Fit::coef and Fit::used.
+enum Term : std::size_t {
+	kFixed,
+	kWritablePtes,
+	kWpPtes,
+	kHugePmds,
+	kVmas,
+	kLargeFolioPtes,
+	kWritableAboveKnee,
+	kWpAboveKnee,
+	kWritableScattered,
+	kWpScattered,
+};
+static_assert(kWpScattered + 1 == kTerms, "a name for every term");
 // Terms whose coefficient may come out negative (a saving, a change of slope).
 bool term_may_be_negative(std::size_t i);
 inline constexpr double kKneePtes = 65536;
