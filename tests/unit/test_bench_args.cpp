@@ -37,7 +37,7 @@ TEST(BenchArgs, ParsesEveryOption)
 					     {"pattern", "stride:8"}, {"read", "true"}, {"children", "4"},
 					     {"thp", "always"}, {"spawn", "posix_spawn"}, {"repeat", "7"},
 					     {"warmup", "0"}, {"pte-state", "readonly"}, {"timeout", "2.5"},
-					     {"seed", "9"}, {"populate", "random"}});
+					     {"seed", "9"}, {"populate", "random"}, {"settle", "1.5"}});
 	EXPECT_EQ(c.heap, 3ull << 29);
 	EXPECT_DOUBLE_EQ(c.write_ratio, 0.25);
 	EXPECT_EQ(c.writer, Writer::both);
@@ -52,6 +52,9 @@ TEST(BenchArgs, ParsesEveryOption)
 	EXPECT_DOUBLE_EQ(c.timeout_s, 2.5);
 	EXPECT_EQ(c.seed, 9u);
 	EXPECT_TRUE(c.scattered);
+	EXPECT_DOUBLE_EQ(c.settle_s, 1.5);
+	EXPECT_DOUBLE_EQ(config_from_options({}).settle_s, 0);
+	EXPECT_DOUBLE_EQ(config_from_options({{"settle", "0"}}).settle_s, 0);
 	EXPECT_FALSE(config_from_options({}).scattered);
 	EXPECT_FALSE(config_from_options({{"populate", "seq"}}).scattered);
 	EXPECT_EQ(config_from_options({{"spawn", "fork-exec"}}).spawn, Spawn::fork_exec);
@@ -90,6 +93,7 @@ TEST(BenchArgs, EveryBadInputNamesTheOptionAndForm)
 		  "--timeout: expected SECONDS greater than 0, like 60 or 0.5, got \"0\"");
 	EXPECT_EQ(usage_message({{"read", "maybe"}}), "--read: expected true or false, got \"maybe\"");
 	EXPECT_EQ(usage_message({{"populate", "spiral"}}), "--populate: expected seq or random, got \"spiral\"");
+	EXPECT_EQ(usage_message({{"settle", "soon"}}).rfind("--settle: expected SECONDS", 0), 0u);
 	EXPECT_EQ(usage_message({{"colour", "red"}}).rfind("unknown option \"colour\"", 0), 0u);
 	EXPECT_NE(usage_message({{"heap", "100T"}}).find("pages cowbench supports"), std::string::npos);
 }

@@ -64,6 +64,8 @@ void add_bench_options(CLI::App &app, Opts &o, bool lists)
 	opt("seed", "seed for --pattern random and --populate random");
 	opt("populate", "first-touch order of the heap: seq (default) or random (physically scattered pages, as "
 			"in a long-running process)");
+	opt("settle", "idle SECONDS between preparing the heap and each timed fork (default 0: at once), as a "
+		      "long-running process's memory is rarely all just touched");
 	app.add_flag("--read", o.read, "the writer also reads the pages it does not write");
 	app.add_flag("-q,--quiet", o.quiet, "no progress output");
 }

@@ -155,7 +155,9 @@ void set_option(BenchConfig &cfg, std::string_view name, std::string_view value)
 			bad(what, "seq or random", value);
 		cfg.scattered = value == "random";
 	}
-	else if (n == "timeout") {
+	else if (n == "settle") {
+		cfg.settle_s = value == "0" ? 0 : cli::parse_seconds(value, what, 3600);
+	} else if (n == "timeout") {
 		cfg.timeout_s = cli::parse_seconds(value, what, 86400);
 	} else if (n == "seed") {
 		cfg.seed = cli::parse_count(value, what, 0, UINT64_MAX, "a whole number");
@@ -167,7 +169,7 @@ void set_option(BenchConfig &cfg, std::string_view name, std::string_view value)
 	} else
 		throw UsageError(fmt::format("unknown option \"{}\"; expected one of heap, write-ratio, "
 					     "writer, pattern, read, children, thp, spawn, repeat, "
-					     "warmup, pte-state, timeout, seed, exec, folio, populate",
+					     "warmup, pte-state, timeout, seed, exec, folio, populate, settle",
 					     name));
 }
 
@@ -302,6 +304,8 @@ nlohmann::json params_json(const BenchConfig &cfg)
 		j["folio"] = folio_name(cfg.folio);
 	if (cfg.scattered)
 		j["populate"] = "random";
+	if (cfg.settle_s > 0)
+		j["settle_s"] = cfg.settle_s;
 	return j;
 }
 

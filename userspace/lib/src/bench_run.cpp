@@ -339,6 +339,20 @@ struct Runner {
 			if (!wait_exit(kid, deadline(), st))
 				throw Error("write-protecting fork did not exit");
 		}
+		settle();
+	}
+
+	// --settle: idle before the timed fork (a signal cuts it short; the
+	// repetition loop then sees the stop request).
+	void settle() const
+	{
+		if (cfg.settle_s <= 0)
+			return;
+		struct timespec ts;
+		ts.tv_sec = static_cast<time_t>(cfg.settle_s);
+		ts.tv_nsec = static_cast<long>((cfg.settle_s - static_cast<double>(ts.tv_sec)) * 1e9);
+		while (::nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_requested_now()) {
+		}
 	}
 
 	Repetition run_exec(unsigned index)

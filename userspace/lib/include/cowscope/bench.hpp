@@ -52,6 +52,12 @@ struct BenchConfig {
 	// long-running allocator's are (fork then misses the cache on each
 	// page's struct page); seq (default): in address order.
 	bool scattered = false;
+	// --settle SECONDS: idle this long between preparing the heap and each
+	// timed fork, as a long-running process's memory is rarely all just
+	// touched when it forks. 0 (default): fork at once. On a VM with shadow
+	// page tables the kernel's part of a writable fork grew from 17 to 26 ms
+	// at 1.5 GiB after 5 s idle (results/2026-12-02-fork-split/).
+	double settle_s = 0;
 	double timeout_s = 60; // per phase of a repetition; a child past it is killed
 	std::uint64_t seed = 1; // for --pattern random
 	// What the exec'ing spawn modes run: by default cowbench itself with its
@@ -67,7 +73,7 @@ struct BenchConfig {
 // are the long options with or without dashes, '_' or '-': "heap",
 // "write-ratio", "write_ratio", "--writer", "pattern", "read", "children",
 // "thp", "spawn", "repeat", "warmup", "pte-state", "timeout", "seed",
-// "exec" (path), "folio". Throws UsageError("--heap: expected SIZE like 64M ...").
+// "exec" (path), "folio", "populate", "settle". Throws UsageError("--heap: expected SIZE like 64M ...").
 void set_option(BenchConfig &cfg, std::string_view name, std::string_view value);
 // Defaults, then every option of the map, then validate().
 BenchConfig config_from_options(const std::map<std::string, std::string> &options);
