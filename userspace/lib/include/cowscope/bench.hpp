@@ -55,8 +55,9 @@ struct BenchConfig {
 	// --settle SECONDS: idle this long between preparing the heap and each
 	// timed fork, as a long-running process's memory is rarely all just
 	// touched when it forks. 0 (default): fork at once. On a VM with shadow
-	// page tables the kernel's part of a writable fork grew from 17 to 26 ms
-	// at 1.5 GiB after 5 s idle (results/2026-12-02-fork-split/).
+	// page tables the kernel's part of a writable 1.5 GiB fork went from a
+	// median of 21.6 ms to 29.0 ms (17-35) with 3 s idle
+	// (results/2026-12-02-fork-split/).
 	double settle_s = 0;
 	double timeout_s = 60; // per phase of a repetition; a child past it is killed
 	std::uint64_t seed = 1; // for --pattern random
