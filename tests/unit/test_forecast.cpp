@@ -129,6 +129,44 @@ TEST(ForecastFit, RecoversTheCostOfScatteredPages)
 	EXPECT_FALSE(g.used[9]);
 }
 
+// CI once fitted a calibration in which every heap was somewhat scattered
+// (in order 0.54, random 1.0): noise handed the whole write-protected cost
+// to wp_ptes_scattered, wp_ptes came out negative, and dropping it left a
+// model in which an unscattered heap forks for nothing (2.8 ms predicted,
+// 7.7 ms actual). Here the PTE terms are small and the scatter terms large
+// (the cost nearly proportional to the scatter), the grid's heaps 0.5 and
+// 1.0 scattered, so that noise often drives a PTE term negative: the fit
+// must never end with a PTE term dropped and its refinement kept, and it
+// must still predict heaps inside the grid's scatter range.
+TEST(ForecastFit, ScatterRefinementGoesBeforeItsPteTerm)
+{
+	auto truth = kTruth;
+	truth[kWritablePtes] = 0.004;
+	truth[kWpPtes] = 0.002;
+	truth[kWritableScattered] = 0.12;
+	truth[kWpScattered] = 0.05;
+	unsigned kept_alone = 0;
+	for (unsigned seed = 1; seed <= 40; seed++) {
+		auto obs = synthetic(truth, 0.15, seed, {4096.0, 16384.0, 65536.0}, {0.5, 1.0});
+		Fit f = fit_model(obs, 0);
+		for (std::size_t i : {kWritablePtes, kWpPtes}) {
+			const std::size_t r = i == kWritablePtes ? kWritableScattered : kWpScattered;
+			EXPECT_TRUE(f.varied[i] && f.varied[r]) << term_names()[i] << " seed " << seed;
+			EXPECT_TRUE(f.used[i] || !f.used[r])
+				<< term_names()[i] << " dropped, " << term_names()[r] << " kept, seed " << seed;
+			kept_alone += f.used[i] && !f.used[r];
+		}
+		ForkInputs in;
+		in.wp_ptes = 65536;
+		in.vmas = 60;
+		in.scatter = 0.75;
+		const double want = 60 + 65536 * (0.002 + 0.05 * 0.75) + 60 * 0.3;
+		EXPECT_NEAR(f.predict(in), want, 0.3 * want) << "a heap 0.75 scattered, seed " << seed;
+	}
+	std::printf("a PTE term kept without its refinement in %u of 80 fits\n", kept_alone);
+	EXPECT_GT(kept_alone, 0u) << "the noise never made the terms fight: the test checks nothing";
+}
+
 TEST(ForecastFit, NoisyFitCoversTruthAndPredictsHeldOut)
 {
 	auto obs = synthetic(kTruth, 0.05, 7);
@@ -171,6 +209,7 @@ TEST(ForecastFit, NegativeTermsAreDroppedAndTooFewObservationsRefused)
 		if (f.used[i]) {
 			EXPECT_GE(f.coef[i], 0) << term_names()[i];
 		}
+	EXPECT_TRUE(f.varied[kVmas]);
 	std::vector<Observation> two(obs.begin(), obs.begin() + 2);
 	for (auto &o : two)
 		o.held_out = false;
@@ -254,6 +293,8 @@ TEST(ForecastFile, RoundTripsAndRejectsDamage)
 	ForkInputs in{1000, 2000, 3, 100, 0};
 	EXPECT_DOUBLE_EQ(d.fit.predict(in), c.fit.predict(in));
 	EXPECT_DOUBLE_EQ(predict_interval(d.fit, in).hi, predict_interval(c.fit, in).hi);
+	EXPECT_EQ(d.fit.varied, c.fit.varied);
+	EXPECT_EQ(d.fit.used, c.fit.used);
 
 	// Missing: the message says what to run.
 	try {
@@ -280,6 +321,9 @@ TEST(ForecastFile, RoundTripsAndRejectsDamage)
 	j = c.to_json();
 	j["bootstrap_us"][0] = {1, 2};
 	expect_bad(j.dump(), "bootstrap_us");
+	j = c.to_json();
+	j["coefficients_us"]["vmas"]["varied"] = false;
+	expect_bad(j.dump(), "vmas is used but was not varied");
 	std::system((std::string("rm -rf ") + tmpl).c_str());
 }
 

@@ -161,6 +161,18 @@ bool fit_nonneg(const std::vector<std::array<double, kTerms>> &X, const std::vec
 			used = use;
 			return true;
 		}
+		// A scattered-pages term refines its PTE term (cost per PTE =
+		// base + scattered * scatter). When every heap of the grid is
+		// somewhat scattered (an in-order heap measured 0.5 on a
+		// fragmented machine), the two are nearly collinear and noise can
+		// hand the whole per-PTE cost to the refinement, driving the base
+		// negative. Dropping the base then would leave a model in which an
+		// unscattered heap forks for free; drop the refinement instead.
+		const std::size_t refinement = worst == kWritablePtes ? kWritableScattered
+					       : worst == kWpPtes     ? kWpScattered
+								      : kTerms;
+		if (refinement != kTerms && use[refinement])
+			worst = refinement;
 		use[worst] = false;
 	}
 	return false;
@@ -201,6 +213,7 @@ Fit fit_model(const std::vector<Observation> &obs_all, unsigned boot_rounds, std
 		y.push_back(median_of(o->fork_us));
 	}
 	Fit f;
+	f.varied = use;
 	if (!fit_nonneg(X, y, use, f.coef, f.used))
 		throw Error("calibration: the observations do not determine the model (singular normal equations): "
 			    "vary heap size, THP and VMAs independently");
@@ -290,7 +303,7 @@ nlohmann::json Calibration::to_json() const
 		std::vector<double> v;
 		for (const auto &b : fit.boot)
 			v.push_back(b[i]);
-		nlohmann::json c = {{"used", fit.used[i]}, {"value", fit.coef[i]}};
+		nlohmann::json c = {{"used", fit.used[i]}, {"varied", fit.varied[i]}, {"value", fit.coef[i]}};
 		if (fit.used[i] && !v.empty()) {
 			c["p2_5"] = percentile(v, 2.5);
 			c["p97_5"] = percentile(v, 97.5);
@@ -367,6 +380,10 @@ Calibration Calibration::from_json(const nlohmann::json &j)
 				continue;
 			const auto &t = co.at(term_names()[i]);
 			c.fit.used[i] = t.at("used").get<bool>();
+			// Files written before "varied" existed: a used term was varied.
+			c.fit.varied[i] = t.value("varied", c.fit.used[i]);
+			if (c.fit.used[i] && !c.fit.varied[i])
+				throw Error(fmt::format("{} is used but was not varied", term_names()[i]));
 			c.fit.coef[i] = t.at("value").get<double>();
 			if (!std::isfinite(c.fit.coef[i]))
 				throw Error("a coefficient is not a number");

@@ -87,9 +87,12 @@ struct Observation {
 
 struct Fit {
 	// Coefficients in microseconds per unit (fixed: microseconds); a term
-	// the observations do not vary (all zero) is not fitted: used[i] false.
+	// the observations do not vary (all zero) is not fitted: varied[i] and
+	// used[i] false. A varied term whose coefficient came out negative was
+	// dropped (held at 0, the rest refitted): varied[i] true, used[i] false.
 	std::array<double, kTerms> coef{};
 	std::array<bool, kTerms> used{};
+	std::array<bool, kTerms> varied{};
 	// Bootstrap over repetitions: one coefficient vector per resample.
 	std::vector<std::array<double, kTerms>> boot;
 	// Quantiles of (a repetition's fork time / the fit's prediction) over the
@@ -101,7 +104,8 @@ struct Fit {
 
 // Weighted least squares on the repetitions' medians (relative errors:
 // weight 1/y), non-negative except for term_may_be_negative() (terms that come out
-// negative are dropped and the rest refitted), then `boot_rounds` bootstrap
+// negative are dropped and the rest refitted; a PTE term's scattered-pages
+// refinement goes before the PTE term itself), then `boot_rounds` bootstrap
 // resamples of each observation's repetitions. Throws Error when fewer
 // observations than used terms. Deterministic for a given seed.
 Fit fit_model(const std::vector<Observation> &obs, unsigned boot_rounds = 200, std::uint64_t seed = 1);
