@@ -163,6 +163,7 @@ TEST_F(ForecastHost, CalibrationIsSavedAndChecksItself)
 {
 	Calibration c = load_calibration(g_cal);
 	ASSERT_FALSE(c.held_out.empty());
+	EXPECT_DOUBLE_EQ(c.settle_s, 0.25) << "forks timed after the default idle";
 	// Both PTE states and the VMAs cost fork something on every machine: a
 	// term dropped as negative here means the fit lost it to noise.
 	for (std::size_t i : {kWritablePtes, kWpPtes, kVmas}) {
@@ -203,10 +204,15 @@ TEST_F(ForecastHost, KnownSyntheticProcessForkInsideTheInterval)
 	// report containment as figures. Asserted: what no noise explains, a
 	// median more than 3x from its case's point forecast, or the two cases
 	// in the wrong order (writable PTEs cost more at fork).
+	// Each fork after the calibration's idle (the target waits on its pipe),
+	// as the model was fitted.
+	const useconds_t idle = static_cast<useconds_t>(c.settle_s * 1e6);
 	std::vector<double> wr, wp;
 	for (int i = 0; i < 3; i++) {
 		t.ask('W');
+		::usleep(idle);
 		wr.push_back(t.ask('F') / 1e3);
+		::usleep(idle);
 		wp.push_back(t.ask('F') / 1e3);
 	}
 	double mwr = summarize(wr).median, mwp = summarize(wp).median;
@@ -318,6 +324,8 @@ TEST_F(ForecastHost, BadInput)
 	expect(cs + "1 --window 1 --snapshot 0 --calibration " + g_cal, 2, "--snapshot: expected SECONDS");
 	expect(cs + "1 --calibration " + g_dir + "/missing.json", 1, "run `cowbench calibrate`");
 	expect("COWSCOPE_CALIBRATION_DIR=" + g_dir + "/none " + cs + "1", 1, "run `cowbench calibrate`");
+	expect(bin("cowbench") + " calibrate --settle banana --calibration " + g_dir + "/never.json", 2,
+	       "cowbench: --settle: expected SECONDS from 0 to 3600, like 3 or 0.25, got \"banana\"");
 	// A zombie: exited, not reaped: its memory is gone.
 	pid_t z = ::fork();
 	if (z == 0)

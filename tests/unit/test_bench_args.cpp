@@ -55,6 +55,7 @@ TEST(BenchArgs, ParsesEveryOption)
 	EXPECT_DOUBLE_EQ(c.settle_s, 1.5);
 	EXPECT_DOUBLE_EQ(config_from_options({}).settle_s, 0);
 	EXPECT_DOUBLE_EQ(config_from_options({{"settle", "0"}}).settle_s, 0);
+	EXPECT_DOUBLE_EQ(config_from_options({{"settle", "0.0"}}).settle_s, 0);
 	EXPECT_FALSE(config_from_options({}).scattered);
 	EXPECT_FALSE(config_from_options({{"populate", "seq"}}).scattered);
 	EXPECT_EQ(config_from_options({{"spawn", "fork-exec"}}).spawn, Spawn::fork_exec);
@@ -94,6 +95,7 @@ TEST(BenchArgs, EveryBadInputNamesTheOptionAndForm)
 	EXPECT_EQ(usage_message({{"read", "maybe"}}), "--read: expected true or false, got \"maybe\"");
 	EXPECT_EQ(usage_message({{"populate", "spiral"}}), "--populate: expected seq or random, got \"spiral\"");
 	EXPECT_EQ(usage_message({{"settle", "soon"}}).rfind("--settle: expected SECONDS", 0), 0u);
+	EXPECT_EQ(usage_message({{"settle", "-1"}}).rfind("--settle: expected SECONDS from 0", 0), 0u);
 	EXPECT_EQ(usage_message({{"colour", "red"}}).rfind("unknown option \"colour\"", 0), 0u);
 	EXPECT_NE(usage_message({{"heap", "100T"}}).find("pages cowbench supports"), std::string::npos);
 }

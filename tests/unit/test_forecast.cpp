@@ -279,6 +279,7 @@ TEST(ForecastFile, RoundTripsAndRejectsDamage)
 	c.observations = obs;
 	c.kernel = "6.18.0-test";
 	c.hostname = "h";
+	c.settle_s = 0.25;
 	c.copy.ns_per_4k_copy = 1200;
 	char tmpl[] = "/tmp/forecast-test-XXXXXX";
 	ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -294,6 +295,7 @@ TEST(ForecastFile, RoundTripsAndRejectsDamage)
 	EXPECT_DOUBLE_EQ(d.fit.predict(in), c.fit.predict(in));
 	EXPECT_DOUBLE_EQ(predict_interval(d.fit, in).hi, predict_interval(c.fit, in).hi);
 	EXPECT_EQ(d.fit.varied, c.fit.varied);
+	EXPECT_DOUBLE_EQ(d.settle_s, 0.25);
 	EXPECT_EQ(d.fit.used, c.fit.used);
 
 	// Missing: the message says what to run.
@@ -321,6 +323,9 @@ TEST(ForecastFile, RoundTripsAndRejectsDamage)
 	j = c.to_json();
 	j["bootstrap_us"][0] = {1, 2};
 	expect_bad(j.dump(), "bootstrap_us");
+	j = c.to_json();
+	j["settle_s"] = -1;
+	expect_bad(j.dump(), "settle_s");
 	j = c.to_json();
 	j["coefficients_us"]["vmas"]["varied"] = false;
 	expect_bad(j.dump(), "vmas is used but was not varied");

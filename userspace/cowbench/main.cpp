@@ -230,7 +230,7 @@ int cmd_probe(const ProbeOpts &o)
 // `cowbench calibrate`: fit the fork/COW model of this machine and kernel
 // (cowscope/forecast.hpp), print the held-out check, save it.
 struct CalOpts {
-	std::string file, json;
+	std::string file, json, settle;
 	unsigned repeat = 7;
 	bool quick = false, quiet = false;
 };
@@ -239,6 +239,8 @@ int cmd_calibrate(const CalOpts &o)
 {
 	forecast::CalibrateConfig cfg;
 	cfg.repeat = o.repeat;
+	if (!o.settle.empty())
+		cfg.settle_s = cli::parse_idle_seconds(o.settle, "--settle");
 	if (o.quick)
 		cfg.heaps = {8ull << 20, 32ull << 20, 96ull << 20}, cfg.extra_vmas = {0, 2000}, cfg.boot_rounds = 100;
 	std::string path = o.file.empty() ? forecast::default_calibration_path() : o.file;
@@ -286,6 +288,9 @@ int main(int argc, char **argv)
 	calib->add_option("--calibration", cal.file, "write the model to FILE instead of the default place");
 	calib->add_option("--json", cal.json, "also write it to FILE");
 	calib->add_option("--repeat", cal.repeat, "repetitions per point (default 7)")->check(CLI::Range(3, 1000));
+	calib->add_option("--settle", cal.settle,
+			  "idle SECONDS before each timed fork (default 0.25: a forecast process's memory has rarely "
+			  "just been touched; 0: fork at once)");
 	calib->add_flag("--quick", cal.quick, "smaller heaps and fewer VMAs (tests)");
 	calib->add_flag("-q,--quiet", cal.quiet, "no progress output");
 	unsigned rounds = 3;

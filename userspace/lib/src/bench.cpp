@@ -156,7 +156,7 @@ void set_option(BenchConfig &cfg, std::string_view name, std::string_view value)
 		cfg.scattered = value == "random";
 	}
 	else if (n == "settle") {
-		cfg.settle_s = value == "0" ? 0 : cli::parse_seconds(value, what, 3600);
+		cfg.settle_s = cli::parse_idle_seconds(value, what);
 	} else if (n == "timeout") {
 		cfg.timeout_s = cli::parse_seconds(value, what, 86400);
 	} else if (n == "seed") {

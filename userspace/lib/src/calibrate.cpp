@@ -137,6 +137,7 @@ Calibration run_calibration(const CalibrateConfig &cfg, const CalibrateProgress 
 	::uname(&u);
 	cal.kernel = u.release;
 	cal.hostname = u.nodename;
+	cal.settle_s = cfg.settle_s;
 	const unsigned total = static_cast<unsigned>(grid.size()) + 2;
 	unsigned done = 0;
 	for (std::size_t gi = 0; gi < grid.size() && !stop_requested(); gi++) {
@@ -153,6 +154,7 @@ Calibration run_calibration(const CalibrateConfig &cfg, const CalibrateProgress 
 		bc.scattered = p.scattered;
 		bc.repeat = cfg.repeat;
 		bc.warmup = 1;
+		bc.settle_s = cfg.settle_s;
 		Shape self;
 		bool have_shape = false;
 		BenchResult r = run_bench(bc, [&](unsigned d, unsigned) {
@@ -241,7 +243,8 @@ std::string calibration_report(const Calibration &c)
 {
 	std::string out = fmt::format("calibration for {} {} ({} observations, {} repetitions)\n", c.hostname, c.kernel,
 				      c.fit.observations, c.fit.repetitions);
-	out += "fork_us = fixed + sum(coefficient * input)\n";
+	out += fmt::format("fork_us = fixed + sum(coefficient * input); forks timed {}\n",
+			   c.settle_s > 0 ? fmt::format("after {:g} s idle", c.settle_s) : "right after the heap was touched");
 	const char *units[kTerms] = {"us",	   "ns per PTE", "ns per PTE", "us per PMD", "ns per VMA",
 				     "ns per PTE", "ns per PTE", "ns per PTE", "ns per PTE", "ns per PTE"};
 	const double mul[kTerms] = {1, 1e3, 1e3, 1, 1e3, 1e3, 1e3, 1e3, 1e3, 1e3};

@@ -89,6 +89,11 @@ double parse_seconds(std::string_view text, std::string_view what, double max_s,
 			  form.empty() ? std::string_view("SECONDS greater than 0, like 60 or 0.5") : form);
 }
 
+double parse_idle_seconds(std::string_view text, std::string_view what, double max_s)
+{
+	return parse_real(text, what, 0, max_s, false, fmt::format("SECONDS from 0 to {}, like 3 or 0.25", max_s));
+}
+
 std::uint64_t parse_size(std::string_view text, std::string_view what)
 {
 	constexpr std::string_view form = "SIZE like 64M (a number with an optional K, M, G or T suffix)";

@@ -328,6 +328,7 @@ nlohmann::json Calibration::to_json() const
 		{"kernel", kernel},
 		{"hostname", hostname},
 		{"machine", machine},
+		{"settle_s", settle_s},
 		{"model", "fork_us = fixed + sum(coef * input); units: us per unit"},
 		{"coefficients_us", coef},
 		{"bootstrap_us", boot},
@@ -373,6 +374,10 @@ Calibration Calibration::from_json(const nlohmann::json &j)
 		c.kernel = j.at("kernel").get<std::string>();
 		c.hostname = j.value("hostname", "");
 		c.machine = j.value("machine", nlohmann::json::object());
+		field = "settle_s";
+		c.settle_s = j.value("settle_s", 0.0);
+		if (!std::isfinite(c.settle_s) || c.settle_s < 0)
+			throw Error("not a time");
 		field = "coefficients_us";
 		const auto &co = j.at("coefficients_us");
 		for (std::size_t i = 0; i < kTerms; i++) {

@@ -57,7 +57,9 @@ struct BenchConfig {
 	// touched when it forks. 0 (default): fork at once. On a VM with shadow
 	// page tables the kernel's part of a writable 1.5 GiB fork went from a
 	// median of 21.6 ms to 29.0 ms (17-35) with 3 s idle
-	// (results/2026-12-02-fork-split/).
+	// (results/2026-12-02-fork-split/); on a KVM guest with hardware paging
+	// a 110 MiB fork went from 1.7 ms to 2.7-3.7 ms after 0.25-5 s
+	// (results/2026-12-02-forecast-kvm/). `cowbench calibrate` idles 0.25 s.
 	double settle_s = 0;
 	double timeout_s = 60; // per phase of a repetition; a child past it is killed
 	std::uint64_t seed = 1; // for --pattern random

@@ -58,6 +58,8 @@ double parse_real(std::string_view text, std::string_view what, double lo, doubl
 // parse_real). FORM defaults to "SECONDS greater than 0, like 60 or 0.5".
 double parse_seconds(std::string_view text, std::string_view what, double max_s = 86400,
 		     std::string_view form = {});
+// An idle time: SECONDS from 0 (none) to max_s, like 3 or 0.25.
+double parse_idle_seconds(std::string_view text, std::string_view what, double max_s = 3600);
 // Bytes: "4096", "64K", "1.5G", "64MiB".
 std::uint64_t parse_size(std::string_view text, std::string_view what);
 // A ratio from 0 to 1.

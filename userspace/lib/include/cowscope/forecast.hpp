@@ -143,6 +143,7 @@ struct Calibration {
 	std::vector<HeldOut> held_out;
 	nlohmann::json machine; // machine_metadata()
 	std::string kernel, hostname;
+	double settle_s = 0; // CalibrateConfig::settle_s of the run (0 in files from before it)
 	nlohmann::json to_json() const;
 	static Calibration from_json(const nlohmann::json &j); // throws Error naming the bad field
 };
@@ -166,6 +167,12 @@ struct CalibrateConfig {
 	bool large_folios = true;  // also 64K folio heaps (root, mTHP controls)
 	unsigned repeat = 7;
 	unsigned boot_rounds = 200;
+	// Idle before each timed fork (BenchConfig::settle_s). A process that
+	// is forecast has rarely just touched all its memory; here a heap that
+	// sat even 50 ms idle forked up to 2x slower than one forked at once
+	// (110 MiB: 1.7 ms hot, 2.7-3.7 ms after 0.25-5 s idle; caches of a
+	// shared host gone cold), and Redis forked like the idle heap.
+	double settle_s = 0.25;
 };
 
 using CalibrateProgress = std::function<void(unsigned done, unsigned total, const std::string &label)>;
