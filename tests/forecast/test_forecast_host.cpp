@@ -259,6 +259,7 @@ TEST_F(ForecastHost, CliTextJsonAndTraceSource)
 	EXPECT_EQ(rc, 0) << txt;
 	EXPECT_NE(txt.find("fork stall:"), std::string::npos) << txt;
 	EXPECT_NE(txt.find("unknown without the cowscope module"), std::string::npos) << txt;
+	EXPECT_NE(txt.find("(forks timed after 0.25 s idle)"), std::string::npos) << txt;
 	auto [js, rc2] = run_command(fmt::format("{} forecast {} --no-module --json --calibration {}", bin("cowscope"),
 						 t.pid(), g_cal));
 	ASSERT_EQ(rc2, 0) << js;

@@ -536,6 +536,17 @@ TEST(ForecastMake, RangeWithoutModuleAndArithmetic)
 	// THP lever: 100000 PTEs as 195.3 PMDs
 	EXPECT_NEAR(f.thp_what_if_ms, (100 + 0.04 * 1000 + 2 * (10 + 100000 / 512.0) + 50) / 1e3, 1e-9);
 	EXPECT_NE(f.to_text().find("unknown without the cowscope module"), std::string::npos);
+	// A calibration of hot forks (settle_s 0, as files before it) is named
+	// as such, with what to do; an idle one says its idle.
+	f.calibration_path = "cal.json";
+	EXPECT_NE(f.to_text().find("right after the heap was touched"), std::string::npos) << f.to_text();
+	EXPECT_NE(f.to_text().find("`cowbench calibrate` again"), std::string::npos);
+	cal.settle_s = 0.25;
+	Forecast idle = make_forecast(cal, s, copy);
+	idle.calibration_path = "cal.json";
+	EXPECT_NE(idle.to_text().find("calibration: cal.json (forks timed after 0.25 s idle)"), std::string::npos)
+		<< idle.to_text();
+	EXPECT_DOUBLE_EQ(idle.to_json()["calibration_settle_s"].get<double>(), 0.25);
 	// With the module: the observed state.
 	s.state_source = "module";
 	s.module_writable = 50000;

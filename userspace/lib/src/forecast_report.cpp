@@ -37,6 +37,7 @@ Forecast make_forecast(const Calibration &cal, const Shape &shape, const CopySid
 {
 	Forecast f;
 	f.shape = shape;
+	f.calibration_settle_s = cal.settle_s;
 	const double all = static_cast<double>(shape.ptes_cow_writable + shape.ptes_other);
 	ForkInputs base;
 	base.huge_pmds = static_cast<double>(shape.huge_pmds);
@@ -110,6 +111,7 @@ nlohmann::json Forecast::to_json() const
 	return {
 		{"pid", shape.pid},
 		{"calibration", calibration_path},
+		{"calibration_settle_s", calibration_settle_s},
 		{"shape", shape.to_json()},
 		{"pte_state", state_known ? "module" : "unknown: range between writable and write-protected"},
 		{"scatter", scatter_known ? "measured from the PFNs" : "unknown (PFNs hidden): 0.5, interval 0..1"},
@@ -131,7 +133,11 @@ std::string Forecast::to_text() const
 	const Shape &s = shape;
 	std::string out;
 	if (!calibration_path.empty())
-		out += fmt::format("calibration: {}\n", calibration_path);
+		out += fmt::format("calibration: {} ({})\n", calibration_path,
+				   calibration_settle_s > 0
+					   ? fmt::format("forks timed after {:g} s idle", calibration_settle_s)
+					   : "forks timed right after the heap was touched: the forks of memory that sat "
+					     "idle can run up to 2x above it; `cowbench calibrate` again to time them idle");
 	out += fmt::format(
 		"pid {}: {} VMAs; {} present PTEs fork copies ({} in private writable mappings, {}), {} huge PMDs, "
 		"{} PTE tables; read in {:.1f} ms without stopping it\n",

@@ -306,6 +306,7 @@ struct Forecast {
 	Interval cow_mib, peak_extra_mib;
 	double copy_cpu_ms = NAN; // the copies' fault time at the calibrated cost
 	std::string calibration_path;
+	double calibration_settle_s = 0; // Calibration::settle_s: 0, an older file of hot forks
 	nlohmann::json to_json() const;
 	std::string to_text() const;
 };
