@@ -194,7 +194,12 @@ TEST_F(ForecastHost, KnownSyntheticProcessForkInsideTheInterval)
 	EXPECT_LT(s.read_ms, 1000);
 	Forecast f = make_forecast(c, s, CopySide{});
 	ASSERT_LT(f.fork_ms.lo, f.fork_ms.hi);
-	EXPECT_GT(f.fork_writable_ms.point, f.fork_wp_ms.point);
+	// Without the module the stated range covers both cases' intervals.
+	// (Their order is not asserted: calibrated on idle forks, the two
+	// states' per-PTE costs come out within noise of each other here.)
+	EXPECT_GT(f.fork_wp_ms.point, 0);
+	EXPECT_LE(f.fork_ms.lo, std::min(f.fork_writable_ms.lo, f.fork_wp_ms.lo));
+	EXPECT_GE(f.fork_ms.hi, std::max(f.fork_writable_ms.hi, f.fork_wp_ms.hi));
 	// Writable PTEs (rewritten), then write-protected (right after a fork):
 	// three forks each. Whether each median falls inside its case's 95%
 	// interval is printed, not asserted: a 95% interval misses about one
@@ -202,18 +207,25 @@ TEST_F(ForecastHost, KnownSyntheticProcessForkInsideTheInterval)
 	// by 2x between runs (CI once saw 4.77 ms against [5.27, 17.87]); the
 	// held-out error of `cowbench calibrate` and scripts/bench.d/30-forecast.sh
 	// report containment as figures. Asserted: what no noise explains, a
-	// median more than 3x from its case's point forecast, or the two cases
-	// in the wrong order (writable PTEs cost more at fork).
+	// median more than 3x from its case's point forecast, or the two states
+	// in the wrong order right after the heap was touched.
 	// Each fork after the calibration's idle (the target waits on its pipe),
-	// as the model was fitted.
+	// as the model was fitted. Idle, the two states cost about the same
+	// here (cold struct pages dominate: CI once saw 5.48 ms writable against
+	// 5.54 write-protected), so their order is checked on forks right after
+	// the heap was touched, where a writable fork's extra work
+	// (write-protecting every PTE) shows.
 	const useconds_t idle = static_cast<useconds_t>(c.settle_s * 1e6);
-	std::vector<double> wr, wp;
+	std::vector<double> wr, wp, hot_wr, hot_wp;
 	for (int i = 0; i < 3; i++) {
 		t.ask('W');
 		::usleep(idle);
 		wr.push_back(t.ask('F') / 1e3);
 		::usleep(idle);
 		wp.push_back(t.ask('F') / 1e3);
+		t.ask('W');
+		hot_wr.push_back(t.ask('F') / 1e3);
+		hot_wp.push_back(t.ask('F') / 1e3);
 	}
 	double mwr = summarize(wr).median, mwp = summarize(wp).median;
 	std::printf("forecast %.2f..%.2f ms; writable case %.2f [%.2f, %.2f] actual %.2f; write-protected %.2f "
@@ -223,7 +235,9 @@ TEST_F(ForecastHost, KnownSyntheticProcessForkInsideTheInterval)
 	auto inside = [](double v, const auto &iv) { return v >= iv.lo && v <= iv.hi ? "inside" : "OUTSIDE"; };
 	std::printf("writable median %s its interval, write-protected median %s its interval\n",
 		    inside(mwr, f.fork_writable_ms), inside(mwp, f.fork_wp_ms));
-	EXPECT_GT(mwr, mwp) << "forking with writable PTEs must cost more than with write-protected ones";
+	const double hwr = summarize(hot_wr).median, hwp = summarize(hot_wp).median;
+	std::printf("right after touching the heap: writable %.2f ms, write-protected %.2f ms\n", hwr, hwp);
+	EXPECT_GT(hwr, hwp) << "forking with writable PTEs must cost more than with write-protected ones";
 	EXPECT_GE(mwr, f.fork_writable_ms.point / 3);
 	EXPECT_LE(mwr, f.fork_writable_ms.point * 3);
 	EXPECT_GE(mwp, f.fork_wp_ms.point / 3);
