@@ -250,8 +250,8 @@ std::string calibration_report(const Calibration &c)
 	const double mul[kTerms] = {1, 1e3, 1e3, 1, 1e3, 1e3, 1e3, 1e3, 1e3, 1e3};
 	for (std::size_t i = 0; i < kTerms; i++) {
 		if (!c.fit.used[i] && c.fit.varied[i]) {
-			out += fmt::format("  {:<24} dropped: it came out negative, so it is held at 0 and the rest "
-					   "refitted (too small to tell from this machine's noise)\n",
+			out += fmt::format("  {:<24} dropped: held at 0 and the rest refitted (it, or the PTE term it "
+					   "refines, came out negative: too small to tell from this machine's noise)\n",
 					   term_names()[i]);
 			continue;
 		}

@@ -88,8 +88,9 @@ struct Observation {
 struct Fit {
 	// Coefficients in microseconds per unit (fixed: microseconds); a term
 	// the observations do not vary (all zero) is not fitted: varied[i] and
-	// used[i] false. A varied term whose coefficient came out negative was
-	// dropped (held at 0, the rest refitted): varied[i] true, used[i] false.
+	// used[i] false. A varied term whose coefficient came out negative (or,
+	// for a scatter term, whose PTE term did) was dropped (held at 0, the
+	// rest refitted): varied[i] true, used[i] false.
 	std::array<double, kTerms> coef{};
 	std::array<bool, kTerms> used{};
 	std::array<bool, kTerms> varied{};
