@@ -25,10 +25,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cowscope/fd.hpp"
-#include "cowscope/folio.hpp"
-#include "cowscope/meta.hpp"
-#include "cowscope/trace.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/bench/folio.hpp"
+#include "cowscope/base/meta.hpp"
+#include "cowscope/trace/trace.hpp"
 
 namespace {
 

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "cowscope/diff.hpp"
+#include "cowscope/view/diff.hpp"
 
 inline cowscope::PageRecord page_rec(std::uint64_t vaddr, std::uint64_t pfn, std::uint32_t flags,
 				     std::uint8_t seg = COWSCOPE_SEG_HEAP, unsigned folio_order = 0)

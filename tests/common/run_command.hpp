@@ -15,7 +15,7 @@
 #include <string>
 #include <utility>
 
-#include "cowscope/process.hpp"
+#include "cowscope/base/process.hpp"
 
 namespace cowscope::testing {
 

@@ -22,10 +22,10 @@
 #include <string>
 #include <vector>
 
-#include "cowscope/error.hpp"
-#include "cowscope/fd.hpp"
-#include "cowscope/forecast.hpp"
-#include "cowscope/stats.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/forecast/forecast.hpp"
+#include "cowscope/base/stats.hpp"
 #include "run_command.hpp"
 
 using namespace cowscope;

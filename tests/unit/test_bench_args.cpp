@@ -4,10 +4,10 @@
 
 #include <filesystem>
 
-#include "cowscope/bench.hpp"
-#include "cowscope/error.hpp"
-#include "cowscope/fd.hpp"
-#include "cowscope/sweep.hpp"
+#include "cowscope/bench/bench.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/bench/sweep.hpp"
 
 using namespace cowscope;
 

@@ -10,9 +10,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "cowscope/bench.hpp"
-#include "cowscope/fd.hpp"
-#include "cowscope/sweep.hpp"
+#include "cowscope/bench/bench.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/bench/sweep.hpp"
 
 using namespace cowscope;
 

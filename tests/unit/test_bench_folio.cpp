@@ -20,10 +20,10 @@
 #include <fstream>
 #include <thread>
 
-#include "cowscope/bench.hpp"
-#include "cowscope/error.hpp"
-#include "cowscope/fd.hpp"
-#include "cowscope/folio.hpp"
+#include "cowscope/bench/bench.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/bench/folio.hpp"
 #include "run_command.hpp"
 
 using namespace cowscope;

@@ -11,9 +11,9 @@
 
 #include <CLI/CLI.hpp>
 
-#include "cowscope/cli.hpp"
-#include "cowscope/error.hpp"
-#include "cowscope/units.hpp"
+#include "cowscope/base/cli.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/base/units.hpp"
 
 using namespace cowscope;
 

@@ -4,9 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cowscope/diff.hpp"
+#include "cowscope/view/diff.hpp"
 #include "page_records.hpp"
-#include "cowscope/error.hpp"
+#include "cowscope/base/error.hpp"
 
 using namespace cowscope;
 

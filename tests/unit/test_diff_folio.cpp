@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cowscope/diff.hpp"
+#include "cowscope/view/diff.hpp"
 #include "page_records.hpp"
 
 using namespace cowscope;

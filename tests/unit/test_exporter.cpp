@@ -14,8 +14,9 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "cowscope/error.hpp"
-#include "cowscope/exporter.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/metrics/exporter.hpp"
+#include "cowscope/metrics/http.hpp"
 
 using namespace cowtrace;
 

@@ -11,10 +11,10 @@
 #include <random>
 #include <sstream>
 
-#include "cowscope/error.hpp"
-#include "cowscope/fd.hpp"
-#include "cowscope/forecast.hpp"
-#include "cowscope/stats.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/forecast/forecast.hpp"
+#include "cowscope/base/stats.hpp"
 
 using namespace cowscope;
 using namespace cowscope::forecast;

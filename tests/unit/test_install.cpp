@@ -18,7 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cowscope/version.hpp"
+#include "cowscope/base/version.hpp"
 
 namespace {
 

@@ -3,8 +3,8 @@
 
 #include <set>
 
-#include "cowscope/error.hpp"
-#include "cowscope/pattern.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/bench/pattern.hpp"
 
 using namespace cowscope;
 

@@ -10,7 +10,7 @@
 #include <cerrno>
 #include <string>
 
-#include "cowscope/process.hpp"
+#include "cowscope/base/process.hpp"
 #include "run_command.hpp"
 
 using namespace cowscope;

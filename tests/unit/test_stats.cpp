@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "cowscope/stats.hpp"
+#include "cowscope/base/stats.hpp"
 
 using namespace cowscope;
 

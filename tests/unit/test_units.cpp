@@ -4,10 +4,10 @@
 #include <filesystem>
 #include <unistd.h>
 
-#include "cowscope/error.hpp"
-#include "cowscope/fd.hpp"
-#include "cowscope/meta.hpp"
-#include "cowscope/units.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/base/meta.hpp"
+#include "cowscope/base/units.hpp"
 
 using namespace cowscope;
 

@@ -5,8 +5,8 @@
 
 #include <string>
 
-#include "cowscope/error.hpp"
-#include "cowscope/view.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/view/view.hpp"
 
 using namespace cowscope;
 

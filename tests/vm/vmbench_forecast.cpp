@@ -22,8 +22,8 @@
 #include <thread>
 #include <vector>
 
-#include "cowscope/forecast.hpp"
-#include "cowscope/stats.hpp"
+#include "cowscope/forecast/forecast.hpp"
+#include "cowscope/base/stats.hpp"
 
 using namespace cowscope;
 

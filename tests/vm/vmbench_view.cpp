@@ -19,9 +19,9 @@
 
 #include <cowscope_uapi.h>
 
-#include "cowscope/error.hpp"
-#include "cowscope/fd.hpp"
-#include "cowscope/view.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/view/view.hpp"
 
 using namespace cowscope;
 using Clock = std::chrono::steady_clock;

@@ -15,8 +15,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "cowscope/fd.hpp"
-#include "cowscope/proc.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/proc/pagemap.hpp"
 
 using namespace cowscope;
 using nlohmann::json;

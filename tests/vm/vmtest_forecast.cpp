@@ -14,9 +14,9 @@
 #include <cstring>
 #include <thread>
 
-#include "cowscope/error.hpp"
-#include "cowscope/forecast.hpp"
-#include "cowscope/view.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/forecast/forecast.hpp"
+#include "cowscope/view/view.hpp"
 
 using namespace cowscope;
 using namespace cowscope::forecast;

@@ -25,11 +25,11 @@
 #include <string>
 #include <vector>
 
-#include "cowscope/diff.hpp"
-#include "cowscope/error.hpp"
-#include "cowscope/fd.hpp"
-#include "cowscope/proc.hpp"
-#include "cowscope/view.hpp"
+#include "cowscope/view/diff.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/proc/pagemap.hpp"
+#include "cowscope/view/view.hpp"
 
 using namespace cowscope;
 

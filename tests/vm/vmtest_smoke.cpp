@@ -13,9 +13,9 @@
 #include <cstring>
 #include <string>
 
-#include "cowscope/error.hpp"
-#include "cowscope/fd.hpp"
-#include "cowscope/proc.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/proc/pagemap.hpp"
 
 using namespace cowscope;
 

@@ -9,16 +9,16 @@
 #include <iostream>
 #include <map>
 
-#include "cowscope/bench.hpp"
-#include "cowscope/cli.hpp"
-#include "cowscope/error.hpp"
-#include "cowscope/fd.hpp"
-#include "cowscope/folio.hpp"
-#include "cowscope/forecast.hpp"
-#include "cowscope/stats.hpp"
-#include "cowscope/sweep.hpp"
-#include "cowscope/units.hpp"
-#include "cowscope/version.hpp"
+#include "cowscope/bench/bench.hpp"
+#include "cowscope/base/cli.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/bench/folio.hpp"
+#include "cowscope/forecast/forecast.hpp"
+#include "cowscope/base/stats.hpp"
+#include "cowscope/bench/sweep.hpp"
+#include "cowscope/base/units.hpp"
+#include "cowscope/base/version.hpp"
 
 using namespace cowscope;
 

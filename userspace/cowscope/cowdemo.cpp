@@ -31,15 +31,15 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "cowscope/cli.hpp"
-#include "cowscope/diff.hpp"
-#include "cowscope/error.hpp"
-#include "cowscope/fd.hpp"
-#include "cowscope/proc.hpp"
-#include "cowscope/process.hpp"
-#include "cowscope/units.hpp"
-#include "cowscope/view.hpp"
-#include "cowscope/version.hpp"
+#include "cowscope/base/cli.hpp"
+#include "cowscope/view/diff.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/proc/pagemap.hpp"
+#include "cowscope/base/process.hpp"
+#include "cowscope/base/units.hpp"
+#include "cowscope/view/view.hpp"
+#include "cowscope/base/version.hpp"
 
 using namespace cowscope;
 

@@ -22,13 +22,13 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "cowscope/cli.hpp"
-#include "cowscope/diff.hpp"
-#include "cowscope/error.hpp"
-#include "cowscope/forecast.hpp"
-#include "cowscope/units.hpp"
-#include "cowscope/view.hpp"
-#include "cowscope/version.hpp"
+#include "cowscope/base/cli.hpp"
+#include "cowscope/view/diff.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/forecast/forecast.hpp"
+#include "cowscope/base/units.hpp"
+#include "cowscope/view/view.hpp"
+#include "cowscope/base/version.hpp"
 
 using namespace cowscope;
 

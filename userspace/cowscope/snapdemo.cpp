@@ -41,12 +41,12 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "cowscope/cli.hpp"
-#include "cowscope/error.hpp"
-#include "cowscope/fd.hpp"
-#include "cowscope/process.hpp"
-#include "cowscope/units.hpp"
-#include "cowscope/version.hpp"
+#include "cowscope/base/cli.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/base/process.hpp"
+#include "cowscope/base/units.hpp"
+#include "cowscope/base/version.hpp"
 
 using namespace cowscope;
 

@@ -23,12 +23,12 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "cowscope/cli.hpp"
-#include "cowscope/error.hpp"
-#include "cowscope/fd.hpp"
-#include "cowscope/serve.hpp"
-#include "cowscope/trace.hpp"
-#include "cowscope/version.hpp"
+#include "cowscope/base/cli.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/trace/serve.hpp"
+#include "cowscope/trace/trace.hpp"
+#include "cowscope/base/version.hpp"
 
 using cowscope::Error;
 using cowscope::UsageError;

@@ -24,11 +24,11 @@
 #include <string>
 #include <vector>
 
-#include "cowscope/bench.hpp"
-#include "cowscope/error.hpp"
-#include "cowscope/meta.hpp"
-#include "cowscope/trace.hpp"
-#include "cowscope/view.hpp"
+#include "cowscope/bench/bench.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/base/meta.hpp"
+#include "cowscope/trace/trace.hpp"
+#include "cowscope/view/view.hpp"
 
 namespace py = pybind11;
 using namespace cowscope;

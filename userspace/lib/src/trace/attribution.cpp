@@ -22,7 +22,7 @@
 
 #include <fmt/format.h>
 
-#include "cowscope/error.hpp"
+#include "cowscope/base/error.hpp"
 #include "cowtrace.h"
 #include "cowtrace.skel.h"
 #include "impl.hpp"

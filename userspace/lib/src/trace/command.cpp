@@ -9,8 +9,8 @@
 
 #include <fmt/format.h>
 
-#include "cowscope/error.hpp"
-#include "cowscope/trace.hpp"
+#include "cowscope/base/error.hpp"
+#include "cowscope/trace/trace.hpp"
 
 namespace cowtrace {
 

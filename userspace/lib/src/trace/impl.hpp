@@ -12,8 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "cowscope/fd.hpp"
-#include "cowscope/trace.hpp"
+#include "cowscope/base/fd.hpp"
+#include "cowscope/trace/trace.hpp"
 
 struct cowtrace_bpf;
 

@@ -1,5 +1,5 @@
 // cowtrace --serve: the exporter loop (serve.hpp).
-#include "cowscope/serve.hpp"
+#include "cowscope/trace/serve.hpp"
 
 #include <dirent.h>
 #include <unistd.h>
@@ -13,7 +13,7 @@
 
 #include <fmt/format.h>
 
-#include "cowscope/error.hpp"
+#include "cowscope/base/error.hpp"
 #include <linux/types.h>
 
 #include "cowtrace.h"

@@ -1,5 +1,5 @@
 // cowtrace_core: probes, skeleton lifetime, map reading and formatting.
-#include "cowscope/trace.hpp"
+#include "cowscope/trace/trace.hpp"
 
 #include <algorithm>
 #include <array>
@@ -24,7 +24,7 @@
 
 #include <fmt/format.h>
 
-#include "cowscope/error.hpp"
+#include "cowscope/base/error.hpp"
 #include "cowtrace.h"
 #include "cowtrace.skel.h"
 #include "impl.hpp"

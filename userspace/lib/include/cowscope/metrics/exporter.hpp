@@ -1,0 +1,132 @@
+// cowtrace --serve, the parts that need no BPF (in cowcore, unit-tested):
+// the Prometheus text exposition (0.0.4) and OpenMetrics 1.0.0, chosen from
+// the request's Accept header; the series bookkeeping (exited processes
+// kept for a grace period, then dropped; a bound on how many process series
+// are kept; counters of dropped series; process-tree totals that stay
+// monotonic across dropped children). The HTTP side is http.hpp beside
+// this file; serve.cpp (src/trace/) joins them to a Tracer.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace cowtrace {
+
+inline constexpr std::uint64_t kPageBytes = 4096;	// one COW copy copies one 4 KiB page
+
+// What the exporter reads of one tracked process (a ProcStats, less the
+// histogram).
+struct ProcSample {
+	pid_t pid = 0, ppid = 0;
+	std::string comm;
+	bool exited = false;
+	std::uint64_t wp_faults = 0, cow_copies = 0, cow_reuses = 0;
+};
+
+struct Counts {
+	std::uint64_t wp_faults = 0, cow_copies = 0, cow_reuses = 0;
+	Counts &operator+=(const Counts &o)
+	{
+		wp_faults += o.wp_faults;
+		cow_copies += o.cow_copies;
+		cow_reuses += o.cow_reuses;
+		return *this;
+	}
+};
+
+// The process series of one exporter. update() takes a snapshot of every
+// tracked process (all of them, also those not exported) at time `now`
+// (seconds, any monotonic origin) and returns the pids whose tracking can
+// end (exited, their series dropped or never kept): the caller untracks
+// them, which frees their BPF slots.
+//
+// Rules (the documented limits):
+//  - an exited process keeps its series for `grace_s` after it was first
+//    seen exited, then the series is dropped (dropped_exited += 1);
+//  - at most `limit` process series exist at once; a process seen while
+//    the set is full gets no series (dropped_limit += 1, once per process)
+//    until a place frees up; its counts still go to the tree totals;
+//  - a pid seen again with lower counts, or alive after it had exited, is a
+//    new process (pid reuse): the old series is dropped (dropped_exited).
+//  - tree totals (--children) are the sum over every process ever tracked,
+//    dropped ones included, so they never decrease.
+class SeriesSet {
+public:
+	struct Series {
+		ProcSample last;
+		std::optional<double> exited_at;
+	};
+	SeriesSet(std::size_t limit, double grace_s) : limit_(limit), grace_(grace_s) {}
+	std::vector<pid_t> update(const std::vector<ProcSample> &procs, double now);
+	const std::map<pid_t, Series> &series() const { return series_; }
+	std::size_t limit() const { return limit_; }
+	double grace() const { return grace_; }
+	std::uint64_t dropped_exited() const { return dropped_exited_; }
+	std::uint64_t dropped_limit() const { return dropped_limit_; }
+	// every process ever tracked: the retired ones plus the current snapshot
+	Counts totals() const;
+	std::size_t refused() const { return refused_.size(); }	// processes now without a series
+
+private:
+	std::size_t limit_;
+	double grace_;
+	std::map<pid_t, Series> series_;
+	std::map<pid_t, ProcSample> unkept_;	// tracked, no series (limit)
+	std::set<pid_t> refused_;		// counted in dropped_limit_, not yet gone
+	std::map<pid_t, double> unkept_exit_;	// when an unkept process was seen exited
+	Counts retired_, current_;
+	std::uint64_t dropped_exited_ = 0, dropped_limit_ = 0;
+	void retire(const ProcSample &s);
+};
+
+enum class Format { prometheus, openmetrics };
+
+// From an Accept header: OpenMetrics 1.0.0 when the client ranks it at
+// least as high as text/plain (Prometheus 2.x asks for it first), else the
+// 0.0.4 text format (also for an empty or unknown Accept).
+Format negotiate(std::string_view accept);
+// "text/plain; version=0.0.4; charset=utf-8" or
+// "application/openmetrics-text; version=1.0.0; charset=utf-8".
+const char *content_type(Format f);
+
+// A label value or HELP text as the exposition formats want it: backslash,
+// double quote (label values) and newline escaped; bytes that are not
+// valid UTF-8 become U+FFFD (a comm is any 15 bytes but NUL).
+std::string escape_label(std::string_view v);
+std::string escape_help(std::string_view v);
+
+// Everything one scrape shows, gathered by serve.cpp.
+struct Exposition {
+	std::string method;	// the Plan's method name
+	std::string copies_by, reuses_by;	// how the Plan counts them
+	std::string target;	// "-p 1234 --children", "--comm redis-server", "--all"
+	bool tree = false;	// --children: emit the tree totals
+	pid_t root_pid = 0;
+	std::string root_comm;
+	bool bpf_stats = false;	// kernel.bpf_stats_enabled was 1: emit run time and count
+	struct Prog {
+		std::string name;
+		std::uint64_t run_time_ns = 0, run_cnt = 0;
+	};
+	std::vector<Prog> bpf_progs;	// per loaded program
+	std::uint64_t untracked = 0;	// processes not tracked: every BPF slot taken
+	std::uint64_t tracked = 0;	// entries in the BPF map of tracked processes (procs)
+	std::uint64_t infos = 0;	// entries in the BPF map of their facts (infos)
+	std::uint64_t slots_used = 0;	// BPF process slots ever handed out (high-water mark)
+	std::uint64_t slots_max = 0;
+	std::uint64_t rss_bytes = 0;	// the exporter's resident memory
+	std::uint64_t scrapes = 0;
+	double scrape_seconds_last = 0;	// time taken to serve the previous scrape
+};
+
+std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f);
+
+} // namespace cowtrace

@@ -1,0 +1,167 @@
+// cli.cpp - the one set of rules for numbers on the command line, and the
+// one main() wrapper (cowscope/cli.hpp).
+#include "cowscope/base/cli.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+namespace cowscope::cli {
+
+namespace {
+
+bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+// Digits only, at least one; false on overflow.
+bool whole(std::string_view s, std::uint64_t &out)
+{
+	if (s.empty())
+		return false;
+	for (char c : s)
+		if (!is_digit(c))
+			return false;
+	auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+	return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+// Digits with at most one '.', at least one digit.
+bool real(std::string_view s, double &out)
+{
+	unsigned digits = 0, dots = 0;
+	for (char c : s) {
+		if (is_digit(c))
+			digits++;
+		else if (c == '.')
+			dots++;
+		else
+			return false;
+	}
+	if (digits == 0 || dots > 1)
+		return false;
+	auto r = std::from_chars(s.data(), s.data() + s.size(), out, std::chars_format::fixed);
+	return r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(out);
+}
+
+} // namespace
+
+std::string usage_message(std::string_view what, std::string_view form, std::string_view text)
+{
+	return fmt::format("{}: expected {}, got \"{}\"", what, form, text);
+}
+
+void usage_error(std::string_view what, std::string_view form, std::string_view text)
+{
+	throw UsageError(usage_message(what, form, text));
+}
+
+std::uint64_t parse_count(std::string_view text, std::string_view what, std::uint64_t lo,
+			  std::uint64_t hi, std::string_view form)
+{
+	std::uint64_t v = 0;
+	if (!whole(text, v) || v < lo || v > hi)
+		usage_error(what, form.empty() ? fmt::format("a whole number from {} to {}", lo, hi) : form,
+			    text);
+	return v;
+}
+
+double parse_real(std::string_view text, std::string_view what, double lo, double hi, bool lo_exclusive,
+		  std::string_view form)
+{
+	double v = 0;
+	if (!real(text, v) || (lo_exclusive ? !(v > lo) : v < lo) || v > hi)
+		usage_error(what,
+			    !form.empty()   ? std::string(form)
+			    : lo_exclusive ? fmt::format("a number greater than {} and at most {}", lo, hi)
+					    : fmt::format("a number from {} to {}", lo, hi),
+			    text);
+	return v;
+}
+
+double parse_seconds(std::string_view text, std::string_view what, double max_s, std::string_view form)
+{
+	return parse_real(text, what, 0, max_s, true,
+			  form.empty() ? std::string_view("SECONDS greater than 0, like 60 or 0.5") : form);
+}
+
+double parse_idle_seconds(std::string_view text, std::string_view what, double max_s)
+{
+	return parse_real(text, what, 0, max_s, false, fmt::format("SECONDS from 0 to {}, like 3 or 0.25", max_s));
+}
+
+std::uint64_t parse_size(std::string_view text, std::string_view what)
+{
+	constexpr std::string_view form = "SIZE like 64M (a number with an optional K, M, G or T suffix)";
+	std::string_view s = text;
+	auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
+	// Optional "B" / "iB" after the unit letter ("64MiB", "64MB").
+	if (s.size() >= 3 && (s.ends_with("iB") || s.ends_with("ib")) && alpha(s[s.size() - 3]))
+		s.remove_suffix(2);
+	else if (s.size() >= 2 && (s.back() == 'B' || s.back() == 'b') && alpha(s[s.size() - 2]))
+		s.remove_suffix(1);
+	unsigned shift = 0;
+	if (!s.empty() && alpha(s.back())) {
+		switch (s.back()) {
+		case 'K': case 'k': shift = 10; break;
+		case 'M': case 'm': shift = 20; break;
+		case 'G': case 'g': shift = 30; break;
+		case 'T': case 't': shift = 40; break;
+		default: usage_error(what, form, text);
+		}
+		s.remove_suffix(1);
+	}
+	double v;
+	if (!real(s, v))
+		usage_error(what, form, text);
+	double bytes = std::ldexp(v, static_cast<int>(shift));
+	if (bytes >= 18446744073709551616.0)
+		usage_error(what, "SIZE below 16 EiB", text);
+	if (bytes != std::floor(bytes))
+		usage_error(what, "a whole number of bytes", text);
+	return static_cast<std::uint64_t>(bytes);
+}
+
+double parse_ratio(std::string_view text, std::string_view what)
+{
+	return parse_real(text, what, 0, 1, false, "a ratio from 0 to 1 like 0.25");
+}
+
+pid_t parse_pid(std::string_view text, std::string_view what)
+{
+	return static_cast<pid_t>(parse_count(text, what, 1, INT32_MAX, "a process id (a positive integer)"));
+}
+
+int run_main(const char *prog, CLI::App &app, const std::function<int()> &body, std::string_view parse_hint)
+{
+	try {
+		return body();
+	} catch (const CLI::CallForHelp &e) {
+		return app.exit(e);
+	} catch (const CLI::CallForAllHelp &e) {
+		return app.exit(e);
+	} catch (const CLI::CallForVersion &e) {
+		return app.exit(e);
+	} catch (const CLI::ParseError &e) {
+		std::cerr << prog << ": " << e.what() << "\n";
+		if (!parse_hint.empty())
+			std::cerr << parse_hint << "\n";
+		return 2;
+	} catch (const UsageError &e) {
+		std::cerr << prog << ": " << e.what() << "\n";
+		return 2;
+	} catch (const Interrupted &e) {
+		if (*e.what())
+			std::cerr << prog << ": " << e.what() << "\n";
+		return 130;
+	} catch (const std::exception &e) {
+		std::cerr << prog << ": " << e.what() << "\n";
+		return 1;
+	}
+}
+
+} // namespace cowscope::cli

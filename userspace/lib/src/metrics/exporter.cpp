@@ -1,0 +1,397 @@
+// cowtrace --serve without BPF: exposition formats and series bookkeeping
+// (see exporter.hpp).
+#include "cowscope/metrics/exporter.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "cowscope/base/error.hpp"
+
+namespace cowtrace {
+
+// ---- series ---------------------------------------------------------------
+
+namespace {
+
+Counts counts_of(const ProcSample &s)
+{
+	return {s.wp_faults, s.cow_copies, s.cow_reuses};
+}
+
+void subtract(Counts &a, const Counts &b)
+{
+	a.wp_faults -= std::min(a.wp_faults, b.wp_faults);
+	a.cow_copies -= std::min(a.cow_copies, b.cow_copies);
+	a.cow_reuses -= std::min(a.cow_reuses, b.cow_reuses);
+}
+
+} // namespace
+
+void SeriesSet::retire(const ProcSample &s)
+{
+	retired_ += counts_of(s);
+}
+
+std::vector<pid_t> SeriesSet::update(const std::vector<ProcSample> &procs, double now)
+{
+	std::vector<pid_t> done;
+	Counts current;
+	std::set<pid_t> seen;
+	for (const ProcSample &s : procs) {
+		seen.insert(s.pid);
+		current += counts_of(s);
+		auto it = series_.find(s.pid);
+		if (it != series_.end()) {
+			const ProcSample &old = it->second.last;
+			bool reused = (old.exited && !s.exited) || s.wp_faults < old.wp_faults ||
+				      s.cow_copies < old.cow_copies || s.cow_reuses < old.cow_reuses;
+			if (!reused) {
+				it->second.last = s;
+				if (s.exited && !it->second.exited_at)
+					it->second.exited_at = now;
+				continue;
+			}
+			// a new process under an old pid: the old one is gone
+			retire(old);
+			dropped_exited_++;
+			series_.erase(it);
+		}
+		if (series_.size() < limit_) {
+			series_[s.pid] = Series{s, s.exited ? std::optional<double>(now) : std::nullopt};
+			refused_.erase(s.pid);
+			unkept_.erase(s.pid);
+			unkept_exit_.erase(s.pid);
+			continue;
+		}
+		unkept_[s.pid] = s;
+		if (refused_.insert(s.pid).second)
+			dropped_limit_++;
+	}
+	current_ = current;
+	// series past their grace period, or gone from the tracer
+	for (auto it = series_.begin(); it != series_.end();) {
+		const Series &x = it->second;
+		bool gone = !seen.count(it->first);
+		if (gone || (x.exited_at && now - *x.exited_at >= grace_)) {
+			retire(x.last);
+			if (!gone) {
+				subtract(current_, counts_of(x.last));
+				done.push_back(it->first);
+			}
+			dropped_exited_++;
+			it = series_.erase(it);
+		} else {
+			++it;
+		}
+	}
+	// processes without a series: untracked as soon as they exit
+	for (auto it = unkept_.begin(); it != unkept_.end();) {
+		bool gone = !seen.count(it->first);
+		if (gone || it->second.exited) {
+			retire(it->second);
+			if (!gone) {
+				subtract(current_, counts_of(it->second));
+				done.push_back(it->first);
+			}
+			refused_.erase(it->first);
+			it = unkept_.erase(it);
+		} else {
+			++it;
+		}
+	}
+	return done;
+}
+
+Counts SeriesSet::totals() const
+{
+	Counts c = retired_;
+	c += current_;
+	return c;
+}
+
+// ---- formats --------------------------------------------------------------
+
+namespace {
+
+std::string lower(std::string_view s)
+{
+	std::string out(s);
+	for (char &c : out)
+		c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+	return out;
+}
+
+std::string_view trim(std::string_view s)
+{
+	while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+		s.remove_prefix(1);
+	while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+		s.remove_suffix(1);
+	return s;
+}
+
+// Length of the valid UTF-8 sequence at s[i], or 0.
+std::size_t utf8_len(std::string_view s, std::size_t i)
+{
+	auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+	unsigned char c = b(i);
+	std::size_t n;
+	std::uint32_t cp;
+	if (c < 0x80)
+		return 1;
+	if ((c & 0xe0) == 0xc0) {
+		n = 2;
+		cp = c & 0x1f;
+	} else if ((c & 0xf0) == 0xe0) {
+		n = 3;
+		cp = c & 0x0f;
+	} else if ((c & 0xf8) == 0xf0) {
+		n = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (i + n > s.size())
+		return 0;
+	for (std::size_t k = 1; k < n; k++) {
+		if ((b(i + k) & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (b(i + k) & 0x3f);
+	}
+	static const std::uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+std::string escape(std::string_view v, bool quote)
+{
+	std::string out;
+	out.reserve(v.size());
+	for (std::size_t i = 0; i < v.size();) {
+		char c = v[i];
+		if (c == '\\') {
+			out += "\\\\";
+		} else if (c == '\n') {
+			out += "\\n";
+		} else if (c == '"' && quote) {
+			out += "\\\"";
+		} else {
+			std::size_t n = utf8_len(v, i);
+			if (n == 0) {
+				out += "\xef\xbf\xbd";	// U+FFFD
+				i++;
+				continue;
+			}
+			out.append(v.substr(i, n));
+			i += n;
+			continue;
+		}
+		i++;
+	}
+	return out;
+}
+
+} // namespace
+
+std::string escape_label(std::string_view v) { return escape(v, true); }
+std::string escape_help(std::string_view v) { return escape(v, false); }
+
+Format negotiate(std::string_view accept)
+{
+	double om = -1, text = -1;
+	while (!accept.empty()) {
+		std::size_t comma = accept.find(',');
+		std::string_view item = accept.substr(0, comma);
+		accept = comma == std::string_view::npos ? std::string_view() : accept.substr(comma + 1);
+		std::size_t semi = item.find(';');
+		std::string type = lower(trim(item.substr(0, semi)));
+		double q = 1;
+		std::string version;
+		while (semi != std::string_view::npos) {
+			item = item.substr(semi + 1);
+			semi = item.find(';');
+			std::string_view p = trim(item.substr(0, semi));
+			std::size_t eq = p.find('=');
+			if (eq == std::string_view::npos)
+				continue;
+			std::string key = lower(trim(p.substr(0, eq)));
+			std::string val(trim(p.substr(eq + 1)));
+			if (key == "q") {
+				try {
+					q = std::stod(val);
+				} catch (const std::exception &) {
+					q = 0;
+				}
+			} else if (key == "version") {
+				version = val;
+			}
+		}
+		if (type == "application/openmetrics-text" && (version.empty() || version == "1.0.0"))
+			om = std::max(om, q);
+		else if ((type == "text/plain" && (version.empty() || version == "0.0.4")) || type == "text/*" ||
+			 type == "*/*")
+			text = std::max(text, q);
+	}
+	return om > 0 && om >= text ? Format::openmetrics : Format::prometheus;
+}
+
+const char *content_type(Format f)
+{
+	return f == Format::openmetrics ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+					: "text/plain; version=0.0.4; charset=utf-8";
+}
+
+namespace {
+
+enum class Kind { counter, gauge, info };
+
+// One metric family; header() then the samples through sample().
+struct Writer {
+	Format f;
+	std::string out;
+	std::string name;	// the sample name
+	void header(const char *base, Kind k, const char *unit, const char *help)
+	{
+		const char *suffix = k == Kind::counter ? "_total" : k == Kind::info ? "_info" : "";
+		name = fmt::format("{}{}", base, suffix);
+		if (f == Format::openmetrics) {
+			const char *t = k == Kind::counter ? "counter" : k == Kind::info ? "info" : "gauge";
+			out += fmt::format("# TYPE {} {}\n", base, t);
+			if (*unit)
+				out += fmt::format("# UNIT {} {}\n", base, unit);
+			out += fmt::format("# HELP {} {}\n", base, escape_help(help));
+		} else {
+			out += fmt::format("# HELP {} {}\n", name, escape_help(help));
+			out += fmt::format("# TYPE {} {}\n", name, k == Kind::counter ? "counter" : "gauge");
+		}
+	}
+	template <class V> void sample(const std::string &labels, V v)
+	{
+		if (labels.empty())
+			out += fmt::format("{} {}\n", name, v);
+		else
+			out += fmt::format("{}{{{}}} {}\n", name, labels, v);
+	}
+};
+
+std::string proc_labels(const ProcSample &s)
+{
+	return fmt::format("pid=\"{}\",ppid=\"{}\",comm=\"{}\"", s.pid, s.ppid, escape_label(s.comm));
+}
+
+} // namespace
+
+std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f)
+{
+	Writer w{f, {}, {}};
+	w.out.reserve(256 + set.series().size() * 4 * 96);
+	struct PerProc {
+		const char *base;
+		const char *unit;
+		const char *help;
+		std::uint64_t (*value)(const ProcSample &);
+	};
+	static const PerProc per_proc[] = {
+		{"cowtrace_wp_faults", "",
+		 "Write faults by the process on present, write-protected pages (each becomes a COW copy or "
+		 "reuse).",
+		 [](const ProcSample &s) { return s.wp_faults; }},
+		{"cowtrace_cow_copies", "", "Copy-on-write faults by the process that copied a 4 KiB page.",
+		 [](const ProcSample &s) { return s.cow_copies; }},
+		{"cowtrace_cow_reuses", "",
+		 "Copy-on-write faults by the process that reused the page in place (no other user left).",
+		 [](const ProcSample &s) { return s.cow_reuses; }},
+		{"cowtrace_cow_copied_bytes", "bytes", "Bytes copied by the process's copy-on-write faults "
+						       "(4096 per copy).",
+		 [](const ProcSample &s) { return s.cow_copies * kPageBytes; }},
+	};
+	for (const PerProc &m : per_proc) {
+		w.header(m.base, Kind::counter, m.unit, m.help);
+		for (const auto &[pid, x] : set.series())
+			w.sample(proc_labels(x.last), m.value(x.last));
+	}
+	if (e.tree) {
+		Counts t = set.totals();
+		std::string l = fmt::format("root_pid=\"{}\",root_comm=\"{}\"", e.root_pid, escape_label(e.root_comm));
+		w.header("cowtrace_tree_wp_faults", Kind::counter, "",
+			 "Write-protect faults of the traced process tree (the root and every descendant since "
+			 "tracing began, exited ones included).");
+		w.sample(l, t.wp_faults);
+		w.header("cowtrace_tree_cow_copies", Kind::counter, "", "COW copies of the traced process tree.");
+		w.sample(l, t.cow_copies);
+		w.header("cowtrace_tree_cow_reuses", Kind::counter, "", "COW reuses of the traced process tree.");
+		w.sample(l, t.cow_reuses);
+		w.header("cowtrace_tree_cow_copied_bytes", Kind::counter, "bytes",
+			 "Bytes copied by COW faults of the traced process tree.");
+		w.sample(l, t.cow_copies * kPageBytes);
+	}
+	w.header("cowtrace_method", Kind::info, "", "How cowtrace counts: the attach method and its sources.");
+	w.sample(fmt::format("method=\"{}\",copies_by=\"{}\",reuses_by=\"{}\",target=\"{}\"", escape_label(e.method),
+			     escape_label(e.copies_by), escape_label(e.reuses_by), escape_label(e.target)),
+		 1);
+	if (e.bpf_stats) {
+		w.header("cowtrace_bpf_run_time_seconds", Kind::counter, "seconds",
+			 "Time the kernel spent in each of cowtrace's BPF programs (kernel.bpf_stats_enabled=1 "
+			 "only; counted from when it was turned on).");
+		for (const auto &p : e.bpf_progs)
+			w.sample(fmt::format("program=\"{}\"", escape_label(p.name)),
+				 fmt::format("{:.9f}", static_cast<double>(p.run_time_ns) / 1e9));
+		w.header("cowtrace_bpf_runs", Kind::counter, "", "Runs of each of cowtrace's BPF programs "
+								  "(kernel.bpf_stats_enabled=1 only).");
+		for (const auto &p : e.bpf_progs)
+			w.sample(fmt::format("program=\"{}\"", escape_label(p.name)), p.run_cnt);
+	}
+	w.header("cowtrace_series", Kind::gauge, "", "Process series exported now.");
+	w.sample("", set.series().size());
+	w.header("cowtrace_series_limit", Kind::gauge, "", "Most process series kept at once (--max-series).");
+	w.sample("", set.limit());
+	w.header("cowtrace_series_grace_seconds", Kind::gauge, "seconds",
+		 "How long the series of an exited process is kept (--grace).");
+	w.sample("", set.grace());
+	w.header("cowtrace_series_dropped", Kind::counter, "",
+		 "Process series dropped: reason=exited after the grace period (or pid reused); reason=limit: "
+		 "processes that found --max-series series when seen (once each; one may get a series later).");
+	w.sample("reason=\"exited\"", set.dropped_exited());
+	w.sample("reason=\"limit\"", set.dropped_limit());
+	w.header("cowtrace_untracked_processes", Kind::counter, "",
+		 "Processes not traced at all because every BPF process slot was taken.");
+	w.sample("", e.untracked);
+	w.header("cowtrace_tracked_processes", Kind::gauge, "",
+		 "Processes in the tracer's BPF map now (with or without a series, exited ones in their grace "
+		 "period included).");
+	w.sample("", e.tracked);
+	w.header("cowtrace_bpf_map_entries", Kind::gauge, "",
+		 "Entries in the tracer's per-process BPF maps (procs: tgid to slot, infos: comm, ppid).");
+	w.sample("map=\"procs\"", e.tracked);
+	w.sample("map=\"infos\"", e.infos);
+	w.header("cowtrace_bpf_slots_used", Kind::gauge, "",
+		 "BPF process slots handed out so far (exited processes' slots are reused: the most tracked at "
+		 "once).");
+	w.sample("", e.slots_used);
+	w.header("cowtrace_bpf_slots", Kind::gauge, "", "BPF process slots in all.");
+	w.sample("", e.slots_max);
+	w.header("process_resident_memory_bytes", Kind::gauge, "bytes", "Resident memory size of the exporter.");
+	w.sample("", e.rss_bytes);
+	w.header("cowtrace_scrapes", Kind::counter, "", "Scrapes of /metrics served.");
+	w.sample("", e.scrapes);
+	w.header("cowtrace_scrape_duration_seconds", Kind::gauge, "seconds",
+		 "Time taken to serve the previous scrape (reading the BPF maps and formatting).");
+	w.sample("", fmt::format("{:.6f}", e.scrape_seconds_last));
+	if (f == Format::openmetrics)
+		w.out += "# EOF\n";
+	return std::move(w.out);
+}
+
+} // namespace cowtrace
