@@ -34,6 +34,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "cowtrace.h"
+#include "cowscope_segment.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -169,46 +170,53 @@ __u64 vma_full;		/* vmas full: fault counted under "unknown" */
 __u64 stack_fail;	/* no stack recorded (fault counted under stack -1) */
 __u64 site_full;	/* site_counts full: fault not attributed to a site */
 
-/* VM_* flags (include/linux/mm.h, stable) */
-#define CT_VM_WRITE	0x00000002UL
-#define CT_VM_SHARED	0x00000008UL
-#define CT_VM_IO	0x00004000UL
-#define CT_VM_PFNMAP	0x00000400UL
-
 struct vma_ctx {
 	__u64 start, end;
 	struct vma_val val;
 };
 
-/* The label, the module's rules (kmod/cowscope.c cs_segment); special
- * mappings (vdso, vvar: no file, vm_ops set) are "other". */
-static __always_inline __u32 vma_label(struct vm_area_struct *vma, __u64 flags)
+/* cowscope_vma_label() (kmod/include/cowscope_segment.h: the module's
+ * rule too) in cowtrace's labels: special mappings (vdso, vvar) and
+ * VM_PFNMAP/VM_IO ones are "other"; file mappings split into private
+ * (copy-on-write) and shared. */
+static __always_inline __u32 seg_of(const struct cowscope_vma_facts *f)
 {
-	struct mm_struct *mm = vma->vm_mm;
-	unsigned long s = vma->vm_start, e = vma->vm_end;
-	struct file *f = vma->vm_file;
-
-	if (!f && vma->vm_ops)
-		return COWTRACE_SEG_OTHER;
-	if (s <= mm->start_stack && e >= mm->start_stack)
+	switch (cowscope_vma_label(f)) {
+	case COWSCOPE_VL_STACK:
 		return COWTRACE_SEG_STACK;
-	if (mm->brk > mm->start_brk && s < mm->brk && e > mm->start_brk)
+	case COWSCOPE_VL_HEAP:
 		return COWTRACE_SEG_HEAP;
-	if (mm->end_code > mm->start_code && s < mm->end_code && e > mm->start_code)
+	case COWSCOPE_VL_TEXT:
 		return COWTRACE_SEG_TEXT;
-	if (mm->end_data > mm->start_data && s < mm->end_data && e > mm->start_data)
+	case COWSCOPE_VL_DATA:
 		return COWTRACE_SEG_DATA;
-	if (f && mm->exe_file && f->f_inode == mm->exe_file->f_inode &&
-	    s >= mm->start_code)
-		return flags & CT_VM_WRITE ? COWTRACE_SEG_DATA : COWTRACE_SEG_TEXT;
-	if (!f && mm->start_brk > mm->end_data && s < mm->start_brk && e > mm->end_data &&
-	    s <= ((mm->end_data + 4095) & ~4095UL))
+	case COWSCOPE_VL_BSS:
 		return COWTRACE_SEG_BSS;
-	if (flags & (CT_VM_PFNMAP | CT_VM_IO))
+	case COWSCOPE_VL_FILE_PRIVATE:
+		return COWTRACE_SEG_FILE_PRIVATE;
+	case COWSCOPE_VL_FILE_SHARED:
+		return COWTRACE_SEG_FILE_SHARED;
+	case COWSCOPE_VL_ANON:
+		return COWTRACE_SEG_MMAP_ANON;
+	default:
 		return COWTRACE_SEG_OTHER;
-	if (f)
-		return flags & CT_VM_SHARED ? COWTRACE_SEG_FILE_SHARED : COWTRACE_SEG_FILE_PRIVATE;
-	return COWTRACE_SEG_MMAP_ANON;
+	}
+}
+
+/* The label of `vma`: the plain fields through CO-RE, then the two facts
+ * the rule leaves to each side (cowscope_segment.h). */
+static __always_inline __u32 vma_label(struct vm_area_struct *vma)
+{
+	struct cowscope_vma_facts f = {};
+	struct mm_struct *mm = BPF_CORE_READ(vma, vm_mm);
+	struct file *file = BPF_CORE_READ(vma, vm_file);
+	struct inode *exe = BPF_CORE_READ(mm, exe_file, f_inode);
+
+	COWSCOPE_VMA_FACTS(&f, vma, mm, BPF_CORE_READ);
+	f.has_file = file != NULL;
+	f.special = !file && BPF_CORE_READ(vma, vm_ops);
+	f.exe_image = file && exe && BPF_CORE_READ(file, f_inode) == exe && f.start >= f.start_code;
+	return seg_of(&f);
 }
 
 static long vma_cb(struct task_struct *task, struct vm_area_struct *vma, struct vma_ctx *ctx)
@@ -221,7 +229,7 @@ static long vma_cb(struct task_struct *task, struct vm_area_struct *vma, struct 
 	ctx->val.end = vma->vm_end;
 	ctx->val.pgoff = vma->vm_pgoff;
 	ctx->val.flags = (__u32)flags;
-	ctx->val.seg = vma_label(vma, flags);
+	ctx->val.seg = vma_label(vma);
 	if (f)
 		bpf_probe_read_kernel_str(ctx->val.name, sizeof(ctx->val.name),
 					  BPF_CORE_READ(f, f_path.dentry, d_name.name));
@@ -284,40 +292,8 @@ static __always_inline void attr_vma_of(struct pend *p, __u32 tgid, struct vm_ar
 	ctx.val.end = ctx.end;
 	ctx.val.pgoff = BPF_CORE_READ(vma, vm_pgoff);
 	ctx.val.flags = (__u32)flags;
-	ctx.val.seg = COWTRACE_SEG_OTHER;
-	{
-		struct mm_struct *mm = BPF_CORE_READ(vma, vm_mm);
-		unsigned long s = ctx.start, e = ctx.end;
-		unsigned long ss = BPF_CORE_READ(mm, start_stack), sb = BPF_CORE_READ(mm, start_brk),
-			      b = BPF_CORE_READ(mm, brk), sc = BPF_CORE_READ(mm, start_code),
-			      ec = BPF_CORE_READ(mm, end_code), sd = BPF_CORE_READ(mm, start_data),
-			      ed = BPF_CORE_READ(mm, end_data);
-		const void *ops = BPF_CORE_READ(vma, vm_ops);
-		struct inode *ei = BPF_CORE_READ(mm, exe_file, f_inode);
-
-		f = BPF_CORE_READ(vma, vm_file);
-		if (!f && ops)
-			ctx.val.seg = COWTRACE_SEG_OTHER;
-		else if (s <= ss && e >= ss)
-			ctx.val.seg = COWTRACE_SEG_STACK;
-		else if (b > sb && s < b && e > sb)
-			ctx.val.seg = COWTRACE_SEG_HEAP;
-		else if (ec > sc && s < ec && e > sc)
-			ctx.val.seg = COWTRACE_SEG_TEXT;
-		else if (ed > sd && s < ed && e > sd)
-			ctx.val.seg = COWTRACE_SEG_DATA;
-		else if (f && ei && BPF_CORE_READ(f, f_inode) == ei && s >= sc)
-			ctx.val.seg = flags & CT_VM_WRITE ? COWTRACE_SEG_DATA : COWTRACE_SEG_TEXT;
-		else if (!f && sb > ed && s < sb && e > ed && s <= ((ed + 4095) & ~4095UL))
-			ctx.val.seg = COWTRACE_SEG_BSS;
-		else if (flags & (CT_VM_PFNMAP | CT_VM_IO))
-			ctx.val.seg = COWTRACE_SEG_OTHER;
-		else if (f)
-			ctx.val.seg = flags & CT_VM_SHARED ? COWTRACE_SEG_FILE_SHARED
-							   : COWTRACE_SEG_FILE_PRIVATE;
-		else
-			ctx.val.seg = COWTRACE_SEG_MMAP_ANON;
-	}
+	ctx.val.seg = vma_label(vma);
+	f = BPF_CORE_READ(vma, vm_file);
 	if (f)
 		bpf_probe_read_kernel_str(ctx.val.name, sizeof(ctx.val.name),
 					  BPF_CORE_READ(f, f_path.dentry, d_name.name));

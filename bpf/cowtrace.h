@@ -13,9 +13,10 @@
 #define COWTRACE_STACK_DEPTH 32	/* --sites: frames kept per stack */
 #define COWTRACE_VMA_NAME_LEN 48	/* file name (last path component) */
 
-/* Label of a mapping, the module's rules (kmod/cowscope.c cs_segment) taken
- * at fault time from the mm's code/data/brk/stack fields; file mappings
- * split into private (copy-on-write) and shared (mkwrite, never copied). */
+/* Label of a mapping, taken at fault time by the rule the module shares
+ * (kmod/include/cowscope_segment.h) from the mm's code/data/brk/stack
+ * fields; file mappings split into private (copy-on-write) and shared
+ * (mkwrite, never copied). */
 enum cowtrace_seg {
 	COWTRACE_SEG_TEXT = 0,
 	COWTRACE_SEG_DATA,
