@@ -334,7 +334,7 @@ TEST(ForecastFile, RoundTripsAndRejectsDamage)
 
 TEST(ForecastShape, ParsesRecordedSmaps)
 {
-	auto vmas = parse_smaps(read_file(data_dir() + "/forecast-smaps.txt"));
+	auto vmas = vma_shapes(cowscope::proc::parse_smaps(read_file(data_dir() + "/forecast-smaps.txt")));
 	ASSERT_EQ(vmas.size(), 6u);
 	// text: file-backed, private, never written: fork does not copy it
 	EXPECT_FALSE(vmas[0].copies_ptes);
@@ -354,7 +354,7 @@ TEST(ForecastShape, ParsesRecordedSmaps)
 	EXPECT_FALSE(vmas[4].copies_ptes);
 	EXPECT_TRUE(vmas[5].copies_ptes);
 	EXPECT_EQ(vmas[5].name, "[stack]");
-	EXPECT_THROW(parse_smaps("5600-zz00 rw-p 0 0:0 0\n"), Error);
+	EXPECT_THROW(cowscope::proc::parse_smaps("5600-zz00 rw-p 0 0:0 0\n"), Error);
 }
 
 TEST(ForecastCopy, FromCowtraceRecord)

@@ -39,6 +39,8 @@
 #include <string>
 #include <vector>
 
+#include "cowscope/proc/maps.hpp"
+
 namespace cowscope::forecast {
 
 // ---- the model -----------------------------------------------------------
@@ -226,8 +228,9 @@ struct Shape {
 	nlohmann::json to_json() const;
 };
 
-// Parse the text of /proc/PID/smaps (tests feed recorded text).
-std::vector<VmaShape> parse_smaps(const std::string &text);
+// The shape of each VMA of /proc/PID/smaps as proc::parse_smaps() read it
+// (tests feed recorded text through the same parser).
+std::vector<VmaShape> vma_shapes(const std::vector<proc::SmapsEntry> &smaps);
 // Read smaps and pagemap of `pid` (never stops it; pagemap only over VMAs
 // with resident pages). with_module: use the module's views when loaded.
 // Throws Error/SysError naming the pid ("process N exited", permission).
