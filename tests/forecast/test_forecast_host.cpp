@@ -296,7 +296,7 @@ TEST_F(ForecastHost, CliTextJsonAndTraceSource)
 	EXPECT_NEAR(k["cow_memory_mib"]["point"].get<double>(), 3000 * 4096.0 / 1048576, 1e-9);
 	// The same record for a 4 s snapshot: at least the 3000 already written,
 	// at most twice them; and with a second record of a 4 s snapshot.
-	auto [pr, rc4] = run_command(fmt::format("{} forecast {} --no-module --json --from-trace {} --trace-seconds 2 "
+	auto [pr, rc4] = run_command(fmt::format("{} forecast {} --no-module --json - --from-trace {} --trace-seconds 2 "
 						 "--snapshot 4 --calibration {}",
 						 bin("cowscope"), t.pid(), rec, g_cal));
 	ASSERT_EQ(rc4, 0) << pr;
@@ -306,7 +306,7 @@ TEST_F(ForecastHost, CliTextJsonAndTraceSource)
 	EXPECT_LE(m["pages"]["hi"].get<double>(), 6000);
 	EXPECT_GT(m["pages"]["point"].get<double>(), 3000);
 	EXPECT_LE(m["pages"]["point"].get<double>(), 6000);
-	auto [two, rc5] = run_command(fmt::format("{} forecast {} --no-module --json --from-trace {} --trace-seconds 2 "
+	auto [two, rc5] = run_command(fmt::format("{} forecast {} --no-module --json - --from-trace {} --trace-seconds 2 "
 						  "--from-trace {} --trace-seconds 4 --snapshot 4 --calibration {}",
 						  bin("cowscope"), t.pid(), rec, rec, g_cal));
 	ASSERT_EQ(rc5, 0) << two;
@@ -345,7 +345,8 @@ TEST_F(ForecastHost, BadInput)
 	pid_t z = ::fork();
 	if (z == 0)
 		_exit(0);
-	::usleep(100000);
+	siginfo_t si{};
+	ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(z), &si, WEXITED | WNOWAIT), 0) << "waitid: " << std::strerror(errno);
 	expect(cs + std::to_string(z) + " --calibration " + g_cal, 1, "exited");
 	::waitpid(z, nullptr, 0);
 	if (::geteuid() == 0) {
