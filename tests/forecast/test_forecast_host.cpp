@@ -274,19 +274,26 @@ TEST_F(ForecastHost, CliTextJsonAndTraceSource)
 	EXPECT_NE(txt.find("fork stall:"), std::string::npos) << txt;
 	EXPECT_NE(txt.find("unknown without the cowscope module"), std::string::npos) << txt;
 	EXPECT_NE(txt.find("(forks timed after 0.25 s idle)"), std::string::npos) << txt;
-	auto [js, rc2] = run_command(fmt::format("{} forecast {} --no-module --json --calibration {}", bin("cowscope"),
+	auto [js, rc2] = run_command(fmt::format("{} forecast {} --no-module --json - --calibration {}", bin("cowscope"),
 						 t.pid(), g_cal));
 	ASSERT_EQ(rc2, 0) << js;
 	auto j = nlohmann::json::parse(js);
 	EXPECT_EQ(j["pid"], t.pid());
 	EXPECT_GE(j["shape"]["ptes_private_writable"].get<double>(), (32 << 20) / 4096);
 	EXPECT_EQ(j["copy"]["source"], "none");
+	// --json FILE: the JSON in FILE, the text on standard output as without it
+	std::string jf = g_dir + "/forecast.json";
+	auto [both, rc6] = run_command(fmt::format("{} forecast {} --no-module --json {} --calibration {}",
+						   bin("cowscope"), t.pid(), jf, g_cal));
+	ASSERT_EQ(rc6, 0) << both;
+	EXPECT_NE(both.find("fork stall:"), std::string::npos) << both;
+	EXPECT_EQ(nlohmann::json::parse(read_file(jf))["pid"], t.pid());
 	// A cowtrace record of an earlier snapshot: 3000 copies in a 2 s one.
 	std::string rec = g_dir + "/trace.json";
 	write_file_atomic(rec, fmt::format(R"([{{"pid":{},"ppid":1,"cow_copies":1000}},)"
 					   R"({{"pid":99999999,"ppid":{},"cow_copies":2000}}])",
 					   t.pid(), t.pid()));
-	auto [tr, rc3] = run_command(fmt::format("{} forecast {} --no-module --json --from-trace {} --trace-seconds 2 "
+	auto [tr, rc3] = run_command(fmt::format("{} forecast {} --no-module --json - --from-trace {} --trace-seconds 2 "
 						 "--calibration {}",
 						 bin("cowscope"), t.pid(), rec, g_cal));
 	ASSERT_EQ(rc3, 0) << tr;
