@@ -13,7 +13,7 @@
 #define PAGES 64UL
 #define CHILD_WRITES 16UL
 
-static char buf[PAGES * PAGE];
+static char buf[PAGES * PAGE] __attribute__((aligned(4096)));	/* its own pages, no other data */
 
 __attribute__((noinline)) void write_brief_pages(volatile char *p, unsigned long n)
 {
