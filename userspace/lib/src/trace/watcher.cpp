@@ -1,7 +1,10 @@
 // cowtrace_core: the maps watcher (watcher.hpp).
 #include "watcher.hpp"
 
+#include <poll.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <sched.h>
 
 #include <bpf/libbpf.h>
@@ -19,14 +22,11 @@
 
 namespace cowtrace {
 
-namespace {
-
-constexpr auto kRound = std::chrono::milliseconds(10);
-
-} // namespace
-
 Watcher::Watcher(const Session &s) : session_(s)
 {
+	wake_ = cowscope::UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	if (!wake_)
+		throw cowscope::SysError("failed to create the watcher's eventfd");
 	events_ = ring_buffer__new(bpf_map__fd(s.skel()->maps.events), on_event, this, nullptr);
 	if (!events_)
 		throw cowscope::Error(fmt::format("failed to open the BPF ring buffer of fork/exec events: {}",
@@ -47,7 +47,9 @@ Watcher::~Watcher()
 		std::lock_guard<std::mutex> g(mu_);
 		stop_ = true;
 	}
-	thread_.join();	// within a round: ring_buffer__poll times out
+	std::uint64_t one = 1;
+	(void)!write(wake_.get(), &one, sizeof one);	// out of its poll now
+	thread_.join();
 	ring_buffer__free(events_);
 }
 
@@ -140,12 +142,15 @@ void Watcher::run()
 				return;
 		}
 		round();
-		// until the next round, a follow-up or an event (read at once)
-		auto wait = kRound;
+		// until the next round, a follow-up, an event (read at once) or
+		// the destructor's wake-up
+		auto wait = std::chrono::milliseconds(session_.options().watch_round_ms);
 		if (!follow_ups_.empty())
 			wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(
 						      std::max(follow_ups_.begin()->first - Clock::now(), Clock::duration{})));
-		ring_buffer__poll(events_, static_cast<int>(wait.count()));
+		pollfd fds[2] = {{ring_buffer__epoll_fd(events_), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+		poll(fds, 2, static_cast<int>(wait.count()));
+		ring_buffer__consume(events_);
 	}
 }
 

@@ -4,7 +4,9 @@
 // learns of a tracked process's fork and exec from the BPF ring buffer
 // `events` and reads its maps at once (a process that lives a millisecond
 // is read too), again 1 and 4 ms later (ld.so maps the libraries after the
-// exec), then after 20, 40, ... up to 500 ms while it lives. The thread
+// exec), then after 20, 40, ... up to 500 ms while it lives (rounds of
+// Options::watch_round_ms, 10 ms; the map of processes is polled then
+// too, in case the ring buffer was full). The thread
 // runs at SCHED_FIFO 1 where allowed, to wake ahead of the traced programs.
 #pragma once
 
@@ -49,6 +51,7 @@ private:
 
 	const Session &session_;
 	ring_buffer *events_ = nullptr;
+	cowscope::UniqueFd wake_;	// the destructor's wake-up
 	std::thread thread_;
 	mutable std::mutex mu_;
 	bool stop_ = false;	// guarded by mu_

@@ -45,6 +45,10 @@ struct Options {
 	// Tests only: the stack hash bits that choose a stack's first slot
 	// (fewer force collisions, which must be counted and kept apart).
 	unsigned stack_hash_bits = 31;
+	// The maps watcher's rounds (--by-mapping, --sites): its poll of the
+	// tracked processes besides the fork/exec events. Tests only set it
+	// longer, so that only the events can get a process's maps read.
+	unsigned watch_round_ms = 10;
 };
 
 // Entries in the tracking maps now (procs, infos), the slots ever handed
