@@ -27,7 +27,9 @@
  * Processes are filtered by tgid: the hash `procs` holds exactly the tracked
  * tgids and gives each its slot of the per-CPU array `pcounts`; vmevent
  * caches the slot per thread. Nothing is
- * sent per event; userspace reads the maps.
+ * sent per fault; userspace reads the maps. With --by-mapping or --sites
+ * the fork and exec of a tracked process go to the ring buffer `events`,
+ * so that the loader's watcher reads its maps at once (struct cow_event).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -51,6 +53,10 @@ const volatile bool long_running = false;
  * stack. Off: the verifier drops the code, plain counting costs the same. */
 const volatile bool by_mapping = false;
 const volatile bool sites = false;
+/* --sites, tests only: the bits of the stack hash that pick a stack's
+ * first slot in `stacks` (31: all of them). Fewer force collisions, which
+ * must be detected and kept apart (tests/bpf/test_cowtrace.cpp). */
+const volatile __u32 stack_hash_bits = 31;
 
 /* x86 page fault error code bits (arch/x86/include/asm/trap_pf.h). */
 #define X86_PF_PROT	(1UL << 0)
@@ -148,8 +154,10 @@ struct {
 	__type(value, struct site_val);
 } site_counts SEC(".maps");
 
-/* user stacks by a 31-bit hash of their ips (a collision merges two
- * stacks: the second is counted under the first's frames) */
+/* user stacks by a 31-bit hash of their ips. A slot that holds another
+ * stack (a collision, told by comparing the ips) is counted in
+ * stack_collisions and the stack goes to the next of CT_STACK_PROBES slots
+ * (a rehash): two stacks are never merged. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, COWTRACE_STACK_SLOTS);
@@ -169,6 +177,29 @@ __u64 vma_fail;		/* VMA not found or lookup refused (bpf_find_vma) */
 __u64 vma_full;		/* vmas full: fault counted under "unknown" */
 __u64 stack_fail;	/* no stack recorded (fault counted under stack -1) */
 __u64 site_full;	/* site_counts full: fault not attributed to a site */
+__u64 stack_collisions;	/* faults whose stack's slot held another stack */
+
+/* --by-mapping, --sites: fork and exec of tracked processes, for the
+ * loader's maps watcher (1 page when off: the loader sizes it) */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} events SEC(".maps");
+
+static __always_inline void send_event(__u32 tgid, __u32 kind)
+{
+	struct cow_event *e;
+
+	if (!by_mapping && !sites)
+		return;
+	/* full: the watcher's 10 ms poll of `procs` still finds it */
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e)
+		return;
+	e->tgid = tgid;
+	e->kind = kind;
+	bpf_ringbuf_submit(e, 0);
+}
 
 struct vma_ctx {
 	__u64 start, end;
@@ -312,6 +343,19 @@ static __always_inline void attr_vma_of(struct pend *p, __u32 tgid, struct vm_ar
  * ends the walk without a read. */
 #define CT_STACK_SPAN (8UL << 20)
 
+#define CT_STACK_PROBES 4
+
+static __always_inline bool same_stack(const struct stack_ips *a, const struct stack_ips *b)
+{
+	for (int i = 0; i < COWTRACE_STACK_DEPTH; i++) {
+		if (a->ips[i] != b->ips[i])
+			return false;
+		if (!a->ips[i])
+			break;
+	}
+	return true;
+}
+
 static __always_inline void attr_stack(void *ctx, struct pend *p)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
@@ -349,13 +393,31 @@ static __always_inline void attr_stack(void *ctx, struct pend *p)
 		h = (h ^ (__u32)v) * 16777619u;
 		h = (h ^ (__u32)(v >> 32)) * 16777619u;
 	}
-	h &= 0x7fffffff;
-	if (!bpf_map_lookup_elem(&stacks, &h) && bpf_map_update_elem(&stacks, &h, st, BPF_NOEXIST) &&
-	    !bpf_map_lookup_elem(&stacks, &h)) {
-		__sync_fetch_and_add(&stack_fail, 1);	/* table full */
-		return;
+	for (i = 0; i < CT_STACK_PROBES; i++) {
+		/* the first slot: the hash's low stack_hash_bits; then rehashes */
+		__u32 k = i ? ((h ^ (i * 0x9e3779b9u)) * 16777619u) & 0x7fffffff
+			    : h & (0x7fffffffu >> (31 - (stack_hash_bits & 31)));
+		struct stack_ips *have = bpf_map_lookup_elem(&stacks, &k);
+
+		if (!have) {
+			if (bpf_map_update_elem(&stacks, &k, st, BPF_NOEXIST) == 0) {
+				p->stackid = (__s32)k;
+				return;
+			}
+			have = bpf_map_lookup_elem(&stacks, &k);	/* raced, or full */
+			if (!have) {
+				__sync_fetch_and_add(&stack_fail, 1);	/* table full */
+				return;
+			}
+		}
+		if (same_stack(have, st)) {
+			p->stackid = (__s32)k;
+			return;
+		}
+		if (!i)
+			__sync_fetch_and_add(&stack_collisions, 1);
 	}
-	p->stackid = (__s32)h;
+	__sync_fetch_and_add(&stack_fail, 1);	/* every probed slot taken by others */
 }
 
 /* The fault recorded in `p` is classified: a copy or a reuse. */
@@ -988,7 +1050,8 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	}
 	info.ppid = ptgid;
-	track_new(ctgid, &info);
+	if (track_new(ctgid, &info))
+		send_event(ctgid, COWTRACE_EV_FORK);
 	return 0;
 }
 
@@ -1005,6 +1068,7 @@ int BPF_PROG(on_exec, struct task_struct *p)
 	if (info) {
 		BPF_CORE_READ_STR_INTO(&info->comm, p, comm);
 		__sync_fetch_and_add(&info->execs, 1);
+		send_event(tgid, COWTRACE_EV_EXEC);
 	} else if (by_comm) {
 		struct cow_info fresh = {};
 
@@ -1012,7 +1076,8 @@ int BPF_PROG(on_exec, struct task_struct *p)
 		if (!comm_matches(fresh.comm))
 			return 0;
 		fresh.ppid = BPF_CORE_READ(p, real_parent, tgid);
-		track_new(tgid, &fresh);
+		if (track_new(tgid, &fresh))
+			send_event(tgid, COWTRACE_EV_EXEC);
 	}
 	return 0;
 }

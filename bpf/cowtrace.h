@@ -69,7 +69,8 @@ struct pend {
 	__u64 vma;		/* --by-mapping: vm_start of the fault's VMA (0: unknown) */
 	__u64 vlo, vhi;		/* --by-mapping: the thread's last VMA looked up */
 	__s32 stackid;		/* --sites: user stack of the fault, its key in
-				 * `stacks` (a 31-bit hash of the ips; < 0: none) */
+				 * `stacks` (a 31-bit hash of the ips, or a
+				 * rehash after a collision; < 0: none) */
 	__u32 pad;
 };
 
@@ -116,6 +117,19 @@ struct cow_info {
 	char comm[COWTRACE_COMM_LEN];
 	__u32 execs;		/* exec()s seen while tracked */
 	__u32 pad;
+};
+
+/* --by-mapping, --sites: a tracked process forked or exec'd (the ring
+ * buffer `events`): the loader's watcher reads its maps now, before a
+ * short-lived process is gone. */
+enum cowtrace_event_kind {
+	COWTRACE_EV_FORK = 1,
+	COWTRACE_EV_EXEC = 2,
+};
+
+struct cow_event {
+	__u32 tgid;
+	__u32 kind;		/* enum cowtrace_event_kind */
 };
 
 #endif /* COWTRACE_H */

@@ -290,9 +290,12 @@ TEST_F(ForecastHost, CliTextJsonAndTraceSource)
 	EXPECT_EQ(nlohmann::json::parse(read_file(jf))["pid"], t.pid());
 	// A cowtrace record of an earlier snapshot: 3000 copies in a 2 s one.
 	std::string rec = g_dir + "/trace.json";
-	write_file_atomic(rec, fmt::format(R"([{{"pid":{},"ppid":1,"cow_copies":1000}},)"
-					   R"({{"pid":99999999,"ppid":{},"cow_copies":2000}}])",
-					   t.pid(), t.pid()));
+	// (cowtrace's JSON, schema 2: bpf/README.md)
+	const char *entry = R"({{"pid":{},"ppid":{},"comm":"c","wp_faults":{},"cow_copies":{},"cow_reuses":0,)"
+			    R"("method":"vmevent"}})";
+	write_file_atomic(rec, fmt::format(R"({{"schema":2,"processes":[{},{}]}})",
+					   fmt::format(fmt::runtime(entry), t.pid(), 1, 1000, 1000),
+					   fmt::format(fmt::runtime(entry), 99999999, t.pid(), 2000, 2000)));
 	auto [tr, rc3] = run_command(fmt::format("{} forecast {} --no-module --json - --from-trace {} --trace-seconds 2 "
 						 "--calibration {}",
 						 bin("cowscope"), t.pid(), rec, g_cal));

@@ -411,60 +411,6 @@ void spread_of_snapshots(CopySide &c, const std::vector<double> &pts, double lo,
 
 } // namespace
 
-CopySide copies_from_trace(const nlohmann::json &record, pid_t pid, double trace_seconds, const std::string &what)
-{
-	if (!(trace_seconds > 0))
-		throw UsageError(what + ": needs --trace-seconds SECONDS, the length of each snapshot in the record");
-	const nlohmann::json *procs = &record;
-	if (record.is_object()) {
-		if (!record.contains("processes"))
-			throw Error(what + ": not a cowtrace JSON record (an array of processes, or an object with "
-					   "\"processes\")");
-		procs = &record.at("processes");
-	}
-	if (!procs->is_array() || procs->empty())
-		throw Error(what + ": the record has no processes");
-	std::uint64_t parent = 0;
-	std::vector<std::uint64_t> children;
-	bool pid_found = false;
-	try {
-		for (const auto &p : *procs)
-			if (p.at("pid").get<pid_t>() == pid)
-				pid_found = true;
-		for (const auto &p : *procs) {
-			auto copies = p.at("cow_copies").get<std::uint64_t>();
-			if (!pid_found)
-				children.push_back(copies);
-			else if (p.at("pid").get<pid_t>() == pid)
-				parent += copies;
-			else if (p.value("ppid", 0) == pid)
-				children.push_back(copies);
-		}
-	} catch (const nlohmann::json::exception &e) {
-		throw Error(fmt::format("{}: a process entry lacks pid/ppid/cow_copies ({})", what, e.what()));
-	}
-	if (children.empty())
-		throw Error(fmt::format("{}: no snapshot child of process {} in the record", what, pid));
-	// Each snapshot: its child's copies and an equal share of the parent's.
-	CopySide c;
-	c.source = "cowtrace record";
-	c.window_s = c.snapshot_s = trace_seconds;
-	for (auto ch : children) {
-		c.per_snapshot.push_back(static_cast<double>(ch) +
-					 static_cast<double>(parent) / static_cast<double>(children.size()));
-		c.per_snapshot_s.push_back(trace_seconds);
-	}
-	Summary s = summarize(c.per_snapshot);
-	c.pages_point = s.median;
-	c.pages_lo = s.min;
-	c.pages_hi = s.max;
-	c.note = fmt::format("{} snapshot(s) of {:.3g} s in the record{}; {:.0f} copies per snapshot (median)",
-			     children.size(), trace_seconds,
-			     pid_found ? "" : fmt::format(" (process {} not in it: every entry taken as one snapshot)", pid),
-			     s.median);
-	return c;
-}
-
 CopySide combine_records(const std::vector<CopySide> &parts)
 {
 	if (parts.empty())

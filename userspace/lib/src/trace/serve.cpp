@@ -154,10 +154,7 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 
 	Tracer::Usage usage;
 	auto refresh = [&] {
-		std::vector<ProcSample> samples;
-		for (const ProcStats &p : tracer.snapshot_batch(&usage))
-			samples.push_back({p.pid, p.ppid, p.comm, p.exited, p.wp_faults, p.cow_copies, p.cow_reuses});
-		for (pid_t p : set.update(samples, now_s()))
+		for (pid_t p : set.update(tracer.snapshot_batch(&usage), now_s()))
 			tracer.untrack(p);
 		tracer.recycle();
 		if (root && !root_gone) {

@@ -265,11 +265,11 @@ bool soft_dirty_supported(std::string *why = nullptr);
 // `window_s` (0: window/10, at least 0.25 s). Throws Error when soft-dirty is missing or the pid exits.
 CopySide measure_soft_dirty(pid_t pid, double window_s, double step_s = 0,
 			    const std::function<void(double)> &progress = {});
-// From a cowtrace JSON record (its array of processes, or an object with
-// "processes"): the target's snapshot children (ppid == pid; every entry when
-// the pid is not in it), each snapshot `trace_seconds` long: each one's
+// From a cowtrace JSON record (schema 2, read by cowtrace's own reader,
+// report/json.hpp): the target's snapshot children (ppid == pid; every entry
+// when the pid is not in it), each snapshot `trace_seconds` long: each one's
 // copies plus an equal share of the parent's. Throws Error naming the file
-// and what is wrong.
+// and what is wrong (a bare array: cowtrace's JSON before schema 2).
 CopySide copies_from_trace(const nlohmann::json &record, pid_t pid, double trace_seconds,
 			   const std::string &what = "--from-trace");
 // Several records (each from copies_from_trace) as one copy side: every
