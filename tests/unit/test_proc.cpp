@@ -207,3 +207,26 @@ TEST(Stat, LiveZombieAndReapedChild)
 	EXPECT_FALSE(proc::read_stat(0));
 	EXPECT_FALSE(proc::read_stat(-1));
 }
+
+TEST(Status, ThreadGroupParentAndState)
+{
+	auto st = proc::parse_status("Name:\tcowtrace\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\nNgid:\t0\n"
+				     "Pid:\t4250\nPPid:\t1\nTracerPid:\t0\n");
+	ASSERT_TRUE(st);
+	EXPECT_EQ(st->tgid, 4242);
+	EXPECT_EQ(st->ppid, 1);
+	EXPECT_EQ(st->state, 'S');
+	EXPECT_FALSE(st->gone());
+	auto z = proc::parse_status("State:\tZ (zombie)\nTgid:\t7\nPPid:\t1\n");
+	ASSERT_TRUE(z);
+	EXPECT_TRUE(z->gone());
+	EXPECT_FALSE(proc::parse_status("Name:\tx\nPPid:\t1\n")) << "no Tgid";
+	EXPECT_FALSE(proc::parse_status("Tgid:\tx1\n"));
+	EXPECT_FALSE(proc::parse_status("Tgid:\t5\nPPid:\tnope\n"));
+	// a live one: this process, seen through a thread id too
+	auto self = proc::read_status(::getpid());
+	ASSERT_TRUE(self);
+	EXPECT_EQ(self->tgid, ::getpid());
+	EXPECT_EQ(self->ppid, ::getppid());
+	EXPECT_FALSE(proc::read_status(0x7ffffff0));
+}

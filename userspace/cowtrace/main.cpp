@@ -25,6 +25,7 @@
 
 #include "cowscope/base/cli.hpp"
 #include "cowscope/base/error.hpp"
+#include "cowscope/proc/stat.hpp"
 #include "cowscope/base/fd.hpp"
 #include "cowscope/trace/serve.hpp"
 #include "cowscope/trace/trace.hpp"
@@ -59,38 +60,23 @@ struct Args {
 	bool all = false;
 };
 
-std::string trim(std::string s)
-{
-	while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
-		s.pop_back();
-	return s;
-}
-
-// Tgid, PPid and comm of a live process, or throw naming -p.
+// Tgid, PPid and comm of a live process (or of a thread's process), or
+// throw naming -p.
 struct ProcFacts {
 	pid_t tgid = 0, ppid = 0;
 	std::string comm;
 };
 ProcFacts proc_facts(pid_t pid)
 {
-	ProcFacts f;
-	std::string status;
-	try {
-		status = cowscope::read_file(fmt::format("/proc/{}/status", pid));
-		f.comm = trim(cowscope::read_file(fmt::format("/proc/{}/comm", pid)));
-	} catch (const Error &) {
+	auto status = cowscope::proc::read_status(pid);
+	if (!status)
 		throw Error(fmt::format("-p {}: no such process", pid));
-	}
-	std::size_t at;
-	if ((at = status.find("\nTgid:")) != std::string::npos)
-		f.tgid = std::atoi(status.c_str() + at + 6);
-	if ((at = status.find("\nPPid:")) != std::string::npos)
-		f.ppid = std::atoi(status.c_str() + at + 6);
-	if (status.find("\nState:\tZ") != std::string::npos)
+	if (status->gone())
 		throw Error(fmt::format("-p {}: the process has already exited (zombie)", pid));
-	if (f.tgid <= 0)
-		throw Error(fmt::format("-p {}: cannot read its Tgid", pid));
-	return f;
+	auto stat = cowscope::proc::read_stat(status->tgid);
+	if (!stat)
+		throw Error(fmt::format("-p {}: no such process", pid));
+	return {status->tgid, status->ppid, stat->comm};
 }
 
 // Attribution (--by-mapping, --sites) only in the final dump: symbolizing

@@ -293,10 +293,11 @@ std::string proc_labels(const ProcStats &s)
 
 } // namespace
 
-std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f)
+namespace {
+
+// The counters of each process with a series, then the tree's totals.
+void write_processes(Writer &w, const SeriesSet &set, const Exposition &e)
 {
-	Writer w{f, {}, {}};
-	w.out.reserve(256 + set.series().size() * 4 * 96);
 	struct PerProc {
 		const char *base;
 		const char *unit;
@@ -337,6 +338,11 @@ std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f)
 			 "Bytes copied by COW faults of the traced process tree.");
 		w.sample(l, t.cow_copies * kPageBytes);
 	}
+}
+
+// How the tracer counts, and its BPF programs' cost where the kernel keeps it.
+void write_tracer(Writer &w, const Exposition &e)
+{
 	w.header("cowtrace_method", Kind::info, "", "How cowtrace counts: the attach method and its sources.");
 	w.sample(fmt::format("method=\"{}\",copies_by=\"{}\",reuses_by=\"{}\",target=\"{}\"", escape_label(e.method),
 			     escape_label(e.copies_by), escape_label(e.reuses_by), escape_label(e.target)),
@@ -353,6 +359,11 @@ std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f)
 		for (const auto &p : e.bpf_progs)
 			w.sample(fmt::format("program=\"{}\"", escape_label(p.name)), p.run_cnt);
 	}
+}
+
+// The exporter's own health: its series, slots, memory and scrapes.
+void write_health(Writer &w, const SeriesSet &set, const Exposition &e)
+{
 	w.header("cowtrace_series", Kind::gauge, "", "Process series exported now.");
 	w.sample("", set.series().size());
 	w.header("cowtrace_series_limit", Kind::gauge, "", "Most process series kept at once (--max-series).");
@@ -389,6 +400,17 @@ std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f)
 	w.header("cowtrace_scrape_duration_seconds", Kind::gauge, "seconds",
 		 "Time taken to serve the previous scrape (reading the BPF maps and formatting).");
 	w.sample("", fmt::format("{:.6f}", e.scrape_seconds_last));
+}
+
+} // namespace
+
+std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f)
+{
+	Writer w{f, {}, {}};
+	w.out.reserve(256 + set.series().size() * 4 * 96);
+	write_processes(w, set, e);
+	write_tracer(w, e);
+	write_health(w, set, e);
 	if (f == Format::openmetrics)
 		w.out += "# EOF\n";
 	return std::move(w.out);

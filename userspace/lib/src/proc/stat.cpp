@@ -29,6 +29,19 @@ template <class T> bool number(std::string_view f, T &out)
 	return ec == std::errc() && p == f.data() + f.size() && !f.empty();
 }
 
+// /proc/PID/FILE through `parse`; nullopt when it cannot be read (no such
+// process) or parsed.
+template <class Parse> auto read_parsed(pid_t pid, const char *file, Parse parse) -> decltype(parse(""))
+{
+	if (pid <= 0)
+		return std::nullopt;
+	try {
+		return parse(read_file(fmt::format("/proc/{}/{}", pid, file)));
+	} catch (const Error &) {
+		return std::nullopt;
+	}
+}
+
 } // namespace
 
 std::optional<Stat> parse_stat(std::string_view text)
@@ -62,13 +75,38 @@ std::optional<Stat> parse_stat(std::string_view text)
 
 std::optional<Stat> read_stat(pid_t pid)
 {
-	if (pid <= 0)
-		return std::nullopt;
-	try {
-		return parse_stat(read_file(fmt::format("/proc/{}/stat", pid)));
-	} catch (const Error &) {
-		return std::nullopt;
+	return read_parsed(pid, "stat", parse_stat);
+}
+
+std::optional<Status> parse_status(std::string_view text)
+{
+	Status st;
+	bool tgid = false;
+	while (!text.empty()) {
+		std::size_t nl = text.find('\n');
+		std::string_view line = text.substr(0, nl);
+		text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+		std::size_t colon = line.find(':');
+		if (colon == std::string_view::npos)
+			continue;
+		std::string_view key = line.substr(0, colon), v = line.substr(colon + 1);
+		while (!v.empty() && (v.front() == '\t' || v.front() == ' '))
+			v.remove_prefix(1);
+		if (key == "Tgid")
+			tgid = number(v, st.tgid);
+		else if (key == "PPid" && !number(v, st.ppid))
+			return std::nullopt;
+		else if (key == "State" && !v.empty())
+			st.state = v.front();
 	}
+	if (!tgid || st.tgid <= 0)
+		return std::nullopt;
+	return st;
+}
+
+std::optional<Status> read_status(pid_t pid)
+{
+	return read_parsed(pid, "status", parse_status);
 }
 
 bool alive(pid_t pid)

@@ -16,34 +16,6 @@
 
 namespace cowtrace {
 
-std::vector<MapsLine> parse_maps(const std::string &text)
-{
-	std::vector<MapsLine> out;
-	std::istringstream in(text);
-	std::string line;
-	while (std::getline(in, line)) {
-		MapsLine m;
-		char perms[8] = {};
-		unsigned long long s, e, off, ino;
-		unsigned maj, min;
-		int n = 0;
-		if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu %n", &s, &e, perms, &off, &maj, &min,
-				&ino, &n) < 7)
-			continue;
-		m.start = s;
-		m.end = e;
-		m.offset = off;
-		m.dev = makedev(maj, min);
-		m.ino = static_cast<ino_t>(ino);
-		m.perms = perms;
-		m.head = line.substr(0, static_cast<std::size_t>(n));
-		if (static_cast<std::size_t>(n) < line.size())
-			m.path = line.substr(static_cast<std::size_t>(n));
-		out.push_back(std::move(m));
-	}
-	return out;
-}
-
 namespace {
 
 // One fd per (dev, inode) over the whole session, shared by the processes

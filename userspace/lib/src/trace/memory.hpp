@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cowscope/base/fd.hpp"
+#include "cowscope/proc/maps.hpp"
 
 namespace cowtrace {
 
@@ -25,16 +26,9 @@ struct ProcMemory {
 	std::map<std::string, std::shared_ptr<cowscope::UniqueFd>> files;
 };
 
-// One line of /proc/PID/maps.
-struct MapsLine {
-	std::uint64_t start = 0, end = 0, offset = 0;
-	dev_t dev = 0;
-	ino_t ino = 0;
-	std::string perms, path;
-	std::string head;	// "start-end perms offset dev inode"
-};
-
-std::vector<MapsLine> parse_maps(const std::string &text);
+// One line of /proc/PID/maps, as proc/'s one parser reads it.
+using MapsLine = cowscope::proc::MapsEntry;
+using cowscope::proc::parse_maps;
 
 // Read /proc/PID/maps now and open its files (those `old` holds are
 // shared, not opened again); `execs` is recorded with it. Null if the

@@ -26,6 +26,18 @@ struct Stat {
 std::optional<Stat> parse_stat(std::string_view text);
 // nullopt when the process does not exist (or its stat cannot be read).
 std::optional<Stat> read_stat(pid_t pid);
+// /proc/PID/status, the fields stat lacks: a thread id's thread group
+// (Tgid), and PPid and State for it (fs/proc/array.c task_state()).
+struct Status {
+	pid_t tgid = 0, ppid = 0;
+	char state = '?';
+	bool gone() const { return state == 'Z' || state == 'X'; }
+};
+// nullopt without a Tgid line (not a status file).
+std::optional<Status> parse_status(std::string_view text);
+// nullopt when the process (or thread) does not exist.
+std::optional<Status> read_status(pid_t pid);
+
 // The process exists and is not gone (see Stat::gone): the one zombie rule
 // every reader of a live process applies.
 bool alive(pid_t pid);
