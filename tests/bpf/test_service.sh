@@ -86,10 +86,16 @@ if [ -z "$port" ]; then
 fi
 ok "cowtrace --serve loads and listens as uid 65534 with only $caps"
 "$target" 0 0 500 0 || bad "cowtrace_target failed"
-sleep 0.5
-body=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
-	"http://127.0.0.1:$port/metrics")
-copies=$(awk '/^cowtrace_cow_copies_total\{/ { if ($2 > m) m = $2 } END { print m + 0 }' <<<"$body")
+# poll /metrics until the child's copies show (the exporter refreshes on
+# each scrape), 10 s at most
+copies=0
+for _ in $(seq 1 100); do
+	body=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+		"http://127.0.0.1:$port/metrics") || break
+	copies=$(awk '/^cowtrace_cow_copies_total\{/ { if ($2 > m) m = $2 } END { print m + 0 }' <<<"$body")
+	[ "$copies" -ge 500 ] && break
+	sleep 0.1
+done
 if [ "$copies" -ge 500 ] && [ "$copies" -le 516 ]; then
 	ok "the child's copies as seen by that exporter: $copies (wrote 500)"
 else
