@@ -109,6 +109,9 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 				     "pids of the traced processes; give --web-config with TLS and basic_auth_users "
 				     "(cowtrace(1))\n", cfg.addr.text().c_str(),
 			     cfg.web.tls() ? "without basic auth" : "in plain HTTP without authentication");
+	if (!cfg.web.users.empty() && !cfg.web.tls())
+		std::fprintf(stderr, "cowtrace: warning: basic auth without TLS: passwords cross the network in clear; "
+				     "add tls_server_config to the web config\n");
 
 	opts.track_all = cfg.all;
 	opts.match_comm = cfg.comm;
