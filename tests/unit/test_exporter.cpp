@@ -350,6 +350,14 @@ TEST(ExporterHttp, ServesMetricsOnLoopbackAndRefusesAPortInUse)
 	r = roundtrip(http, "POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc");
 	EXPECT_EQ(status_of(r), 405) << r;
 	EXPECT_NE(r.find("Allow: GET, HEAD\r\n"), std::string::npos) << r;
+	r = roundtrip(http, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc");
+	EXPECT_EQ(status_of(r), 400) << r;
+	// two requests on one connection: kept alive, both answered
+	r = roundtrip(http, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n"
+			    "Connection: close\r\n\r\n", &served);
+	EXPECT_EQ(served, 2u) << r;
+	EXPECT_EQ(r.find("Connection: close"), r.rfind("Connection: close")) << "the first one closed: " << r;
+	EXPECT_NE(r.find("HTTP/1.1 200", r.find("body") + 1), std::string::npos) << r;
 	// not HTTP: closed, with a 400 or without an answer
 	r = roundtrip(http, "hello\r\n\r\n");
 	EXPECT_TRUE(r.empty() || status_of(r) == 400) << r;

@@ -336,14 +336,34 @@ struct HttpServer::Impl {
 	}
 
 	static MHD_Result access(void *cls, MHD_Connection *c, const char *url, const char *method, const char *,
-				 const char *, std::size_t *, void **)
+				 const char *, std::size_t *upload_size, void **request)
 	{
 		auto *self = static_cast<Impl *>(cls);
+		static int seen;
 		if (!self->handler)
 			return MHD_NO;
-		// the first call, once the head is in: answered at once (GET
-		// and HEAD have no body; any other method is refused before
-		// its body is read)
+		if (!*request) {
+			// the first call, once the head is in. A method we refuse is
+			// answered now: MHD then closes the connection without
+			// reading its body. GET and HEAD are answered at the end of
+			// the request (the next call): a response queued before
+			// that makes MHD close the connection, and a kept-alive one
+			// (Prometheus's) would have to handshake again every scrape.
+			*request = &seen;
+			if (route(method, url) == Route::MethodNotAllowed)
+				return self->answer(c, url, method);
+			// a body on GET or HEAD: refused before it is read
+			const char *len = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+								      MHD_HTTP_HEADER_CONTENT_LENGTH);
+			if ((len && std::string_view(len) != "0") ||
+			    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+				return reply(c, MHD_HTTP_BAD_REQUEST, kText, "GET and HEAD take no body\n");
+			return MHD_YES;
+		}
+		if (*upload_size != 0) {	// cannot happen (no body announced): dropped
+			*upload_size = 0;
+			return MHD_YES;
+		}
 		return self->answer(c, url, method);
 	}
 };
