@@ -19,18 +19,41 @@ when the machine lacks something, with the reason):
                exporter keeps serving after its target exited
   sigterm      SIGTERM stops the exporter with status 0 and its BPF programs
                are gone (bpftool prog show)
+  tls          --web-config with TLS and basic auth (certificates made here
+               with openssl, bcrypt and yescrypt hashes with libcrypt): curl
+               scrapes over TLS with the password, and promtool accepts that
+               scrape; a wrong password or none gets 401; plain HTTP to the
+               TLS port fails at once and the exporter keeps serving; a bad
+               web config is a usage error naming its line
+  client-cert  client_auth_type RequireAndVerifyClientCert: a certificate
+               signed by client_ca_file gets 200; none, or one signed by
+               another CA, 403
+  prometheus-tls  a Prometheus configured with https, the CA and basic auth
+               scrapes the exporter (up == 1, cowtrace_method_info)
+  abuse        from loopback, three rounds of: 1,000 connections that send
+               nothing, an 8 MB header, a request line with no end, a
+               request head sent a byte at a time (slow loris); meanwhile
+               well-behaved scrapes all succeed and their median stays
+               within 2x of the median without the abuse; the exporter's
+               VmRSS does not grow from round to round; the idle connections
+               are closed by the connection timeout (10 s)
 Every process started here is stopped on every exit path.
 """
 import argparse
+import ctypes
 import json
 import os
 import re
+import resource
+import selectors
+import statistics
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -86,7 +109,7 @@ def start_exporter(args, extra):
     while time.time() < deadline:
         err.seek(0)
         text = err.read()
-        m = re.search(r"serving http://127\.0\.0\.1:(\d+)/metrics", text)
+        m = re.search(r"serving https?://127\.0\.0\.1:(\d+)/metrics", text)
         if m:
             return p, int(m.group(1)), err
         if p.poll() is not None:
@@ -182,8 +205,12 @@ def case_promtool(args, tmp):
     odd = os.path.join(tmp, 'co"w\\x')
     shutil.copy("/bin/sleep", odd)
     start("odd", [odd, "30"])
-    time.sleep(1.5)
-    ctype, text = http_get(f"http://127.0.0.1:{port}/metrics")
+    deadline = time.time() + 30  # --all: the exec hook tracks it; a scrape shows it
+    while True:
+        ctype, text = http_get(f"http://127.0.0.1:{port}/metrics")
+        if 'comm="co\\"w\\\\x"' in text or time.time() > deadline:
+            break
+        time.sleep(0.1)
     check('comm="co\\"w\\\\x"' in text, "no series for the process named co\"w\\x, escaped")
     check(ctype.startswith("text/plain; version=0.0.4"), f"Content-Type {ctype}")
     r = subprocess.run([args.promtool, "check", "metrics"], input=text, capture_output=True, text=True)
@@ -241,10 +268,16 @@ def case_bounded(args, tmp):
         samples += 1
         time.sleep(0.05)
     check(load.returncode == 0, f"forking load failed: {load.returncode}")
-    time.sleep(4)  # grace 2 s, refreshed every second
-    _, text = http_get(f"http://127.0.0.1:{port}/metrics")
-    samples += 1
-    most = max(most, metric(text, "cowtrace_series")[0])
+    # grace 2 s, refreshed every second: every series gone within 15 s
+    deadline = time.time() + 15
+    while True:
+        _, text = http_get(f"http://127.0.0.1:{port}/metrics")
+        samples += 1
+        most = max(most, metric(text, "cowtrace_series")[0])
+        if (metric(text, "cowtrace_series")[0] == 0 and metric(text, "cowtrace_tracked_processes")[0] == 0) \
+                or time.time() > deadline:
+            break
+        time.sleep(0.1)
     exited = metric(text, "cowtrace_series_dropped_total", 'reason="exited"')[0]
     limited = metric(text, "cowtrace_series_dropped_total", 'reason="limit"')[0]
     slots = metric(text, "cowtrace_bpf_slots_used")[0]
@@ -292,8 +325,13 @@ def case_sigterm(args, tmp):
     check(progs > 0 and all(bpf_alive(k, i) for k, i in ids), f"the exporter holds no live BPF program: {ids}")
     t0 = time.time()
     rc = stop(exporter, signal.SIGTERM)
-    time.sleep(0.5)  # the kernel frees them after the last reference
-    left = sorted(f"{k}={i}" for k, i in ids if bpf_alive(k, i))
+    # the kernel frees them after the last reference (an RCU grace period)
+    deadline = time.time() + 10
+    while True:
+        left = sorted(f"{k}={i}" for k, i in ids if bpf_alive(k, i))
+        if not left or time.time() > deadline:
+            break
+        time.sleep(0.05)
     print(f"  SIGTERM: rc {rc} after {time.time() - t0:.2f} s; it held {progs} programs and {len(ids) - progs} "
           f"maps; left after exit: {left}")
     check(rc == 0, f"rc {rc}: {stderr_of(err)}")
@@ -302,8 +340,378 @@ def case_sigterm(args, tmp):
     check(stop(exporter, signal.SIGINT) == 0, "SIGINT")
 
 
+# ---- TLS, basic auth, client certificates (--web-config) ----
+
+def openssl(cwd, *argv):
+    r = subprocess.run(["openssl", *argv], cwd=cwd, capture_output=True, text=True)
+    check(r.returncode == 0, f"openssl {' '.join(argv)}: {r.stderr}")
+
+
+def make_pki(tmp):
+    """A CA; a server certificate for 127.0.0.1 and a client certificate signed
+    by it; a client certificate signed by another CA. EC P-256 keys, 2 days."""
+    d = os.path.join(tmp, "pki")
+    os.makedirs(d)
+
+    def key(name):
+        openssl(d, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{name}.key")
+
+    def ca(name):
+        key(name)
+        openssl(d, "req", "-x509", "-new", "-key", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
+                "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+
+    def signed(name, by, ext):
+        key(name)
+        openssl(d, "req", "-new", "-key", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        with open(os.path.join(d, f"{name}.ext"), "w") as f:
+            f.write(ext)
+        openssl(d, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{by}.crt", "-CAkey", f"{by}.key",
+                "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext")
+
+    ca("ca")
+    ca("other-ca")
+    signed("server", "ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    signed("client", "ca", "extendedKeyUsage=clientAuth\n")
+    signed("stranger", "other-ca", "extendedKeyUsage=clientAuth\n")
+    return d
+
+
+def crypt_hash(password, prefix=b"$2b$", cost=10):
+    """A crypt(5) hash through Debian's libcrypt (bcrypt by default, cost 10
+    as htpasswd -B makes)."""
+    lib = ctypes.CDLL("libcrypt.so.1")
+    lib.crypt_gensalt.restype = ctypes.c_char_p
+    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    salt = lib.crypt_gensalt(prefix, cost, None, 0)
+    check(salt, "crypt_gensalt failed")
+    h = lib.crypt(password.encode(), salt)
+    check(h and h.startswith(prefix), f"crypt failed: {h}")
+    return h.decode()
+
+
+def write_web_config(tmp, users=None, client_auth=None):
+    """tmp/web.yml, naming the files of tmp/pki relative to itself."""
+    lines = ["tls_server_config:", "  cert_file: pki/server.crt", "  key_file: pki/server.key"]
+    if client_auth:
+        lines += [f"  client_auth_type: {client_auth}", "  client_ca_file: pki/ca.crt"]
+    if users:
+        lines.append("basic_auth_users:")
+        lines += [f"  {u}: '{h}'" for u, h in users.items()]
+    path = os.path.join(tmp, "web.yml")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def curl(*argv):
+    """(curl's exit status, HTTP status or 0, body, stderr); 10 s at most."""
+    r = subprocess.run(["curl", "-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}", *argv],
+                       capture_output=True, text=True, timeout=30)
+    body, _, code = r.stdout.rpartition("\n")
+    return r.returncode, int(code or 0), body, r.stderr.strip()
+
+
+def need_tools(*tools):
+    for t in tools:
+        check(shutil.which(t), f"{t} missing (scripts/setup installs it)")
+
+
+def case_tls(args, tmp):
+    need_tools("curl", "openssl")
+    pki = make_pki(tmp)
+    web = write_web_config(tmp, users={"prometheus": crypt_hash("s3cret"), "other": crypt_hash("x", b"$y$", 0)})
+    exporter, port, err = start_exporter(args, ["--all", "--max-series", "2000", "--web-config", web])
+    url = f"https://127.0.0.1:{port}/metrics"
+    check(f"serving {url}" in stderr_of(err) and "TLS, basic auth (2 users)" in stderr_of(err), stderr_of(err))
+    ca = ["--cacert", f"{pki}/ca.crt"]
+    rc, code, body, e = curl(*ca, "-u", "prometheus:s3cret", url)
+    check(rc == 0 and code == 200, f"TLS scrape with the password: curl rc {rc}, HTTP {code}: {e}")
+    r = subprocess.run([args.promtool, "check", "metrics"], input=body, capture_output=True, text=True)
+    print(f"  curl over TLS with the password: HTTP {code}, {len(body)} bytes; promtool check metrics rc "
+          f"{r.returncode} {(r.stdout + r.stderr).strip()}")
+    check(r.returncode == 0, f"promtool: {r.stdout}{r.stderr}")
+    check(metric(body, "cowtrace_series")[0] > 1, "--all over TLS exported no process series")
+    # the yescrypt user too
+    rc, code, _, e = curl(*ca, "-u", "other:x", url)
+    check(code == 200, f"the yescrypt user: HTTP {code} {e}")
+    for who in (["-u", "prometheus:wrong"], ["-u", "nobody:s3cret"], []):
+        rc, code, body, e = curl(*ca, *who, url)
+        print(f"  curl {' '.join(who) or '(no user)'}: HTTP {code}")
+        check(code == 401, f"{who}: HTTP {code}, expected 401")
+    # a client that does not trust the certificate stops itself (curl 60)
+    rc, code, _, e = curl("-u", "prometheus:s3cret", url)
+    check(rc == 60, f"an untrusted server certificate: curl rc {rc} ({e})")
+    # plain HTTP to the TLS port: refused at once, nothing served
+    t0 = time.time()
+    rc, code, body, e = curl(f"http://127.0.0.1:{port}/metrics")
+    dt = time.time() - t0
+    print(f"  plain HTTP to the TLS port: curl rc {rc} in {dt:.2f} s ({e}); HTTP {code}")
+    check(rc != 0 and code == 0 and "cowtrace_" not in body, f"plain HTTP got an answer: rc {rc} HTTP {code}")
+    check(dt < 5, f"plain HTTP to the TLS port took {dt:.1f} s to fail")
+    rc, code, _, e = curl(*ca, "-u", "prometheus:s3cret", url)
+    check(code == 200 and exporter.poll() is None, f"the exporter after plain HTTP: HTTP {code} {e}")
+    check(stop(exporter) == 0, f"exporter exit status {exporter.returncode}: {stderr_of(err)}")
+    # a bad web config: exit 2, the file and line named
+    bad = os.path.join(tmp, "bad.yml")
+    with open(bad, "w") as f:
+        f.write("tls_server_config:\n  cert_file: pki/server.crt\n  key_fle: pki/server.key\n")
+    r = subprocess.run([args.cowtrace, "--serve", "127.0.0.1:0", "--all", "--web-config", bad],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 2 and f"--web-config {bad}:3: tls_server_config: unknown key \"key_fle\"" in r.stderr,
+          f"bad web config: rc {r.returncode} {r.stderr}")
+
+
+def case_client_cert(args, tmp):
+    need_tools("curl", "openssl")
+    pki = make_pki(tmp)
+    web = write_web_config(tmp, client_auth="RequireAndVerifyClientCert")
+    exporter, port, err = start_exporter(args, ["--comm", "nothing-here", "--web-config", web])
+    url = f"https://127.0.0.1:{port}/metrics"
+    ca = ["--cacert", f"{pki}/ca.crt"]
+    rc, code, _, e = curl(*ca, "--cert", f"{pki}/client.crt", "--key", f"{pki}/client.key", url)
+    print(f"  a client certificate signed by client_ca_file: curl rc {rc}, HTTP {code}")
+    check(rc == 0 and code == 200, f"curl rc {rc}, HTTP {code}: {e}")
+    rc, code, body, e = curl(*ca, url)
+    print(f"  no client certificate: curl rc {rc}, HTTP {code}: {body.strip()}")
+    check(code == 403, f"no client certificate: rc {rc} HTTP {code} {e}")
+    rc, code, body, e = curl(*ca, "--cert", f"{pki}/stranger.crt", "--key", f"{pki}/stranger.key", url)
+    print(f"  a certificate from another CA: curl rc {rc}, HTTP {code}: {body.strip()}")
+    check(code == 403, f"a certificate from another CA: rc {rc} HTTP {code} {e}")
+    check(stop(exporter) == 0, f"exporter exit status {exporter.returncode}: {stderr_of(err)}")
+
+
+def start_prometheus(args, tmp, job):
+    """Prometheus on a free loopback port scraping `job` (a scrape_configs
+    entry, YAML) every second; returns query(promql) -> result list."""
+    pport = free_port()
+    conf = os.path.join(tmp, "prometheus.yml")
+    with open(conf, "w") as f:
+        f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n" + job)
+    log = os.path.join(tmp, "prometheus.log")
+    prom = start("prometheus", [args.prometheus, f"--config.file={conf}",
+                                f"--storage.tsdb.path={os.path.join(tmp, 'data')}",
+                                f"--web.listen-address=127.0.0.1:{pport}", "--log.level=warn"],
+                 stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+
+    def query(q):
+        check(prom.poll() is None, f"prometheus exited: {open(log).read()}")
+        _, body = http_get(f"http://127.0.0.1:{pport}/api/v1/query?" + urllib.parse.urlencode({"query": q}))
+        j = json.loads(body)
+        check(j["status"] == "success", f"query {q}: {body}")
+        return j["data"]["result"]
+    return prom, query, log
+
+
+def wait_up(query, job, log):
+    deadline = time.time() + 60
+    while True:
+        try:
+            if query(f'up{{job="{job}"}} == 1'):
+                return
+        except OSError:
+            pass
+        if time.time() > deadline:
+            raise AssertionError(f"prometheus did not scrape the exporter (up == 1) within 60 s: "
+                                 f"{open(log).read()[-2000:]}")
+        time.sleep(0.2)
+
+
+def case_prometheus_tls(args, tmp):
+    need_tools("openssl")
+    pki = make_pki(tmp)
+    web = write_web_config(tmp, users={"prometheus": crypt_hash("s3cret")})
+    exporter, port, err = start_exporter(args, ["--comm", "nothing-here", "--web-config", web])
+    prom, query, log = start_prometheus(args, tmp, (
+        "  - job_name: cowtrace-tls\n    scheme: https\n"
+        f"    tls_config:\n      ca_file: {pki}/ca.crt\n"
+        "    basic_auth:\n      username: prometheus\n      password: s3cret\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"))
+    t0 = time.time()
+    wait_up(query, "cowtrace-tls", log)
+    info = query('cowtrace_method_info{job="cowtrace-tls"}')
+    print(f"  Prometheus over https with basic auth: up == 1 after {time.time() - t0:.1f} s; "
+          f"cowtrace_method_info {info[0]['metric'].get('method') if info else None}")
+    check(info, "no cowtrace_method_info through TLS")
+    stop(prom)
+    check(stop(exporter) == 0, f"exporter exit status {exporter.returncode}: {stderr_of(err)}")
+
+
+# ---- abuse from loopback ----
+
+def scrape_ms(port):
+    """One well-behaved GET /metrics over a fresh connection: milliseconds."""
+    t0 = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = bytearray()
+        while chunk := c.recv(1 << 20):
+            data += chunk
+    dt = (time.perf_counter() - t0) * 1e3
+    check(data.startswith(b"HTTP/1.1 200") and b"# EOF" not in data and b"cowtrace_series " in data,
+          f"a well-behaved scrape got {bytes(data[:200])}")
+    return dt
+
+
+def vmrss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def sockets_of(pid):
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return n
+
+
+def abusers(port, stop_ev, out):
+    """The 8 MB header, the endless request line, the slow loris: threads."""
+    def big_header():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (8 << 20) + b"\r\n\r\n")
+                out["8MB header"] = c.recv(64)
+        except OSError as e:
+            out["8MB header"] = f"{type(e).__name__}"
+
+    def endless_line():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                for _ in range(64):  # 4 MiB of request line, no end
+                    c.sendall(b"GET /" + b"a" * (64 << 10))
+                out["endless line"] = c.recv(64)
+        except OSError as e:
+            out["endless line"] = f"{type(e).__name__}"
+
+    def slow_loris():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 100
+                i = 0
+                while not stop_ev.wait(0.2):
+                    c.sendall(head[i % len(head):i % len(head) + 1])
+                    i += 1
+                out["slow loris"] = f"{i} bytes sent, still open"
+        except OSError as e:
+            out["slow loris"] = f"{type(e).__name__}"
+    ts = [threading.Thread(target=f) for f in (big_header, endless_line, slow_loris)]
+    for t in ts:
+        t.start()
+    return ts
+
+
+def case_abuse(args, tmp):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1100 + 64
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    check(resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= want, f"RLIMIT_NOFILE {soft}/{hard}: cannot open 1,000")
+    # 100 processes of a name of their own: series that do not come and go
+    # with the machine's other work, so that VmRSS shows the HTTP side
+    sleeper = os.path.join(tmp, "cowabuse")
+    shutil.copy("/bin/sleep", sleeper)
+    for _ in range(100):
+        start("sleeper", [sleeper, "300"])
+    exporter, port, err = start_exporter(args, ["--comm", "cowabuse", "--grace", "600"])
+    deadline = time.time() + 30
+    while True:
+        _, text = http_get(f"http://127.0.0.1:{port}/metrics")
+        if metric(text, "cowtrace_series")[0] >= 100 or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    check(metric(text, "cowtrace_series")[0] >= 100, f"not the 100 cowabuse series: {metric(text, 'cowtrace_series')}")
+
+    def scrapes():  # 21, 0.1 s apart (the abuse goes on meanwhile)
+        out = []
+        for _ in range(21):
+            out.append(scrape_ms(port))
+            time.sleep(0.1)
+        return out
+    for _ in range(5):
+        scrape_ms(port)
+    base = scrapes()
+    m0 = statistics.median(base)
+    rss0 = vmrss_kib(exporter.pid)
+    rounds = []
+    for rnd in range(3):
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(1000)]
+        # the exporter holds them (accepted, not refused): wait for its count
+        deadline = time.time() + 10
+        while sockets_of(exporter.pid) < 1000 and time.time() < deadline:
+            time.sleep(0.05)
+        held = sockets_of(exporter.pid)
+        stop_ev = threading.Event()
+        out = {}
+        ts = abusers(port, stop_ev, out)
+        during = scrapes()
+        rss_during = vmrss_kib(exporter.pid)
+        stop_ev.set()
+        for t in ts:
+            t.join(30)
+        last = rnd == 2
+        closed_after = None
+        if last:
+            # the connection timeout (10 s idle) closes them: wait for EOF
+            t0 = time.time()
+            sel = selectors.DefaultSelector()
+            for s in idle:
+                s.setblocking(False)
+                sel.register(s, selectors.EVENT_READ)
+            left = len(idle)
+            while left and time.time() < t0 + 20:
+                for key, _ in sel.select(timeout=1):
+                    try:
+                        data = key.fileobj.recv(64)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        sel.unregister(key.fileobj)
+                        left -= 1
+            closed_after = time.time() - t0
+            check(left == 0, f"{left} of 1000 idle connections still open 20 s later (timeout 10 s)")
+        for s in idle:
+            s.close()
+        deadline = time.time() + 10
+        while sockets_of(exporter.pid) > 10 and time.time() < deadline:
+            time.sleep(0.05)
+        # the exporter trims its heap at most once a second after a burst
+        # of closed connections: read VmRSS after that second
+        t0 = time.time()
+        while time.time() < t0 + 1.5:
+            scrape_ms(port)
+            time.sleep(0.1)
+        rss_after = vmrss_kib(exporter.pid)
+        md = statistics.median(during)
+        rounds.append((held, md, max(during), rss_during, rss_after))
+        print(f"  round {rnd + 1}: exporter held {held} sockets; well-behaved scrapes median {md:.2f} ms "
+              f"(max {max(during):.2f}) vs {m0:.2f} ms before; VmRSS {rss_during} KiB during, {rss_after} after; "
+              + "; ".join(f"{k}: {v!r:.40}" for k, v in sorted(out.items()))
+              + (f"; the idle connections closed by the exporter {closed_after:.1f} s after the abuse" if last
+                 else ""))
+        check(exporter.poll() is None, f"the exporter died: {stderr_of(err)}")
+        check(held >= 1000, f"the exporter held {held} sockets, not the 1,000 idle connections")
+        check(md <= 2 * m0, f"scrapes under abuse: median {md:.2f} ms, more than 2x {m0:.2f} ms")
+    print(f"  VmRSS before {rss0} KiB; after the rounds {[r[4] for r in rounds]} KiB")
+    # flat: the later rounds leave no more memory taken than the first left
+    grew = max(r[4] for r in rounds[1:]) - rounds[0][4]
+    check(grew <= 1024, f"VmRSS grew {grew} KiB after rounds 2 and 3 over round 1")
+    check(max(r[3] for r in rounds) - rss0 <= 32 * 1024, f"VmRSS under abuse {max(r[3] for r in rounds)} KiB, "
+          f"{rss0} before")
+    check(scrape_ms(port) > 0 and stop(exporter) == 0, f"exporter exit status {exporter.returncode}")
+
+
 CASES = {"prometheus": case_prometheus, "promtool": case_promtool, "port-in-use": case_port_in_use,
-         "bounded": case_bounded, "sigterm": case_sigterm}
+         "bounded": case_bounded, "sigterm": case_sigterm, "tls": case_tls, "client-cert": case_client_cert,
+         "prometheus-tls": case_prometheus_tls, "abuse": case_abuse}
 
 
 def main():

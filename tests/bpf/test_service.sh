@@ -5,8 +5,11 @@
 #    most 4.0 ("OK" or better in systemd's words)
 #  3 the capabilities the unit grants are enough: cowtrace --serve, run by
 #    an unprivileged user with exactly CapabilityBoundingSet/AmbientCapabilities
-#    of the unit and no_new_privs (setpriv), loads its BPF and serves a scrape
-#    that counts the copies of a forked child (needs root and BTF)
+#    of the unit and no_new_privs (setpriv), loads its BPF and serves, over
+#    TLS with basic auth (--web-config from a folder laid out as systemd's
+#    credentials: the user's, read-only, web_FILE names), a scrape that
+#    counts the copies of a forked child (needs root, BTF, openssl, curl);
+#    the unit hands /etc/cowscope/web to the service (LoadCredential)
 # Exit 0 all passed, 1 a failure, 77 skipped with the reason.
 set -uo pipefail
 unit=${1:?usage: test_service.sh UNIT COWTRACE}
@@ -47,9 +50,15 @@ else
 	grep -E '^✗' <<<"$sec" | head -20
 fi
 
-# 3: the unit's capabilities suffice
-if [ "$(id -u)" -ne 0 ] || [ ! -e /sys/kernel/btf/vmlinux ] || ! command -v setpriv >/dev/null; then
-	echo "  skip capability check: needs root, kernel BTF and setpriv"
+# 3: the unit's capabilities suffice, TLS and basic auth included
+if grep -q '^LoadCredential=web:/.*etc/cowscope/web$' "$unit"; then
+	ok "the unit hands /etc/cowscope/web to the service as credentials"
+else
+	bad "no LoadCredential=web:/etc/cowscope/web in the unit"
+fi
+if [ "$(id -u)" -ne 0 ] || [ ! -e /sys/kernel/btf/vmlinux ] || ! command -v setpriv >/dev/null ||
+	! command -v openssl >/dev/null || ! command -v curl >/dev/null; then
+	echo "  skip capability check: needs root, kernel BTF, setpriv, openssl and curl"
 	exit $fail
 fi
 caps=$(sed -n 's/^AmbientCapabilities=//p' "$unit" | tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
@@ -68,14 +77,30 @@ for c in ${caps//,/ }; do
 done
 caps=$have
 chmod 755 "$tmp"
+# what systemd makes of /etc/cowscope/web: /run/credentials/UNIT/web_FILE,
+# owned by the service's user, read-only
+cred="$tmp/credentials"
+mkdir "$cred"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$cred/web_cowtrace.key" \
+	-out "$cred/web_cowtrace.crt" -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null ||
+	bad "openssl could not make a certificate"
+hash=$(python3 -c 'import ctypes; l = ctypes.CDLL("libcrypt.so.1"); l.crypt.restype = ctypes.c_char_p
+l.crypt_gensalt.restype = ctypes.c_char_p
+print(l.crypt(b"s3cret", l.crypt_gensalt(b"$2b$", 10, None, 0)).decode())')
+printf 'tls_server_config:\n  cert_file: web_cowtrace.crt\n  key_file: web_cowtrace.key\nbasic_auth_users:\n  prometheus: %s\n' \
+	"$hash" >"$cred/web_web.yml"
+chown -R 65534:65534 "$cred"
+chmod 0400 "$cred"/*
+chmod 0500 "$cred"
 target=$(realpath "${COWTRACE_TARGET:-$(dirname "$cowtrace")/cowtrace_target_static}")
 setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs \
 	--inh-caps="-all,$caps" --ambient-caps="-all,$caps" --bounding-set="-all,$caps" \
-	"$(realpath "$cowtrace")" --serve 127.0.0.1:0 --comm cowtrace_target --grace 60 2>"$tmp/err" &
+	"$(realpath "$cowtrace")" --serve 127.0.0.1:0 --comm cowtrace_target --grace 60 \
+	--web-config "$cred/web_web.yml" 2>"$tmp/err" &
 pid=$!
 port=
 for _ in $(seq 1 300); do
-	port=$(sed -n 's|.*serving http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$tmp/err")
+	port=$(sed -n 's|.*serving https://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$tmp/err")
 	[ -n "$port" ] && break
 	kill -0 "$pid" 2>/dev/null || break
 	sleep 0.1
@@ -84,12 +109,18 @@ if [ -z "$port" ]; then
 	bad "cowtrace --serve as uid 65534 with $caps did not start: $(cat "$tmp/err")"
 	exit 1
 fi
-ok "cowtrace --serve loads and listens as uid 65534 with only $caps"
+ok "cowtrace --serve loads and listens over TLS as uid 65534 with only $caps"
 "$target" 0 0 500 0 || bad "cowtrace_target failed"
-sleep 0.5
-body=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
-	"http://127.0.0.1:$port/metrics")
-copies=$(awk '/^cowtrace_cow_copies_total\{/ { if ($2 > m) m = $2 } END { print m + 0 }' <<<"$body")
+# poll /metrics until the child's copies show (the exporter refreshes on
+# each scrape), 10 s at most
+copies=0
+for _ in $(seq 1 100); do
+	body=$(curl -sS --max-time 5 --fail --cacert "$cred/web_cowtrace.crt" -u prometheus:s3cret \
+		"https://127.0.0.1:$port/metrics") || break
+	copies=$(awk '/^cowtrace_cow_copies_total\{/ { if ($2 > m) m = $2 } END { print m + 0 }' <<<"$body")
+	[ "$copies" -ge 500 ] && break
+	sleep 0.1
+done
 if [ "$copies" -ge 500 ] && [ "$copies" -le 516 ]; then
 	ok "the child's copies as seen by that exporter: $copies (wrote 500)"
 else

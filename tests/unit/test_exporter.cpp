@@ -1,11 +1,17 @@
 // cowtrace --serve without BPF: exposition formats, Accept negotiation,
 // escaping, the series rules (grace, bound, dropped counters, tree totals),
-// --serve addresses, HTTP request parsing and a real loopback round trip.
+// --serve addresses; the HTTP server (libmicrohttpd) on loopback: routes,
+// head limits, basic auth; --web-config's parser and password checks.
 #include <arpa/inet.h>
+#include <crypt.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <future>
 #include <map>
 #include <set>
@@ -17,6 +23,7 @@
 #include "cowscope/base/error.hpp"
 #include "cowscope/metrics/exporter.hpp"
 #include "cowscope/metrics/http.hpp"
+#include "cowscope/metrics/web_config.hpp"
 
 using namespace cowtrace;
 
@@ -229,22 +236,36 @@ TEST(ExporterListen, ParsesAddresses)
 	}
 }
 
-TEST(ExporterHttp, ParsesRequests)
+TEST(ExporterListen, TellsLoopback)
 {
-	auto r = HttpListener::parse_request("GET /metrics HTTP/1.1\r\nHost: x\r\nACCEPT:  text/plain \r\n\r\n");
-	EXPECT_TRUE(r.ok);
-	EXPECT_EQ(r.method, "GET");
-	EXPECT_EQ(r.path, "/metrics");
-	EXPECT_EQ(r.accept, "text/plain");
-	EXPECT_FALSE(HttpListener::parse_request("hello\r\n\r\n").ok);
-	EXPECT_FALSE(HttpListener::parse_request("GET /metrics SPDY/3\r\n\r\n").ok);
+	EXPECT_TRUE(parse_listen("9477").loopback());
+	EXPECT_TRUE(parse_listen("127.1.2.3:1").loopback());
+	EXPECT_TRUE(parse_listen("[::1]:1").loopback());
+	EXPECT_FALSE(parse_listen("0.0.0.0:1").loopback());
+	EXPECT_FALSE(parse_listen("[::]:1").loopback());
+	EXPECT_FALSE(parse_listen("10.0.0.1:1").loopback());
+}
+
+TEST(ExporterHttp, Routes)
+{
+	EXPECT_EQ(route("GET", "/metrics"), Route::Metrics);
+	EXPECT_EQ(route("HEAD", "/metrics?x=1"), Route::Metrics);
+	EXPECT_EQ(route("GET", "/"), Route::Index);
+	EXPECT_EQ(route("GET", "/metricsx"), Route::NotFound);
+	EXPECT_EQ(route("GET", ""), Route::NotFound);
+	EXPECT_EQ(route("POST", "/metrics"), Route::MethodNotAllowed);
+	EXPECT_EQ(route("get", "/metrics"), Route::MethodNotAllowed);	// methods are case-sensitive
 }
 
 namespace {
 
+// One request over a fresh loopback connection; what came back until the
+// server closed it (a 10 s receive timeout bounds a server that does not).
 std::string http_get(std::uint16_t port, const std::string &request)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	timeval tv{10, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	sockaddr_in a{};
 	a.sin_family = AF_INET;
 	a.sin_port = htons(port);
@@ -253,7 +274,13 @@ std::string http_get(std::uint16_t port, const std::string &request)
 		close(fd);
 		return "connect failed";
 	}
-	(void)!write(fd, request.data(), request.size());
+	std::size_t off = 0;
+	while (off < request.size()) {
+		ssize_t n = send(fd, request.data() + off, request.size() - off, MSG_NOSIGNAL);
+		if (n <= 0)
+			break;	// the server may close before reading a request it refuses
+		off += static_cast<std::size_t>(n);
+	}
 	std::string out;
 	char buf[4096];
 	ssize_t n;
@@ -263,36 +290,248 @@ std::string http_get(std::uint16_t port, const std::string &request)
 	return out;
 }
 
+HttpServer::Response echo_accept(const std::string &accept)
+{
+	return HttpServer::Response{content_type(negotiate(accept)), "body " + accept + "\n"};
+}
+
+// The server answers on this thread while a client sends `request`
+// (bounded: 10 s).
+std::string roundtrip(HttpServer &http, const std::string &request, unsigned *served = nullptr)
+{
+	auto got = std::async(std::launch::async, http_get, http.port(), request);
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+	unsigned n = 0;
+	while (got.wait_for(std::chrono::seconds(0)) != std::future_status::ready &&
+	       std::chrono::steady_clock::now() < deadline)
+		n += http.run(50, echo_accept);
+	if (served)
+		*served = n;
+	return got.get();
+}
+
+int status_of(const std::string &reply)
+{
+	if (reply.rfind("HTTP/1.1 ", 0) != 0)
+		return -1;
+	return std::atoi(reply.c_str() + 9);
+}
+
+std::string crypt_hash(const char *prefix, const char *password)
+{
+	char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+	if (!crypt_gensalt_rn(prefix, prefix[1] == '2' ? 4 : 0, nullptr, 0, salt, sizeof salt))
+		return "";
+	crypt_data data{};
+	const char *h = crypt_rn(password, salt, &data, sizeof data);
+	return h ? h : "";
+}
+
 } // namespace
 
 TEST(ExporterHttp, ServesMetricsOnLoopbackAndRefusesAPortInUse)
 {
-	HttpListener http(parse_listen("127.0.0.1:0"));
+	HttpServer http(parse_listen("127.0.0.1:0"), WebConfig{});
 	ASSERT_GT(http.port(), 0);
-	auto handler = [](const std::string &accept) {
-		return HttpListener::Response{content_type(negotiate(accept)), "body " + accept + "\n"};
-	};
-	auto get = std::async(std::launch::async, http_get, http.port(),
-			      std::string("GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text\r\n\r\n"));
-	ASSERT_TRUE(http.serve_one(5000, handler));
-	std::string r = get.get();
-	EXPECT_EQ(r.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << r;
+	EXPECT_EQ(http.url(), fmt::format("http://127.0.0.1:{}/metrics", http.port()));
+	unsigned served = 0;
+	std::string r = roundtrip(http, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+				       "Accept: application/openmetrics-text\r\n\r\n", &served);
+	EXPECT_EQ(status_of(r), 200) << r;
+	EXPECT_EQ(served, 1u);
 	EXPECT_NE(r.find("Content-Type: application/openmetrics-text; version=1.0.0"), std::string::npos) << r;
 	EXPECT_NE(r.find("Content-Length: 34\r\n"), std::string::npos) << r;
 	EXPECT_NE(r.find("\r\n\r\nbody application/openmetrics-text\n"), std::string::npos) << r;
 
-	auto missing = std::async(std::launch::async, http_get, http.port(), std::string("GET /x HTTP/1.1\r\n\r\n"));
-	ASSERT_TRUE(http.serve_one(5000, handler));
-	EXPECT_EQ(missing.get().rfind("HTTP/1.1 404", 0), 0u);
-	auto post = std::async(std::launch::async, http_get, http.port(), std::string("POST /metrics HTTP/1.1\r\n\r\n"));
-	ASSERT_TRUE(http.serve_one(5000, handler));
-	EXPECT_EQ(post.get().rfind("HTTP/1.1 405", 0), 0u);
-	EXPECT_FALSE(http.serve_one(10, handler));	// nobody came
+	r = roundtrip(http, "HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	EXPECT_EQ(status_of(r), 200) << r;
+	EXPECT_EQ(r.substr(r.find("\r\n\r\n")), "\r\n\r\n") << "a body after HEAD: " << r;
+	EXPECT_EQ(status_of(roundtrip(http, "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")), 404);
+	r = roundtrip(http, "POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc");
+	EXPECT_EQ(status_of(r), 405) << r;
+	EXPECT_NE(r.find("Allow: GET, HEAD\r\n"), std::string::npos) << r;
+	r = roundtrip(http, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc");
+	EXPECT_EQ(status_of(r), 400) << r;
+	// two requests on one connection: kept alive, both answered
+	r = roundtrip(http, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n"
+			    "Connection: close\r\n\r\n", &served);
+	EXPECT_EQ(served, 2u) << r;
+	EXPECT_EQ(r.find("Connection: close"), r.rfind("Connection: close")) << "the first one closed: " << r;
+	EXPECT_NE(r.find("HTTP/1.1 200", r.find("body") + 1), std::string::npos) << r;
+	// not HTTP: closed, with a 400 or without an answer
+	r = roundtrip(http, "hello\r\n\r\n");
+	EXPECT_TRUE(r.empty() || status_of(r) == 400) << r;
+	EXPECT_EQ(http.run(10, echo_accept), 0u);	// nobody came
 
 	try {
-		HttpListener again(parse_listen(fmt::format("127.0.0.1:{}", http.port())));
-		FAIL() << "a second listener bound the same port";
+		HttpServer again(parse_listen(fmt::format("127.0.0.1:{}", http.port())), WebConfig{});
+		FAIL() << "a second server bound the same port";
 	} catch (const cowscope::Error &e) {
 		EXPECT_NE(std::string(e.what()).find("address already in use"), std::string::npos) << e.what();
 	}
+}
+
+TEST(ExporterHttp, CapsTheRequestHead)
+{
+	HttpServer http(parse_listen("127.0.0.1:0"), WebConfig{});
+	EXPECT_EQ(http.limits().head_bytes, 8192u);
+	std::string many = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+	for (int i = 0; i < 100; i++)
+		many += fmt::format("X-{}: y\r\n", i);
+	std::string r = roundtrip(http, many + "\r\n");
+	EXPECT_EQ(status_of(r), 431) << r;
+	EXPECT_NE(r.find("more than 64 header fields"), std::string::npos) << r;
+	// a header larger than the head's memory
+	r = roundtrip(http, "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(64 * 1024, 'a') + "\r\n\r\n");
+	EXPECT_EQ(status_of(r), 431) << r;
+	// a request line larger than it
+	r = roundtrip(http, "GET /" + std::string(64 * 1024, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n");
+	EXPECT_EQ(status_of(r), 414) << r;
+	// and the server still answers
+	EXPECT_EQ(status_of(roundtrip(http, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")), 200);
+}
+
+TEST(ExporterHttp, BasicAuth)
+{
+	WebConfig web;
+	std::string hash = crypt_hash("$2b$", "s3cret");
+	ASSERT_EQ(hash.rfind("$2b$04$", 0), 0u) << hash;
+	web.users["prometheus"] = hash;
+	HttpServer http(parse_listen("127.0.0.1:0"), web);
+	const std::string get = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+	unsigned served = 1;
+	std::string r = roundtrip(http, get + "\r\n", &served);
+	EXPECT_EQ(status_of(r), 401) << r;
+	EXPECT_EQ(served, 0u);
+	EXPECT_NE(r.find("WWW-Authenticate: Basic realm=\"cowtrace\""), std::string::npos) << r;
+	// "prometheus:wrong", "nobody:s3cret", "prometheus:s3cret" in base64
+	EXPECT_EQ(status_of(roundtrip(http, get + "Authorization: Basic cHJvbWV0aGV1czp3cm9uZw==\r\n\r\n")), 401);
+	EXPECT_EQ(status_of(roundtrip(http, get + "Authorization: Basic bm9ib2R5OnMzY3JldA==\r\n\r\n")), 401);
+	EXPECT_EQ(status_of(roundtrip(http, get + "Authorization: Basic cHJvbWV0aGV1czpzM2NyZXQ=\r\n\r\n")), 200);
+	// again: from the cache of checked passwords; a wrong one still fails
+	EXPECT_EQ(status_of(roundtrip(http, get + "Authorization: Basic cHJvbWV0aGV1czpzM2NyZXQ=\r\n\r\n")), 200);
+	EXPECT_EQ(status_of(roundtrip(http, get + "Authorization: Basic cHJvbWV0aGV1czp3cm9uZw==\r\n\r\n")), 401);
+	// every path needs it
+	EXPECT_EQ(status_of(roundtrip(http, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")), 401);
+}
+
+TEST(WebConfig, PasswordsThroughLibcrypt)
+{
+	for (const char *prefix : {"$2b$", "$y$"}) {
+		std::string h = crypt_hash(prefix, "correct horse");
+		ASSERT_EQ(h.rfind(prefix, 0), 0u) << h;
+		EXPECT_TRUE(password_matches("correct horse", h)) << h;
+		EXPECT_FALSE(password_matches("correct horsf", h)) << h;
+		EXPECT_FALSE(password_matches("", h)) << h;
+		EXPECT_FALSE(password_matches(std::string_view("correct horse\0x", 15), h)) << h;
+	}
+	EXPECT_FALSE(password_matches("x", "not a hash"));
+	EXPECT_FALSE(password_matches("x", ""));
+}
+
+TEST(WebConfig, ParsesExporterToolkitKeys)
+{
+	std::string hash = crypt_hash("$2b$", "pw");
+	WebConfig c = parse_web_config("# exporter-toolkit's keys\n"
+				       "tls_server_config:\n"
+				       "  cert_file: tls/server.crt\n"
+				       "  key_file: \"/etc/cowscope/tls/server.key\"\n"
+				       "  client_auth_type: RequireAndVerifyClientCert\n"
+				       "  client_ca_file: ca.crt\n"
+				       "basic_auth_users:\n"
+				       "  prometheus: '" + hash + "'\n"
+				       "  grafana: " + hash + "\n",
+				       "web.yml");
+	EXPECT_TRUE(c.tls());
+	EXPECT_EQ(c.cert_file, "tls/server.crt");
+	EXPECT_EQ(c.key_file, "/etc/cowscope/tls/server.key");
+	EXPECT_EQ(c.client_ca_file, "ca.crt");
+	EXPECT_EQ(c.client_auth, ClientAuth::RequireAndVerify);
+	ASSERT_EQ(c.users.size(), 2u);
+	EXPECT_EQ(c.users.at("prometheus"), hash);
+	EXPECT_EQ(c.describe(), "TLS, client certificates required, basic auth (2 users)");
+	EXPECT_TRUE(c.cert_pem.empty());	// parse reads no file
+
+	WebConfig empty = parse_web_config("", "web.yml");
+	EXPECT_FALSE(empty.tls());
+	EXPECT_TRUE(empty.users.empty());
+	EXPECT_EQ(parse_web_config("basic_auth_users:\n", "w").users.size(), 0u);
+}
+
+TEST(WebConfig, RefusesWhatItDoesNotTakeNamingTheLine)
+{
+	std::string hash = crypt_hash("$2b$", "pw");
+	struct Case {
+		std::string text, says;
+	};
+	const Case cases[] = {
+		{"tls_server_config:\n  cert_file: a\n  key_file: b\n  keyfile: c\n", "web.yml:4: tls_server_config: "
+										     "unknown key \"keyfile\""},
+		{"basic_auth_users:\n  a: " + hash + "\n  a: " + hash + "\n", "web.yml:3: basic_auth_users: \"a\" given twice"},
+		{"tls_server_config:\n  cert_file: a\n", "web.yml:1: tls_server_config: both cert_file and key_file"},
+		{"tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: Sometimes\n",
+		 "web.yml:4: client_auth_type: expected NoClientCert"},
+		{"tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAnyClientCert\n",
+		 "RequireAnyClientCert is not supported"},
+		{"tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: VerifyClientCertIfGiven\n",
+		 "web.yml:4: client_auth_type: VerifyClientCertIfGiven needs client_ca_file"},
+		{"tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n",
+		 "web.yml:4: client_ca_file is set but client_auth_type is NoClientCert"},
+		{"\n\nbasic_auth_users:\n  a: $1$abcdefgh$WsL2UNoSgEu2brdPxw/sj/\n", "web.yml:4: basic_auth_users: a: a legacy hash"},
+		{"basic_auth_users:\n  a: hunter2\n", "web.yml:2: basic_auth_users: a: not a crypt(5) hash"},
+		{"basic_auth_users:\n  a: abJnggxhB/yWI\n", "web.yml:2: basic_auth_users: a: not a crypt(5) hash"},
+		{"basic_auth_users:\n  a: $9$abcdefghijklmnop\n", "web.yml:2: basic_auth_users: a: not a crypt(5) hash"},
+		{"basic_auth_users:\n  'a:b': " + hash + "\n", "web.yml:2: basic_auth_users: a user name is not empty and "
+								"has no ':'"},
+		{"basic_auth_users:\n  - a\n", "web.yml:2: basic_auth_users: expected a mapping"},
+		{"http_server_config:\n  http2: false\n", "web.yml:1: http_server_config is not supported by cowtrace"},
+		{"tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS13\n",
+		 "web.yml:4: tls_server_config: min_version is not supported"},
+		{"users: {}\n", "web.yml:1: unknown key \"users\""},
+		{"- a\n- b\n", "web.yml:1: the top level: expected a mapping"},
+		{"tls_server_config: [\n", "web.yml:2: not valid YAML"},
+		{"tls_server_config:\n  cert_file: [a]\n  key_file: b\n", "web.yml:2: cert_file: expected a string"},
+	};
+	for (const Case &c : cases) {
+		try {
+			parse_web_config(c.text, "web.yml");
+			ADD_FAILURE() << "accepted: " << c.text;
+		} catch (const cowscope::UsageError &e) {
+			EXPECT_NE(std::string(e.what()).find(c.says), std::string::npos)
+				<< "got: " << e.what() << "\nwanted: " << c.says;
+			EXPECT_EQ(std::string(e.what()).rfind("--web-config ", 0), 0u) << e.what();
+		}
+	}
+}
+
+TEST(WebConfig, LoadsItsFilesRelativeToItsFolder)
+{
+	char dir[] = "/tmp/cowtrace-webconfig-XXXXXX";
+	ASSERT_TRUE(mkdtemp(dir));
+	std::string d = dir;
+	auto put = [&](const std::string &name, const std::string &text) {
+		FILE *f = std::fopen((d + "/" + name).c_str(), "w");
+		ASSERT_TRUE(f);
+		std::fputs(text.c_str(), f);
+		std::fclose(f);
+	};
+	put("web.yml", "tls_server_config:\n  cert_file: c.pem\n  key_file: " + d + "/k.pem\n");
+	put("c.pem", "CERT");
+	put("k.pem", "KEY");
+	WebConfig c = load_web_config(d + "/web.yml");
+	EXPECT_EQ(c.cert_file, d + "/c.pem");
+	EXPECT_EQ(c.cert_pem, "CERT");
+	EXPECT_EQ(c.key_pem, "KEY");
+	put("web.yml", "tls_server_config:\n  cert_file: missing.pem\n  key_file: k.pem\n");
+	try {
+		load_web_config(d + "/web.yml");
+		ADD_FAILURE() << "a missing cert_file was accepted";
+	} catch (const cowscope::Error &e) {
+		EXPECT_NE(std::string(e.what()).find("cannot read cert_file " + d + "/missing.pem"), std::string::npos)
+			<< e.what();
+	}
+	EXPECT_THROW(load_web_config(d + "/nothing.yml"), cowscope::Error);
+	for (const char *f : {"web.yml", "c.pem", "k.pem"})
+		unlink((d + "/" + f).c_str());
+	rmdir(dir);
 }

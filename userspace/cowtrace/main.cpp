@@ -4,7 +4,7 @@
 //            [-m auto|fentry|kprobe|vmevent|tracepoint] [-v]
 //            [--by-mapping] [--sites [N]] [--folded FILE] [-- CMD ARGS...]
 //   cowtrace --serve [ADDR:]PORT (-p PID [--children] | --comm NAME | --all)
-//            [--max-series N] [--grace SECONDS]
+//            [--max-series N] [--grace SECONDS] [--web-config FILE]
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,7 +56,7 @@ struct Args {
 	double seconds = 0;
 	long count = -1;
 	// --serve (exporter.hpp, serve.hpp)
-	std::string serve, comm, max_series = "1000", grace = "60";
+	std::string serve, comm, max_series = "1000", grace = "60", web_config;
 	bool all = false;
 };
 
@@ -128,6 +128,8 @@ int run_serve(const Args &a, cowtrace::Method method)
 	cfg.all = a.all;
 	cfg.max_series = static_cast<std::size_t>(cowscope::cli::parse_count(a.max_series, "--max-series", 1, 1000000));
 	cfg.grace_s = cowscope::cli::parse_real(a.grace, "--grace", 0, 86400, false, "SECONDS from 0 to 86400 like 60 or 2.5");
+	if (!a.web_config.empty())
+		cfg.web = cowtrace::load_web_config(a.web_config);
 	cowtrace::Options opts;
 	opts.follow_children = a.children;
 	opts.verbose = a.verbose;
@@ -227,8 +229,8 @@ int run(const Args &a)
 						     "file before the command, as {} FILE -- CMD", name, name));
 	if (!a.serve.empty())
 		return run_serve(a, *method);
-	if (!a.comm.empty() || a.all)
-		throw UsageError("--comm and --all go with --serve");
+	if (!a.comm.empty() || a.all || !a.web_config.empty())
+		throw UsageError("--comm, --all and --web-config go with --serve");
 	if (a.pid == 0 && a.cmd.empty())
 		throw UsageError("give -p PID (a running process) or -- CMD ARGS... (a command to run)");
 	if (a.pid != 0 && !a.cmd.empty())
@@ -315,6 +317,11 @@ int main(int argc, char **argv)
 		->type_name("N");
 	app.add_option("--grace", a.grace, "with --serve: seconds an exited process's series stays (default 60)")
 		->type_name("SECONDS");
+	app.add_option("--web-config", a.web_config,
+		       "with --serve: TLS and basic auth from FILE, a YAML file with the keys of Prometheus "
+		       "exporter-toolkit's web config: tls_server_config (cert_file, key_file, client_auth_type, "
+		       "client_ca_file) and basic_auth_users (NAME: bcrypt or yescrypt hash); see cowtrace(1)")
+		->type_name("FILE");
 	app.add_option("command", a.cmd, "the command to run and trace, after --")->type_name("CMD ARGS...");
 	// --sites takes an optional N: "--sites N" -> "--sites=N", a bare
 	// "--sites" -> "--sites=10" (CLI11's optional values upset "--" here)
@@ -354,5 +361,5 @@ int main(int argc, char **argv)
 		return run(a);
 	}, "usage: cowtrace [-p PID] [--children] [--json FILE|-] [-i SECONDS [COUNT]] [--by-mapping] "
 	   "[--sites [N]] [--folded FILE] [-- CMD ARGS...]\n"
-	   "       cowtrace --serve [ADDR:]PORT (-p PID [--children] | --comm NAME | --all)");
+	   "       cowtrace --serve [ADDR:]PORT (-p PID [--children] | --comm NAME | --all) [--web-config FILE]");
 }

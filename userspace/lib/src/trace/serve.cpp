@@ -90,9 +90,15 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 			throw cowscope::Error(fmt::format("-p {}: no such process", cfg.pid));
 	}
 	// bind first: a port in use fails before anything is traced
-	HttpListener http(cfg.addr);
-	ListenAddr bound = cfg.addr;
-	bound.port = http.port();
+	HttpServer http(cfg.addr, cfg.web, cfg.limits);
+	if (!cfg.addr.loopback() && !(cfg.web.tls() && !cfg.web.users.empty()))
+		std::fprintf(stderr, "cowtrace: warning: serving %s %s: whoever reaches this port reads the names and "
+				     "pids of the traced processes; give --web-config with TLS and basic_auth_users "
+				     "(cowtrace(1))\n", cfg.addr.text().c_str(),
+			     cfg.web.tls() ? "without basic auth" : "in plain HTTP without authentication");
+	if (!cfg.web.users.empty() && !cfg.web.tls())
+		std::fprintf(stderr, "cowtrace: warning: basic auth without TLS: passwords cross the network in clear; "
+				     "add tls_server_config to the web config\n");
 
 	opts.track_all = cfg.all;
 	opts.match_comm = cfg.comm;
@@ -122,8 +128,9 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 		}
 		target = cfg.all ? "--all" : "--comm " + cfg.comm;
 	}
-	std::fprintf(stderr, "cowtrace: %s\ncowtrace: serving http://%s/metrics (%s)\n", tracer.plan().describe().c_str(),
-		     bound.text().c_str(), target.c_str());
+	std::fprintf(stderr, "cowtrace: %s\ncowtrace: serving %s (%s; %s; at most %u connections, %u s idle)\n",
+		     tracer.plan().describe().c_str(), http.url().c_str(), target.c_str(), cfg.web.describe().c_str(),
+		     http.limits().connections, http.limits().timeout_s);
 
 	SeriesSet set(cfg.max_series, cfg.grace_s);
 	Exposition e;
@@ -156,7 +163,7 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 
 	double next_refresh = 0;
 	while (!*stop) {
-		bool served = http.serve_one(200, [&](const std::string &accept) {
+		unsigned served = http.run(200, [&](const std::string &accept) {
 			double t0 = now_s();
 			refresh();
 			next_refresh = t0 + 1;
@@ -172,7 +179,7 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 			e.rss_bytes = rss_bytes();
 			e.scrapes++;
 			Format f = negotiate(accept);
-			HttpListener::Response r{content_type(f), format_metrics(set, e, f)};
+			HttpServer::Response r{content_type(f), format_metrics(set, e, f)};
 			e.scrape_seconds_last = now_s() - t0;
 			return r;
 		});

@@ -1,13 +1,20 @@
-// cowtrace --serve's HTTP side (in cowcore, unit-tested): the listen
-// address and a small HTTP/1.1 listener for GET /metrics. What it serves
-// is exporter.hpp's; serve.cpp (src/trace/) joins the two to a Tracer.
+// cowtrace --serve's HTTP side (library cowhttp, not cowcore: only cowtrace
+// and the tests link libmicrohttpd and GnuTLS): the listen address, and a
+// server for GET /metrics over GNU libmicrohttpd (Debian's libmicrohttpd12:
+// HTTP/1.1 parsing, keep-alive, TLS through GnuTLS), with the web
+// configuration's TLS and basic auth (web_config.hpp) and limits that hold
+// against a flood or a slow client. What it serves is exporter.hpp's;
+// serve.cpp (src/trace/) joins the two to a Tracer.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
-#include "cowscope/base/fd.hpp"
+#include "cowscope/metrics/web_config.hpp"
 
 namespace cowtrace {
 
@@ -19,53 +26,62 @@ struct ListenAddr {
 	bool v6 = false;
 	std::uint16_t port = 0;	// 0: any free port
 	std::string text() const;	// "127.0.0.1:9477", "[::1]:9477"
+	bool loopback() const;	// 127.0.0.0/8 or ::1
 };
 ListenAddr parse_listen(std::string_view text);
 
-// A listening TCP socket (bound at construction: a port in use throws
-// Error "--serve 127.0.0.1:9477: address already in use ...").
-class HttpListener {
+// What one connection and all of them together may take. A request whose
+// line and headers do not fit head_bytes is answered 414 or 431 and closed;
+// more than max_headers headers: 431. A connection idle (nothing received
+// or sent) for timeout_s is closed: a client that sends nothing, or a
+// request line without an end, holds a slot for timeout_s at most. At most
+// `connections` at once (lowered to what RLIMIT_NOFILE allows after
+// raising its soft limit towards the hard one), at most `per_ip` from one
+// address: a flood from one address leaves room for others.
+struct HttpLimits {
+	unsigned connections = 2048;
+	unsigned per_ip = 1024;
+	unsigned timeout_s = 10;
+	std::size_t head_bytes = 8192;	// MHD_OPTION_CONNECTION_MEMORY_LIMIT
+	unsigned max_headers = 64;
+};
+
+// Where a request goes, from its method and URL (pure).
+enum class Route { Metrics, Index, NotFound, MethodNotAllowed };
+Route route(std::string_view method, std::string_view url);
+
+// The server: bound and listening at construction (a port in use throws
+// Error "--serve 127.0.0.1:9477: address already in use ..."); TLS when
+// web.tls(). Requests are answered inside run(), on the caller's thread:
+// GET or HEAD /metrics -> handler(the Accept header) gives (content type,
+// body); / -> a link; other paths 404, other methods 405. With basic-auth
+// users every path needs a user and password (401 otherwise); with client
+// certificates required or given, one that does not verify against
+// client_ca_file gets 403.
+class HttpServer {
 public:
-	explicit HttpListener(const ListenAddr &addr);
-	std::uint16_t port() const { return port_; }	// the bound one (for port 0)
-	int fd() const { return fd_.get(); }
-	// One request, if a client connects within `timeout_ms`: read its head
-	// (at most 8 KiB, 2 s), answer through `handler`, close. GET /metrics ->
-	// handler(accept header) gives (content type, body); GET / -> a link;
-	// anything else 404/405. Returns false when nobody came.
 	struct Response {
 		std::string type, body;
 	};
-	template <class F> bool serve_one(int timeout_ms, F &&handler)
-	{
-		int c = accept_within(timeout_ms);
-		if (c < 0)
-			return false;
-		cowscope::UniqueFd conn(c);
-		Request r = read_request(conn.get());
-		if (r.ok && (r.method == "GET" || r.method == "HEAD") && (r.path == "/metrics" || r.path.rfind("/metrics?", 0) == 0)) {
-			Response resp = handler(r.accept);
-			reply(conn.get(), 200, resp.type, r.method == "HEAD" ? std::string() : resp.body, resp.body.size());
-		} else {
-			answer_other(conn.get(), r);
-		}
-		return true;
-	}
+	using Handler = std::function<Response(const std::string &accept)>;
 
-	struct Request {
-		bool ok = false;
-		std::string method, path, accept;
-	};
-	// parse a request head (exposed for the unit tests)
-	static Request parse_request(std::string_view head);
+	HttpServer(const ListenAddr &addr, const WebConfig &web, const HttpLimits &limits = {});
+	~HttpServer();
+	HttpServer(const HttpServer &) = delete;
+	HttpServer &operator=(const HttpServer &) = delete;
+
+	std::uint16_t port() const;	// the bound one (for port 0)
+	const HttpLimits &limits() const;	// as applied (connections may be lowered)
+	// "http://127.0.0.1:9477/metrics" or "https://..."
+	std::string url() const;
+	// Serve what arrives for up to `timeout_ms` (less when a connection's
+	// timeout falls due first). Returns how many /metrics requests
+	// `handler` answered.
+	unsigned run(int timeout_ms, const Handler &handler);
 
 private:
-	cowscope::UniqueFd fd_;
-	std::uint16_t port_ = 0;
-	int accept_within(int timeout_ms);
-	static Request read_request(int fd);
-	static void reply(int fd, int code, const std::string &type, const std::string &body, std::size_t length);
-	static void answer_other(int fd, const Request &r);
+	struct Impl;
+	std::unique_ptr<Impl> impl_;
 };
 
 } // namespace cowtrace

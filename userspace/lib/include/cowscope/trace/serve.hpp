@@ -22,12 +22,15 @@ struct ServeConfig {
 	bool all = false;	// --all
 	std::size_t max_series = 1000;	// --max-series
 	double grace_s = 60;	// --grace
+	WebConfig web;	// --web-config (load_web_config): TLS, basic auth
+	HttpLimits limits;
 };
 
 // Bind (a port in use fails here, before any BPF is loaded), load the
 // tracer, track the targets and serve GET /metrics until *stop is set.
-// Prints "cowtrace: serving http://ADDR:PORT/metrics" on stderr once
-// listening. Returns the exit status (0); throws cowscope::Error.
+// Prints "cowtrace: serving http://ADDR:PORT/metrics" (https:// with
+// TLS) on stderr once listening; warns when a non-loopback address is
+// served without TLS and basic auth. Returns the exit status (0); throws cowscope::Error.
 int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop);
 
 } // namespace cowtrace
