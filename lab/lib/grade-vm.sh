@@ -50,7 +50,7 @@ for ex in "$@"; do
 	done
 	# Whatever the checker left running (its program, orphans) goes with
 	# its session.
-	kill -KILL -- "-$pid" 2>/dev/null
+	kill -KILL "-$pid" 2>/dev/null
 	[ "$rc" = 124 ] && wait "$pid" 2>/dev/null
 	cat "$work/check.out"
 	echo "GRADE-END $ex rc=$rc secs=$(($(date +%s) - t0))"
