@@ -11,6 +11,8 @@
  * program to explore further, but the grader compares your predictions
  * with what this sequence does.
  */
+#define _GNU_SOURCE
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,18 @@
 
 int main(void)
 {
+	/* One CPU for the parent and the child. A page the kernel has just
+	 * handed out waits in a per-CPU batch before it joins the LRU lists,
+	 * holding an extra reference meanwhile; a write fault drains only its
+	 * own CPU's batch, and a page still held by another CPU's is copied
+	 * rather than reused, to be safe. Unpinned, 7.3 kept 216 of 256 pages
+	 * in one run of this program (the module's own folio tests pin too). */
+	cpu_set_t one;
+	CPU_ZERO(&one);
+	CPU_SET(0, &one);
+	if (sched_setaffinity(0, sizeof(one), &one) < 0)
+		perror("sched_setaffinity");
+
 	/* 64 KiB-aligned, so that every folio can be a whole 64 KiB one. */
 	char *raw = mmap(NULL, BYTES + FOLIO, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (raw == MAP_FAILED) {

@@ -3,7 +3,7 @@
 # once with `sh /opt/cowscope/lab/lib/grade-vm.sh 01-two-returns ...`), or
 # on this machine (scripts/grade --native: LAB_ROOT names the built lab).
 # Runs each exercise's check.sh in a session of its own, under a time limit
-# (LAB_LIMIT seconds, default 180), and frames its output with markers the
+# (LAB_LIMIT seconds, default 600), and frames its output with markers the
 # host parses:
 #   GRADE-KERNEL <uname -r>
 #   GRADE-BEGIN <exercise>
@@ -13,7 +13,7 @@
 # Without the module (/proc/cowscope/track) nothing is run: GRADE-NO-MODULE.
 # shellcheck shell=sh
 lab=${LAB_ROOT:-/opt/cowscope/lab}
-limit=${LAB_LIMIT:-180}
+limit=${LAB_LIMIT:-600}
 echo "GRADE-KERNEL $(uname -r)"
 if [ ! -e /proc/cowscope/track ]; then
 	echo "GRADE-NO-MODULE"
