@@ -9,6 +9,9 @@
 #   make bench      host benchmarks          make vm-bench   in-VM benchmarks
 #   make vm         interactive lab shell    make vm-test    in-VM test suite
 #   make vm-run CMD="..."                    make load / make unload (native)
+#   make grade      the lab course (lab/): build each exercise, check it in
+#                   the VM lab, print PASS/FAIL per exercise and score: N/M
+#                   (EX=3 or EX=1,3 for some; SOLUTIONS=1 grades lab/solutions)
 #   make results    the reference experiments into results/<date>-<host>/
 #   make crosscheck four independent COW counts side by side (VM=1 adds the module's)
 #   make deb        the Debian packages into build/deb/ (cowscope, cowscope-dkms)
@@ -49,7 +52,7 @@ KERNELS_STAMP := $(BUILD)/.setup-kernels
 
 .PHONY: all setup userspace kmod kmod-host kmod-one test unit-test host-test python-test vm-test \
 	vm-test-all vm vm-run bench vm-bench demo results crosscheck load unload clean distclean \
-	deb install pkg-test
+	deb install pkg-test grade
 
 all: userspace kmod-host
 
@@ -124,6 +127,10 @@ vm: all kmod-one $(KERNELS_STAMP)
 
 vm-run: all kmod-one $(KERNELS_STAMP)
 	$(Q)scripts/vm --kernel $(KERNEL) run "$(CMD)"
+
+# The lab course: exit 0 only with full marks (scripts/grade).
+grade: all kmod-one $(KERNELS_STAMP)
+	$(Q)scripts/grade --kernel $(KERNEL) $(if $(EX),--ex $(EX)) $(if $(filter 1 yes,$(SOLUTIONS)),--solutions)
 
 bench: all
 	$(Q)scripts/bench

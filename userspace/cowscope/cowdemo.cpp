@@ -24,6 +24,7 @@
 
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -246,6 +247,7 @@ struct Page {
 	std::uint64_t pfn = 0;
 	std::uint32_t flags = 0;  // COWSCOPE_F_* (module only)
 	std::uint32_t ref = 0, map = 0;
+	unsigned folio_order = 0;  // log2 pages of its folio (module only: 0 = 4 KiB)
 	bool present = false;
 };
 
@@ -258,7 +260,7 @@ std::vector<Page> read_pages(pid_t pid, std::uint64_t start, std::uint64_t n)
 		auto recs = view::read_records(pid, start, start + n * P);
 		for (size_t i = 0; i < recs.size() && i < n; i++)
 			out[i] = {recs[i].rec.pfn, recs[i].rec.flags, recs[i].rec.refcount,
-				  recs[i].rec.mapcount, recs[i].present()};
+				  recs[i].rec.mapcount, recs[i].folio_order(), recs[i].present()};
 		return out;
 	}
 	std::vector<PagemapEntry> e(n);
@@ -414,21 +416,61 @@ void step_cow(std::uint64_t heap_bytes)
 	buf[sample_shared * P] = 'p';
 	std::vector<Page> par2 = read_pages(parent, base, n), chi2 = read_pages(child, base, n);
 	sample_table({sample_copied, sample_shared}, par2, chi2, base);
-	std::uint64_t reused = 0, reused_w = 0;
+	// A page the parent did not reuse was copied again. Where it sat in a
+	// large folio (> 4 KiB, the module's folio size) that is the kernel's
+	// rule, not a contradiction: 6.12 never reuses a page of a large folio
+	// on a write fault, even when no one else maps it; 7.3 does once no
+	// other process maps any page of the folio.
+	std::uint64_t reused = 0, reused_w = 0, recopied = 0, recopied_large = 0;
+	std::map<unsigned, std::uint64_t> recopied_orders;
 	for (size_t i : written)
 		if (par2[i].pfn == par1[i].pfn) {
 			reused++;
 			reused_w += (par2[i].flags & COWSCOPE_F_WRITE) != 0;
+		} else {
+			recopied++;
+			if (par1[i].folio_order > 0) {
+				recopied_large++;
+				recopied_orders[par1[i].folio_order]++;
+			}
 		}
 	const bool shared_copied = par2[sample_shared].pfn != par1[sample_shared].pfn;
 	say(fmt::format("  parent wrote {} pages the child had copied: {} kept their PFN (reused in "
-			"place){}; page {} (still shared) {}\n",
+			"place){}{}; page {} (still shared) {}\n",
 			written.size(), reused,
 			g_module ? fmt::format(", {} now W", reused_w) : std::string(),
+			recopied ? fmt::format("; {} were copied again{}", recopied,
+					       recopied_large == recopied ? " (all in large folios)"
+					       : recopied_large ? fmt::format(" ({} in large folios)", recopied_large)
+								: "")
+				 : std::string(),
 			sample_shared, shared_copied ? "was copied: new PFN in the parent" : "kept its PFN"));
 	notice("Reuse: when the parent's write fault finds the page mapped only once (the "
 	       "child already has its copy), the kernel just sets W again: no copy. A page "
 	       "still shared with the child is copied, whichever process writes first.");
+	if (recopied_large) {
+		std::string sizes;
+		for (auto [order, count] : recopied_orders)
+			sizes += fmt::format("{}{} in {} folios", sizes.empty() ? "" : ", ", count,
+					     format_size(P << order));
+		notice(fmt::format(
+			"Why {} of them were copied although the child had its own copy: they sat in "
+			"large folios in the parent ({}; the module's folio size), not in 4 KiB pages. "
+			"Some kernels (6.12 among the lab's) never reuse a page of a large folio on a "
+			"write fault, even when no one else maps it: they copy it into a 4 KiB page. "
+			"Kernels that reuse large folios (7.3) keep the PFN once no other process maps "
+			"any page of the folio. `cowscope ptes PID` shows "
+			"each page's folio size; docs/lab.md, \"Large folios across fork\", has the "
+			"experiment page by page.",
+			recopied_large, sizes));
+	}
+	if (recopied > recopied_large)
+		notice(fmt::format(
+			"{} of them sat in 4 KiB pages and were copied all the same: the kernel reuses "
+			"a page only when it can tell that no one else holds it, and a passing extra "
+			"reference (the page still in another CPU's LRU batch, or in the swap cache) "
+			"makes it copy to be safe.",
+			recopied - recopied_large));
 	show_diff(parent, child, base, base + n * P, "after_parent_write");
 
 	g_json["cow"] = {{"parent", parent},
@@ -439,6 +481,8 @@ void step_cow(std::uint64_t heap_bytes)
 			 {"after_child_write_copied", c1.copied},
 			 {"after_child_write_shared", c1.shared},
 			 {"parent_reused", reused},
+			 {"parent_copied_again", recopied},
+			 {"parent_copied_again_large_folio", recopied_large},
 			 {"parent_copied_shared_page", shared_copied}};
 	to_child.put<char>('q');
 	wait_exit(kid);

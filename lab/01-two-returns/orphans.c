@@ -1,0 +1,70 @@
+/* Exercise 1: fork's two returns, orphans and subreapers.
+ *
+ * The top process forks a middle process, which forks a grandchild and
+ * exits at once: the grandchild is orphaned. Read README.md first and
+ * write down what this program prints before you run it.
+ *
+ * Your change: make the top process adopt the orphan (it must become the
+ * grandchild's parent once the middle process has exited) and reap it,
+ * collecting its exit status 7, before the "done" checkpoint.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lab.h"
+
+/* Wait (to a deadline) until this process's parent is no longer PARENT. */
+static void wait_orphaned(pid_t parent)
+{
+	for (int i = 0; i < 10000 && getppid() == parent; i++) {
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+	}
+}
+
+int main(void)
+{
+	printf("top %d starts\n", (int)getpid());
+
+	pid_t middle = fork();
+	if (middle < 0) {
+		perror("fork");
+		return 1;
+	}
+	if (middle == 0) {
+		/* fork returned 0: this is the middle process. */
+		pid_t me = getpid();
+		pid_t grandchild = fork();
+		if (grandchild < 0) {
+			perror("fork");
+			_exit(1);
+		}
+		if (grandchild == 0) {
+			wait_orphaned(me);
+			printf("grandchild %d: my parent was %d, now it is %d\n", (int)getpid(), (int)me,
+			       (int)getppid());
+			fflush(stdout);
+			lab_checkpoint("orphaned", 0);
+			_exit(7);
+		}
+		printf("middle %d: fork returned %d (my child)\n", (int)getpid(), (int)grandchild);
+		_exit(0);
+	}
+	printf("top %d: fork returned %d (my child, the middle)\n", (int)getpid(), (int)middle);
+
+	int st;
+	if (waitpid(middle, &st, 0) < 0) {
+		perror("waitpid");
+		return 1;
+	}
+	printf("top: middle %d exited with %d\n", (int)middle, WEXITSTATUS(st));
+
+	fflush(stdout);
+	lab_checkpoint("done", 0);
+	return 0;
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The lab course's grader (scripts/grade, `make grade`) on one lab kernel:
+# the reference solutions score full marks (exit 0), the starting files
+# score zero (every exercise asks for a change or a prediction; exit 1),
+# and the grader's own failures say what went wrong with a nonzero exit:
+# an exercise that does not build (scored 0, the compiler's errors shown),
+# a checker that runs past its limit, the module missing, a VM that never
+# finishes. Three VM boots in all (solutions, starting files, the hang).
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+kernel=${1:-6.12}
+grade="$root/scripts/grade"
+. "$root/scripts/lib.sh"
+build=$(cowscope_build)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+n=$(ls -d "$root"/lab/[0-9][0-9]-*/ | wc -l)
+
+# expect EXIT WHAT COMMAND...: run it, output in $tmp/out.
+expect() {
+	local want=$1 what=$2; shift 2
+	"$@" >"$tmp/out" 2>&1
+	local got=$?
+	if [ "$got" = "$want" ]; then
+		echo "  ok: $what (exit $got)"
+	else
+		echo "  FAIL: $what: expected exit $want, got $got; output:"
+		sed 's/^/    | /' "$tmp/out" | tail -n 40
+		fails=$((fails + 1))
+	fi
+}
+# has REGEX WHAT: the last output matches.
+has() {
+	if grep -qE -- "$1" "$tmp/out"; then
+		echo "  ok: $2"
+	else
+		echo "  FAIL: $2: no line matching /$1/ in:"
+		sed 's/^/    | /' "$tmp/out" | tail -n 40
+		fails=$((fails + 1))
+	fi
+}
+
+echo "lab grader test on $kernel ($n exercises):"
+
+# The grader's own errors first (no VM, or a short one).
+mkdir -p "$tmp/broken/01-two-returns"
+printf '#include "lab.h"\nint main(void) { return undeclared_thing; }\n' >"$tmp/broken/01-two-returns/orphans.c"
+expect 1 "an exercise that does not build scores 0" "$grade" --kernel "$kernel" --ex 1 --source "$tmp/broken"
+has 'does not build' "it says the exercise does not build"
+has "undeclared_thing" "it shows the compiler's error"
+has '^score: 0/1$' "score 0/1"
+
+mkdir -p "$tmp/nomod"
+ln -s "$build/bin" "$tmp/nomod/bin"
+BUILD="$tmp/nomod" expect 3 "the module missing stops the grader" "$grade" --kernel "$kernel" --ex 1
+has "module for $kernel is missing" "it names the missing module and how to build it"
+
+if [ ! -e /proc/cowscope/track ]; then
+	expect 3 "--native without the module (or without root) stops the grader" "$grade" --native --ex 1
+	has 'needs root|module is not loaded' "it says what is missing"
+else
+	echo "  skip: --native's error path (the module is loaded on this machine)"
+fi
+
+expect 3 "a VM that never finishes stops the grader" "$grade" --kernel "$kernel" --ex 1 --timeout 5
+has 'the VM never finished' "it says the VM never finished"
+
+mkdir -p "$tmp/hang/01-two-returns"
+printf '#include <unistd.h>\nint main(void) { for (;;) pause(); }\n' >"$tmp/hang/01-two-returns/orphans.c"
+expect 1 "a checker past its limit fails its exercise" "$grade" --kernel "$kernel" --ex 1 --limit 10 --source "$tmp/hang"
+has 'ran past the 10 s limit' "it says the checker ran past its limit"
+
+expect 2 "an unknown exercise is a usage error" "$grade" --kernel "$kernel" --ex 42
+expect 2 "a bad --kernel is a usage error" "$grade" --kernel 5.10
+
+# The reference solutions: full marks.
+expect 0 "the reference solutions score full marks" "$grade" --kernel "$kernel" --solutions
+sed 's/^/    | /' "$tmp/out" | grep -E '^    \| ([0-9][0-9]-|    measured|score)'
+has "^score: ([0-9]+)/\\1\$" "score N/N"
+
+# The starting files: zero.
+expect 1 "the starting files score zero" "$grade" --kernel "$kernel"
+sed 's/^/    | /' "$tmp/out" | grep -E '^    \| ([0-9][0-9]-|    measured|score)'
+has '^score: 0/[1-9][0-9]*$' "score 0/M"
+
+[ $fails -eq 0 ] && echo "lab grader test: all passed" || echo "lab grader test: $fails failed"
+[ $fails -eq 0 ]
