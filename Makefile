@@ -68,9 +68,22 @@ setup:
 	$(Q)scripts/setup
 	$(Q)mkdir -p $(BUILD) && touch $(SETUP_STAMP) $(KERNELS_STAMP)
 
+# ccache (scripts/setup installs it) keeps compiled objects across build
+# folders and clones: paths are taken relative to the source tree, so a
+# fresh clone (CI's) reuses what an earlier one compiled (NOHASHDIR: the
+# build folder is not hashed either, so the debug information of a cached
+# object may name the folder it was first built in). CCACHE_DISABLE=1 turns
+# it off.
+CCACHE := $(shell command -v ccache 2>/dev/null)
+ifneq ($(CCACHE),)
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
+CCACHE_FLAGS := -DCMAKE_C_COMPILER_LAUNCHER=$(CCACHE) -DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE)
+endif
+
 $(BUILD)/CMakeCache.txt: $(SETUP_STAMP) CMakeLists.txt
 	$(Q)cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-		-DPython3_EXECUTABLE=$(PYTHON) $(COWSCOPE_CMAKE_FLAGS) >/dev/null
+		-DPython3_EXECUTABLE=$(PYTHON) $(CCACHE_FLAGS) $(COWSCOPE_CMAKE_FLAGS) >/dev/null
 
 userspace: $(BUILD)/CMakeCache.txt
 	$(Q)cmake --build $(BUILD) -j $(JOBS) $(if $(V),-- VERBOSE=1)

@@ -27,13 +27,16 @@
  * Processes are filtered by tgid: the hash `procs` holds exactly the tracked
  * tgids and gives each its slot of the per-CPU array `pcounts`; vmevent
  * caches the slot per thread. Nothing is
- * sent per event; userspace reads the maps.
+ * sent per fault; userspace reads the maps. With --by-mapping or --sites
+ * the fork and exec of a tracked process go to the ring buffer `events`,
+ * so that the loader's watcher reads its maps at once (struct cow_event).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "cowtrace.h"
+#include "cowscope_segment.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -50,6 +53,10 @@ const volatile bool long_running = false;
  * stack. Off: the verifier drops the code, plain counting costs the same. */
 const volatile bool by_mapping = false;
 const volatile bool sites = false;
+/* --sites, tests only: the bits of the stack hash that pick a stack's
+ * first slot in `stacks` (31: all of them). Fewer force collisions, which
+ * must be detected and kept apart (tests/bpf/test_cowtrace.cpp). */
+const volatile __u32 stack_hash_bits = 31;
 
 /* x86 page fault error code bits (arch/x86/include/asm/trap_pf.h). */
 #define X86_PF_PROT	(1UL << 0)
@@ -147,8 +154,10 @@ struct {
 	__type(value, struct site_val);
 } site_counts SEC(".maps");
 
-/* user stacks by a 31-bit hash of their ips (a collision merges two
- * stacks: the second is counted under the first's frames) */
+/* user stacks by a 31-bit hash of their ips. A slot that holds another
+ * stack (a collision, told by comparing the ips) is counted in
+ * stack_collisions and the stack goes to the next of CT_STACK_PROBES slots
+ * (a rehash): two stacks are never merged. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, COWTRACE_STACK_SLOTS);
@@ -168,47 +177,77 @@ __u64 vma_fail;		/* VMA not found or lookup refused (bpf_find_vma) */
 __u64 vma_full;		/* vmas full: fault counted under "unknown" */
 __u64 stack_fail;	/* no stack recorded (fault counted under stack -1) */
 __u64 site_full;	/* site_counts full: fault not attributed to a site */
+__u64 stack_collisions;	/* faults whose stack's slot held another stack */
 
-/* VM_* flags (include/linux/mm.h, stable) */
-#define CT_VM_WRITE	0x00000002UL
-#define CT_VM_SHARED	0x00000008UL
-#define CT_VM_IO	0x00004000UL
-#define CT_VM_PFNMAP	0x00000400UL
+/* --by-mapping, --sites: fork and exec of tracked processes, for the
+ * loader's maps watcher (1 page when off: the loader sizes it) */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} events SEC(".maps");
+
+static __always_inline void send_event(__u32 tgid, __u32 kind)
+{
+	struct cow_event *e;
+
+	if (!by_mapping && !sites)
+		return;
+	/* full: the watcher's 10 ms poll of `procs` still finds it */
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e)
+		return;
+	e->tgid = tgid;
+	e->kind = kind;
+	bpf_ringbuf_submit(e, 0);
+}
 
 struct vma_ctx {
 	__u64 start, end;
 	struct vma_val val;
 };
 
-/* The label, the module's rules (kmod/cowscope.c cs_segment); special
- * mappings (vdso, vvar: no file, vm_ops set) are "other". */
-static __always_inline __u32 vma_label(struct vm_area_struct *vma, __u64 flags)
+/* cowscope_vma_label() (kmod/include/cowscope_segment.h: the module's
+ * rule too) in cowtrace's labels: special mappings (vdso, vvar) and
+ * VM_PFNMAP/VM_IO ones are "other"; file mappings split into private
+ * (copy-on-write) and shared. */
+static __always_inline __u32 seg_of(const struct cowscope_vma_facts *f)
 {
-	struct mm_struct *mm = vma->vm_mm;
-	unsigned long s = vma->vm_start, e = vma->vm_end;
-	struct file *f = vma->vm_file;
-
-	if (!f && vma->vm_ops)
-		return COWTRACE_SEG_OTHER;
-	if (s <= mm->start_stack && e >= mm->start_stack)
+	switch (cowscope_vma_label(f)) {
+	case COWSCOPE_VL_STACK:
 		return COWTRACE_SEG_STACK;
-	if (mm->brk > mm->start_brk && s < mm->brk && e > mm->start_brk)
+	case COWSCOPE_VL_HEAP:
 		return COWTRACE_SEG_HEAP;
-	if (mm->end_code > mm->start_code && s < mm->end_code && e > mm->start_code)
+	case COWSCOPE_VL_TEXT:
 		return COWTRACE_SEG_TEXT;
-	if (mm->end_data > mm->start_data && s < mm->end_data && e > mm->start_data)
+	case COWSCOPE_VL_DATA:
 		return COWTRACE_SEG_DATA;
-	if (f && mm->exe_file && f->f_inode == mm->exe_file->f_inode &&
-	    s >= mm->start_code)
-		return flags & CT_VM_WRITE ? COWTRACE_SEG_DATA : COWTRACE_SEG_TEXT;
-	if (!f && mm->start_brk > mm->end_data && s < mm->start_brk && e > mm->end_data &&
-	    s <= ((mm->end_data + 4095) & ~4095UL))
+	case COWSCOPE_VL_BSS:
 		return COWTRACE_SEG_BSS;
-	if (flags & (CT_VM_PFNMAP | CT_VM_IO))
+	case COWSCOPE_VL_FILE_PRIVATE:
+		return COWTRACE_SEG_FILE_PRIVATE;
+	case COWSCOPE_VL_FILE_SHARED:
+		return COWTRACE_SEG_FILE_SHARED;
+	case COWSCOPE_VL_ANON:
+		return COWTRACE_SEG_MMAP_ANON;
+	default:
 		return COWTRACE_SEG_OTHER;
-	if (f)
-		return flags & CT_VM_SHARED ? COWTRACE_SEG_FILE_SHARED : COWTRACE_SEG_FILE_PRIVATE;
-	return COWTRACE_SEG_MMAP_ANON;
+	}
+}
+
+/* The label of `vma`: the plain fields through CO-RE, then the two facts
+ * the rule leaves to each side (cowscope_segment.h). */
+static __always_inline __u32 vma_label(struct vm_area_struct *vma)
+{
+	struct cowscope_vma_facts f = {};
+	struct mm_struct *mm = BPF_CORE_READ(vma, vm_mm);
+	struct file *file = BPF_CORE_READ(vma, vm_file);
+	struct inode *exe = BPF_CORE_READ(mm, exe_file, f_inode);
+
+	COWSCOPE_VMA_FACTS(&f, vma, mm, BPF_CORE_READ);
+	f.has_file = file != NULL;
+	f.special = !file && BPF_CORE_READ(vma, vm_ops);
+	f.exe_image = file && exe && BPF_CORE_READ(file, f_inode) == exe && f.start >= f.start_code;
+	return seg_of(&f);
 }
 
 static long vma_cb(struct task_struct *task, struct vm_area_struct *vma, struct vma_ctx *ctx)
@@ -221,7 +260,7 @@ static long vma_cb(struct task_struct *task, struct vm_area_struct *vma, struct 
 	ctx->val.end = vma->vm_end;
 	ctx->val.pgoff = vma->vm_pgoff;
 	ctx->val.flags = (__u32)flags;
-	ctx->val.seg = vma_label(vma, flags);
+	ctx->val.seg = vma_label(vma);
 	if (f)
 		bpf_probe_read_kernel_str(ctx->val.name, sizeof(ctx->val.name),
 					  BPF_CORE_READ(f, f_path.dentry, d_name.name));
@@ -284,40 +323,8 @@ static __always_inline void attr_vma_of(struct pend *p, __u32 tgid, struct vm_ar
 	ctx.val.end = ctx.end;
 	ctx.val.pgoff = BPF_CORE_READ(vma, vm_pgoff);
 	ctx.val.flags = (__u32)flags;
-	ctx.val.seg = COWTRACE_SEG_OTHER;
-	{
-		struct mm_struct *mm = BPF_CORE_READ(vma, vm_mm);
-		unsigned long s = ctx.start, e = ctx.end;
-		unsigned long ss = BPF_CORE_READ(mm, start_stack), sb = BPF_CORE_READ(mm, start_brk),
-			      b = BPF_CORE_READ(mm, brk), sc = BPF_CORE_READ(mm, start_code),
-			      ec = BPF_CORE_READ(mm, end_code), sd = BPF_CORE_READ(mm, start_data),
-			      ed = BPF_CORE_READ(mm, end_data);
-		const void *ops = BPF_CORE_READ(vma, vm_ops);
-		struct inode *ei = BPF_CORE_READ(mm, exe_file, f_inode);
-
-		f = BPF_CORE_READ(vma, vm_file);
-		if (!f && ops)
-			ctx.val.seg = COWTRACE_SEG_OTHER;
-		else if (s <= ss && e >= ss)
-			ctx.val.seg = COWTRACE_SEG_STACK;
-		else if (b > sb && s < b && e > sb)
-			ctx.val.seg = COWTRACE_SEG_HEAP;
-		else if (ec > sc && s < ec && e > sc)
-			ctx.val.seg = COWTRACE_SEG_TEXT;
-		else if (ed > sd && s < ed && e > sd)
-			ctx.val.seg = COWTRACE_SEG_DATA;
-		else if (f && ei && BPF_CORE_READ(f, f_inode) == ei && s >= sc)
-			ctx.val.seg = flags & CT_VM_WRITE ? COWTRACE_SEG_DATA : COWTRACE_SEG_TEXT;
-		else if (!f && sb > ed && s < sb && e > ed && s <= ((ed + 4095) & ~4095UL))
-			ctx.val.seg = COWTRACE_SEG_BSS;
-		else if (flags & (CT_VM_PFNMAP | CT_VM_IO))
-			ctx.val.seg = COWTRACE_SEG_OTHER;
-		else if (f)
-			ctx.val.seg = flags & CT_VM_SHARED ? COWTRACE_SEG_FILE_SHARED
-							   : COWTRACE_SEG_FILE_PRIVATE;
-		else
-			ctx.val.seg = COWTRACE_SEG_MMAP_ANON;
-	}
+	ctx.val.seg = vma_label(vma);
+	f = BPF_CORE_READ(vma, vm_file);
 	if (f)
 		bpf_probe_read_kernel_str(ctx.val.name, sizeof(ctx.val.name),
 					  BPF_CORE_READ(f, f_path.dentry, d_name.name));
@@ -335,6 +342,19 @@ static __always_inline void attr_vma_of(struct pend *p, __u32 tgid, struct vm_ar
  * [sp, sp + 8 MiB), 8-aligned, above the previous frame: a garbage rbp
  * ends the walk without a read. */
 #define CT_STACK_SPAN (8UL << 20)
+
+#define CT_STACK_PROBES 4
+
+static __always_inline bool same_stack(const struct stack_ips *a, const struct stack_ips *b)
+{
+	for (int i = 0; i < COWTRACE_STACK_DEPTH; i++) {
+		if (a->ips[i] != b->ips[i])
+			return false;
+		if (!a->ips[i])
+			break;
+	}
+	return true;
+}
 
 static __always_inline void attr_stack(void *ctx, struct pend *p)
 {
@@ -373,13 +393,31 @@ static __always_inline void attr_stack(void *ctx, struct pend *p)
 		h = (h ^ (__u32)v) * 16777619u;
 		h = (h ^ (__u32)(v >> 32)) * 16777619u;
 	}
-	h &= 0x7fffffff;
-	if (!bpf_map_lookup_elem(&stacks, &h) && bpf_map_update_elem(&stacks, &h, st, BPF_NOEXIST) &&
-	    !bpf_map_lookup_elem(&stacks, &h)) {
-		__sync_fetch_and_add(&stack_fail, 1);	/* table full */
-		return;
+	for (i = 0; i < CT_STACK_PROBES; i++) {
+		/* the first slot: the hash's low stack_hash_bits; then rehashes */
+		__u32 k = i ? ((h ^ (i * 0x9e3779b9u)) * 16777619u) & 0x7fffffff
+			    : h & (0x7fffffffu >> (31 - (stack_hash_bits & 31)));
+		struct stack_ips *have = bpf_map_lookup_elem(&stacks, &k);
+
+		if (!have) {
+			if (bpf_map_update_elem(&stacks, &k, st, BPF_NOEXIST) == 0) {
+				p->stackid = (__s32)k;
+				return;
+			}
+			have = bpf_map_lookup_elem(&stacks, &k);	/* raced, or full */
+			if (!have) {
+				__sync_fetch_and_add(&stack_fail, 1);	/* table full */
+				return;
+			}
+		}
+		if (same_stack(have, st)) {
+			p->stackid = (__s32)k;
+			return;
+		}
+		if (!i)
+			__sync_fetch_and_add(&stack_collisions, 1);
 	}
-	p->stackid = (__s32)h;
+	__sync_fetch_and_add(&stack_fail, 1);	/* every probed slot taken by others */
 }
 
 /* The fault recorded in `p` is classified: a copy or a reuse. */
@@ -1012,7 +1050,8 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	}
 	info.ppid = ptgid;
-	track_new(ctgid, &info);
+	if (track_new(ctgid, &info))
+		send_event(ctgid, COWTRACE_EV_FORK);
 	return 0;
 }
 
@@ -1029,6 +1068,7 @@ int BPF_PROG(on_exec, struct task_struct *p)
 	if (info) {
 		BPF_CORE_READ_STR_INTO(&info->comm, p, comm);
 		__sync_fetch_and_add(&info->execs, 1);
+		send_event(tgid, COWTRACE_EV_EXEC);
 	} else if (by_comm) {
 		struct cow_info fresh = {};
 
@@ -1036,7 +1076,8 @@ int BPF_PROG(on_exec, struct task_struct *p)
 		if (!comm_matches(fresh.comm))
 			return 0;
 		fresh.ppid = BPF_CORE_READ(p, real_parent, tgid);
-		track_new(tgid, &fresh);
+		if (track_new(tgid, &fresh))
+			send_event(tgid, COWTRACE_EV_EXEC);
 	}
 	return 0;
 }

@@ -13,9 +13,10 @@
 #define COWTRACE_STACK_DEPTH 32	/* --sites: frames kept per stack */
 #define COWTRACE_VMA_NAME_LEN 48	/* file name (last path component) */
 
-/* Label of a mapping, the module's rules (kmod/cowscope.c cs_segment) taken
- * at fault time from the mm's code/data/brk/stack fields; file mappings
- * split into private (copy-on-write) and shared (mkwrite, never copied). */
+/* Label of a mapping, taken at fault time by the rule the module shares
+ * (kmod/include/cowscope_segment.h) from the mm's code/data/brk/stack
+ * fields; file mappings split into private (copy-on-write) and shared
+ * (mkwrite, never copied). */
 enum cowtrace_seg {
 	COWTRACE_SEG_TEXT = 0,
 	COWTRACE_SEG_DATA,
@@ -68,7 +69,8 @@ struct pend {
 	__u64 vma;		/* --by-mapping: vm_start of the fault's VMA (0: unknown) */
 	__u64 vlo, vhi;		/* --by-mapping: the thread's last VMA looked up */
 	__s32 stackid;		/* --sites: user stack of the fault, its key in
-				 * `stacks` (a 31-bit hash of the ips; < 0: none) */
+				 * `stacks` (a 31-bit hash of the ips, or a
+				 * rehash after a collision; < 0: none) */
 	__u32 pad;
 };
 
@@ -115,6 +117,19 @@ struct cow_info {
 	char comm[COWTRACE_COMM_LEN];
 	__u32 execs;		/* exec()s seen while tracked */
 	__u32 pad;
+};
+
+/* --by-mapping, --sites: a tracked process forked or exec'd (the ring
+ * buffer `events`): the loader's watcher reads its maps now, before a
+ * short-lived process is gone. */
+enum cowtrace_event_kind {
+	COWTRACE_EV_FORK = 1,
+	COWTRACE_EV_EXEC = 2,
+};
+
+struct cow_event {
+	__u32 tgid;
+	__u32 kind;		/* enum cowtrace_event_kind */
 };
 
 #endif /* COWTRACE_H */

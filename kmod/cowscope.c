@@ -66,6 +66,7 @@
 #include <linux/kref.h>
 
 #include <cowscope_uapi.h>
+#include <cowscope_segment.h>
 
 #define COWSCOPE_MAX_TRACKED	256
 #define CS_TRACK_MAX_INPUT	64
@@ -362,44 +363,51 @@ static bool cs_is_exe_vma(struct vm_area_struct *vma)
 	       file_inode(text->vm_file) == file_inode(vma->vm_file);
 }
 
-/* Label of a VMA, from the mm's code/data/brk/stack fields. */
+/* A plain load, for COWSCOPE_VMA_FACTS() (the BPF side reads with CO-RE). */
+#define CS_READ(p, field) ((p)->field)
+
+/*
+ * Label of a VMA: cowscope_vma_label() (include/cowscope_segment.h, the
+ * rule cowtrace's BPF program shares), then the module's own names for
+ * special mappings. The caller holds the mmap read lock.
+ */
 static u8 cs_segment(struct vm_area_struct *vma)
 {
-	struct mm_struct *mm = vma->vm_mm;
-	unsigned long s = vma->vm_start, e = vma->vm_end;
+	struct cowscope_vma_facts f;
+	const char *name;
 
-	if (vma->vm_ops && vma->vm_ops->name) {
-		const char *name = vma->vm_ops->name(vma);
-
+	BUILD_BUG_ON(COWSCOPE_VM_WRITE != VM_WRITE || COWSCOPE_VM_SHARED != VM_SHARED ||
+		     COWSCOPE_VM_PFNMAP != VM_PFNMAP || COWSCOPE_VM_IO != VM_IO);
+	COWSCOPE_VMA_FACTS(&f, vma, vma->vm_mm, CS_READ);
+	f.has_file = vma->vm_file != NULL;
+	f.special = !vma->vm_file && vma->vm_ops;
+	f.exe_image = vma->vm_file && cs_is_exe_vma(vma);
+	switch (cowscope_vma_label(&f)) {
+	case COWSCOPE_VL_SPECIAL:
+		name = vma->vm_ops->name ? vma->vm_ops->name(vma) : NULL;
 		if (name && !strcmp(name, "[vdso]"))
 			return COWSCOPE_SEG_VDSO;
 		if (name && !strncmp(name, "[vvar", 5))
 			return COWSCOPE_SEG_VVAR;
 		return COWSCOPE_SEG_OTHER;
-	}
-	if (s <= mm->start_stack && e >= mm->start_stack)
+	case COWSCOPE_VL_STACK:
 		return COWSCOPE_SEG_STACK;
-	if (mm->brk > mm->start_brk && s < mm->brk && e > mm->start_brk)
+	case COWSCOPE_VL_HEAP:
 		return COWSCOPE_SEG_HEAP;
-	if (mm->end_code > mm->start_code && s < mm->end_code &&
-	    e > mm->start_code)
+	case COWSCOPE_VL_TEXT:
 		return COWSCOPE_SEG_TEXT;
-	if (mm->end_data > mm->start_data && s < mm->end_data &&
-	    e > mm->start_data)
+	case COWSCOPE_VL_DATA:
 		return COWSCOPE_SEG_DATA;
-	if (vma->vm_file && cs_is_exe_vma(vma))
-		return vma->vm_flags & VM_WRITE ? COWSCOPE_SEG_DATA :
-		       COWSCOPE_SEG_TEXT;
-	if (!vma->vm_file && mm->start_brk > mm->end_data &&
-	    s < mm->start_brk && e > mm->end_data &&
-	    s <= PAGE_ALIGN(mm->end_data))
+	case COWSCOPE_VL_BSS:
 		return COWSCOPE_SEG_BSS;
-	if (vma->vm_flags & (VM_PFNMAP | VM_IO))
-		return COWSCOPE_SEG_OTHER;
-	if (vma->vm_file)
+	case COWSCOPE_VL_FILE_PRIVATE:
+	case COWSCOPE_VL_FILE_SHARED:
 		return COWSCOPE_SEG_MMAP_FILE;
-	if (vma_is_anonymous(vma))
+	case COWSCOPE_VL_ANON:
 		return COWSCOPE_SEG_MMAP_ANON;
+	case COWSCOPE_VL_IO:
+		break;
+	}
 	return COWSCOPE_SEG_OTHER;
 }
 

@@ -308,7 +308,7 @@ def plot_trace_attribution(path, out, top=10):
     sites merged over the process tree (leaf frame, with its caller)."""
     with open(path) as f:
         j = json.load(f)
-    procs = j["processes"] if isinstance(j, dict) else j
+    procs = j["processes"]  # cowtrace JSON schema 2 (bpf/README.md)
     maps = {}
     for p in procs:
         for m in p.get("mappings", []):
@@ -316,7 +316,7 @@ def plot_trace_attribution(path, out, top=10):
             maps[key] = maps.get(key, 0) + m["copies"]
     maps = sorted(((v, k) for k, v in maps.items() if v), reverse=True)[:top]
     sites = []
-    for s in (j.get("merged_sites", []) if isinstance(j, dict) else []):
+    for s in j.get("merged_sites", []):
         if not s["copies"]:
             continue
         names = [fr["func"] or ("%s+0x%x" % (os.path.basename(fr["module"]) or "?", fr["offset"]))

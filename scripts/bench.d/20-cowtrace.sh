@@ -60,7 +60,7 @@ ct_cnt=$(sed -n 's/.*bpf_run_cnt=\([0-9]*\).*/\1/p' "$tmp/ct.err")
 method=$(sed -n 's/^cowtrace: \([a-z]*\): .*/\1/p' "$tmp/ct.err" | head -n1)
 # per program: "cowtrace_prog NAME runs=N ns=T ns_per_run=X"
 sed -n 's/^cowtrace: prog /cowtrace_prog /p' "$tmp/ct.err"
-copies=$(python3 -c 'import json,sys; print(max(p["cow_copies"] for p in json.load(open(sys.argv[1]))))' "$tmp/ct.json")
+copies=$(python3 -c 'import json,sys; print(max(p["cow_copies"] for p in json.load(open(sys.argv[1]))["processes"]))' "$tmp/ct.json")
 
 # 1b. The same with --by-mapping, and with --sites.
 attr_ns() { # ARGS...: bpf_run_time_ns of one traced workload run

@@ -44,12 +44,12 @@ for _ in $(seq 1200); do [ -e "$tmp/ready" ] && break; sleep 0.1; done
 [ -e "$tmp/ready" ] || { echo "forecast bench: the ${size_g} GiB target did not start"; exit 1; }
 ms=()
 for i in 1 2 3 4 5; do
-	out=$("$bin/cowscope" forecast "$target" --no-module --json --calibration "$tmp/cal.json") || exit 1
+	out=$("$bin/cowscope" forecast "$target" --no-module --json - --calibration "$tmp/cal.json" 2>/dev/null) || exit 1
 	ms+=("$(python3 -c 'import json,sys; print(json.load(sys.stdin)["shape"]["read_ms"])' <<<"$out")")
 done
 ptes=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["shape"]["ptes_private_writable"])' <<<"$out")
 c0=$(cut -d" " -f1 "$tmp/counter")
-t0=$(date +%s.%N); "$bin/cowscope" forecast "$target" --no-module --json --calibration "$tmp/cal.json" >/dev/null
+t0=$(date +%s.%N); "$bin/cowscope" forecast "$target" --no-module --json - --calibration "$tmp/cal.json" >/dev/null 2>&1
 t1=$(date +%s.%N); c1=$(cut -d' ' -f1 "$tmp/counter")
 state=$(awk '{print $3}' "/proc/$target/stat")
 printf '%s\n' "${ms[@]}" | sort -n | awk -v g="$size_g" -v p="$ptes" '

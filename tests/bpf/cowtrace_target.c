@@ -6,10 +6,9 @@
 //   cowtrace_target PH PM CH CM [--unlink-self]
 // --unlink-self: the parent deletes its own binary after the fork (frames of
 // a deleted binary must still resolve).
-// It first sleeps 100 ms: cowtrace reads a new program's maps within its
-// watcher's next 10 ms poll, and with 3 us page faults this program's whole
-// run once fit before that (CI: "2 processes gone before their maps were
-// read", every frame unresolved). The frames are what the tests check.
+// No sleep to let cowtrace read its maps: cowtrace's watcher reads them at
+// the exec event (its whole run once fit between two 10 ms polls, and
+// every frame went unresolved).
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +54,6 @@ int main(int argc, char **argv)
 	unsigned long ph = arg(argv[1]), pm = arg(argv[2]), ch = arg(argv[3]), cm = arg(argv[4]);
 	int unlink_self = argc > 5 && !strcmp(argv[5], "--unlink-self");
 
-	usleep(100000);	/* cowtrace reads this image's maps (see the top) */
 	mallopt(M_MMAP_THRESHOLD, 16 << 20);	/* the heap comes from brk */
 	char *heap = malloc((HEAP_PAGES + 1) * PAGE);
 	char *map = mmap(NULL, MMAP_PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -274,19 +274,29 @@ TEST_F(ForecastHost, CliTextJsonAndTraceSource)
 	EXPECT_NE(txt.find("fork stall:"), std::string::npos) << txt;
 	EXPECT_NE(txt.find("unknown without the cowscope module"), std::string::npos) << txt;
 	EXPECT_NE(txt.find("(forks timed after 0.25 s idle)"), std::string::npos) << txt;
-	auto [js, rc2] = run_command(fmt::format("{} forecast {} --no-module --json --calibration {}", bin("cowscope"),
+	auto [js, rc2] = run_command(fmt::format("{} forecast {} --no-module --json - --calibration {}", bin("cowscope"),
 						 t.pid(), g_cal));
 	ASSERT_EQ(rc2, 0) << js;
 	auto j = nlohmann::json::parse(js);
 	EXPECT_EQ(j["pid"], t.pid());
 	EXPECT_GE(j["shape"]["ptes_private_writable"].get<double>(), (32 << 20) / 4096);
 	EXPECT_EQ(j["copy"]["source"], "none");
+	// --json FILE: the JSON in FILE, the text on standard output as without it
+	std::string jf = g_dir + "/forecast.json";
+	auto [both, rc6] = run_command(fmt::format("{} forecast {} --no-module --json {} --calibration {}",
+						   bin("cowscope"), t.pid(), jf, g_cal));
+	ASSERT_EQ(rc6, 0) << both;
+	EXPECT_NE(both.find("fork stall:"), std::string::npos) << both;
+	EXPECT_EQ(nlohmann::json::parse(read_file(jf))["pid"], t.pid());
 	// A cowtrace record of an earlier snapshot: 3000 copies in a 2 s one.
 	std::string rec = g_dir + "/trace.json";
-	write_file_atomic(rec, fmt::format(R"([{{"pid":{},"ppid":1,"cow_copies":1000}},)"
-					   R"({{"pid":99999999,"ppid":{},"cow_copies":2000}}])",
-					   t.pid(), t.pid()));
-	auto [tr, rc3] = run_command(fmt::format("{} forecast {} --no-module --json --from-trace {} --trace-seconds 2 "
+	// (cowtrace's JSON, schema 2: bpf/README.md)
+	const char *entry = R"({{"pid":{},"ppid":{},"comm":"c","wp_faults":{},"cow_copies":{},"cow_reuses":0,)"
+			    R"("method":"vmevent"}})";
+	write_file_atomic(rec, fmt::format(R"({{"schema":2,"processes":[{},{}]}})",
+					   fmt::format(fmt::runtime(entry), t.pid(), 1, 1000, 1000),
+					   fmt::format(fmt::runtime(entry), 99999999, t.pid(), 2000, 2000)));
+	auto [tr, rc3] = run_command(fmt::format("{} forecast {} --no-module --json - --from-trace {} --trace-seconds 2 "
 						 "--calibration {}",
 						 bin("cowscope"), t.pid(), rec, g_cal));
 	ASSERT_EQ(rc3, 0) << tr;
@@ -296,7 +306,7 @@ TEST_F(ForecastHost, CliTextJsonAndTraceSource)
 	EXPECT_NEAR(k["cow_memory_mib"]["point"].get<double>(), 3000 * 4096.0 / 1048576, 1e-9);
 	// The same record for a 4 s snapshot: at least the 3000 already written,
 	// at most twice them; and with a second record of a 4 s snapshot.
-	auto [pr, rc4] = run_command(fmt::format("{} forecast {} --no-module --json --from-trace {} --trace-seconds 2 "
+	auto [pr, rc4] = run_command(fmt::format("{} forecast {} --no-module --json - --from-trace {} --trace-seconds 2 "
 						 "--snapshot 4 --calibration {}",
 						 bin("cowscope"), t.pid(), rec, g_cal));
 	ASSERT_EQ(rc4, 0) << pr;
@@ -306,7 +316,7 @@ TEST_F(ForecastHost, CliTextJsonAndTraceSource)
 	EXPECT_LE(m["pages"]["hi"].get<double>(), 6000);
 	EXPECT_GT(m["pages"]["point"].get<double>(), 3000);
 	EXPECT_LE(m["pages"]["point"].get<double>(), 6000);
-	auto [two, rc5] = run_command(fmt::format("{} forecast {} --no-module --json --from-trace {} --trace-seconds 2 "
+	auto [two, rc5] = run_command(fmt::format("{} forecast {} --no-module --json - --from-trace {} --trace-seconds 2 "
 						  "--from-trace {} --trace-seconds 4 --snapshot 4 --calibration {}",
 						  bin("cowscope"), t.pid(), rec, rec, g_cal));
 	ASSERT_EQ(rc5, 0) << two;
@@ -345,7 +355,8 @@ TEST_F(ForecastHost, BadInput)
 	pid_t z = ::fork();
 	if (z == 0)
 		_exit(0);
-	::usleep(100000);
+	siginfo_t si{};
+	ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(z), &si, WEXITED | WNOWAIT), 0) << "waitid: " << std::strerror(errno);
 	expect(cs + std::to_string(z) + " --calibration " + g_cal, 1, "exited");
 	::waitpid(z, nullptr, 0);
 	if (::geteuid() == 0) {

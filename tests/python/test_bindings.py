@@ -190,6 +190,8 @@ def test_trace_by_mapping_and_sites(cowscope, build_bin):
         pytest.skip(f"{target} not built")
     r = cowscope.trace([target, "30", "40", "50", "60"], by_mapping=True, sites=True)
     assert r["exit_status"] == 0
+    assert r["schema"] == 2, "cowtrace's JSON schema (bpf/README.md)"
+    assert "attribution_errors" in r and "merged_sites" in r
     procs = {p["pid"]: p for p in r["processes"]}
     parent = next(p for p in procs.values() if p["comm"] == "cowtrace_target" and
                   any(q["ppid"] == p["pid"] for q in procs.values()))

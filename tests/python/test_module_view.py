@@ -1,5 +1,5 @@
 """cowscope.read_view() (the binding over the module's binary view) against
-the CLI (`cowscope ptes --json`, `cowscope summary --json`), the module's
+the CLI (`cowscope ptes --json -`, `cowscope summary --json -`), the module's
 own text view (/proc/cowscope/PID/ptes) and the kernel's ground truth
 (/proc/PID/pagemap, /proc/kpagecount, /proc/kpageflags), per memory kind:
 4 KiB anonymous pages shared and copied after fork, a THP, the zero page,
@@ -174,7 +174,7 @@ def snapshot(cowscope, cli, pid, lo, hi):
         return {p["vaddr"]: (p["pfn"], p["flags"], p["refcount"],
                              ("~" if p["mapcount_is_folio_average"] else "") + str(p["mapcount"]),
                              p["folio_size"], p["cow"], p["segment"])
-                for p in cli("ptes", "--json", "--range", f"{lo:x}-{hi:x}", str(pid))["ptes"]}
+                for p in cli("ptes", "--json", "-", "--range", f"{lo:x}-{hi:x}", str(pid))["ptes"]}
     for _ in range(5):
         before = from_cli()
         recs = records(cowscope, pid, lo, hi)
@@ -258,7 +258,7 @@ def test_thp_folio_size(cowscope, target):
 
 
 def test_summary_counts_match_records(cowscope, target, cli):
-    s = cli("summary", "--json", str(target.pid))["segments"]
+    s = cli("summary", "--json", "-", str(target.pid))["segments"]
     recs = cowscope.read_view(target.pid)
     for seg, row in s.items():
         if seg == "total":

@@ -18,6 +18,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include "cowscope/bench/bench.hpp"
@@ -221,6 +223,23 @@ TEST(Folio, GuardSetsOneSizeAndRestoresEverything)
 
 // Two processes never interleave their changes: the second guard waits for
 // the first to restore, then finds the first's values undone.
+
+// True once /proc/locks lists `pid` as blocked on a flock ("N: -> FLOCK
+// ADVISORY WRITE PID ..."), polled until `timeout_ms`.
+bool blocked_on_flock(pid_t pid, int timeout_ms)
+{
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+	const std::string want = " " + std::to_string(pid) + " ";
+	do {
+		std::istringstream in(cowscope::read_file("/proc/locks"));
+		for (std::string line; std::getline(in, line);)
+			if (line.find("-> FLOCK") != std::string::npos && line.find(want) != std::string::npos)
+				return true;
+		std::this_thread::sleep_for(std::chrono::milliseconds(5));
+	} while (std::chrono::steady_clock::now() < deadline);
+	return false;
+}
+
 TEST(Folio, GuardsOfTwoProcessesTakeTurns)
 {
 	if (::geteuid() != 0)
@@ -252,8 +271,12 @@ TEST(Folio, GuardsOfTwoProcessesTakeTurns)
 	{
 		FolioGuard g(65536);
 		ASSERT_EQ(::write(go_w.get(), "g", 1), 1);
+		// Wait until the second process is blocked on the controls' lock
+		// (/proc/locks lists it as a waiter: "-> FLOCK ... PID"), then it
+		// must not have changed them nor said anything.
+		EXPECT_TRUE(blocked_on_flock(pid, 10000)) << "the second process never waited for the lock";
 		pollfd p{got_r.get(), POLLIN, 0};
-		EXPECT_EQ(::poll(&p, 1, 500), 0) << "the second process changed the controls while the first held them";
+		EXPECT_EQ(::poll(&p, 1, 0), 0) << "the second process changed the controls while the first held them";
 		EXPECT_EQ(t.ctl(64), "madvise");
 	}
 	pollfd p{got_r.get(), POLLIN, 0};

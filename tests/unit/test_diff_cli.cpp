@@ -59,3 +59,33 @@ TEST(CowscopeCli, UsageErrorsExit2WithTheArgument)
 	std::tie(out, rc) = run("frobnicate");
 	EXPECT_EQ(rc, 2) << out;
 }
+
+// One --json convention: --json FILE (- for standard output). The old
+// spelling, a bare --json, is refused with the new one shown.
+TEST(CowscopeCli, BareJsonIsRefusedWithTheNewSpelling)
+{
+	if (!have_cli())
+		GTEST_SKIP() << "cowscope not built next to this test";
+	struct Case {
+		const char *args, *want;
+	};
+	for (const Case &c : {Case{"diff 12 13 --json", "for the JSON on standard output as before: cowscope diff 12 13 --json -"},
+			      Case{"diff 12 13 --json --pages", "got \"--pages\""},
+			      Case{"maps 7 --json", "cowscope maps 7 --json -"},
+			      Case{"summary 7 --json", "cowscope summary 7 --json -"},
+			      Case{"ptes 7 --json --range 1-2", "cowscope ptes 7 --json - --range 1-2"},
+			      Case{"forecast 1 --json --no-module", "cowscope forecast 1 --json - --no-module"}}) {
+		auto [out, rc] = run(c.args);
+		EXPECT_EQ(rc, 2) << c.args << ": " << out;
+		EXPECT_NE(out.find("cowscope: --json: expected FILE (or - for standard output)"), std::string::npos)
+			<< c.args << ": " << out;
+		EXPECT_NE(out.find(c.want), std::string::npos) << c.args << ": " << out;
+	}
+	// the new spellings get past the parser (to the module check here)
+	if (access("/proc/cowscope/track", F_OK) != 0)
+		for (const char *ok : {"diff 12 13 --json -", "maps 7 --json /tmp/x.json", "summary 7 --json=-"}) {
+			auto [out, rc] = run(ok);
+			EXPECT_EQ(rc, 1) << ok << ": " << out;
+			EXPECT_NE(out.find("/proc/cowscope/track not found"), std::string::npos) << ok << ": " << out;
+		}
+}

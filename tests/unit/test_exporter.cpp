@@ -22,9 +22,9 @@ using namespace cowtrace;
 
 namespace {
 
-ProcSample proc(pid_t pid, std::uint64_t copies, bool exited = false, std::string comm = "worker")
+ProcStats proc(pid_t pid, std::uint64_t copies, bool exited = false, std::string comm = "worker")
 {
-	ProcSample s;
+	ProcStats s;
 	s.pid = pid;
 	s.ppid = 1;
 	s.comm = std::move(comm);
@@ -156,17 +156,17 @@ TEST(ExporterSeries, BoundedUnderAForkingLoad)
 {
 	SeriesSet set(50, 2);
 	std::uint64_t expect_total = 0;
-	std::vector<ProcSample> live;
+	std::vector<ProcStats> live;
 	double t = 0;
 	std::set<pid_t> tracked;	// what the tracer holds
-	std::map<pid_t, ProcSample> state;
+	std::map<pid_t, ProcStats> state;
 	// 1000 short-lived children, 20 at a time, each 3 copies
 	for (pid_t pid = 100; pid < 1100; pid++) {
 		state[pid] = proc(pid, 3);
 		expect_total += 3;
 		if (pid >= 120)
 			state[pid - 20].exited = true;
-		std::vector<ProcSample> snap;
+		std::vector<ProcStats> snap;
 		for (const auto &[p, s] : state)
 			snap.push_back(s);
 		for (pid_t gone : set.update(snap, t))

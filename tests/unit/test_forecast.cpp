@@ -10,11 +10,14 @@
 #include <map>
 #include <random>
 #include <sstream>
+#include <tuple>
+#include <vector>
 
 #include "cowscope/base/error.hpp"
 #include "cowscope/base/fd.hpp"
 #include "cowscope/forecast/forecast.hpp"
 #include "cowscope/base/stats.hpp"
+#include "cowscope/report/json.hpp"
 
 using namespace cowscope;
 using namespace cowscope::forecast;
@@ -334,7 +337,7 @@ TEST(ForecastFile, RoundTripsAndRejectsDamage)
 
 TEST(ForecastShape, ParsesRecordedSmaps)
 {
-	auto vmas = parse_smaps(read_file(data_dir() + "/forecast-smaps.txt"));
+	auto vmas = vma_shapes(cowscope::proc::parse_smaps(read_file(data_dir() + "/forecast-smaps.txt")));
 	ASSERT_EQ(vmas.size(), 6u);
 	// text: file-backed, private, never written: fork does not copy it
 	EXPECT_FALSE(vmas[0].copies_ptes);
@@ -354,17 +357,33 @@ TEST(ForecastShape, ParsesRecordedSmaps)
 	EXPECT_FALSE(vmas[4].copies_ptes);
 	EXPECT_TRUE(vmas[5].copies_ptes);
 	EXPECT_EQ(vmas[5].name, "[stack]");
-	EXPECT_THROW(parse_smaps("5600-zz00 rw-p 0 0:0 0\n"), Error);
+	EXPECT_THROW(cowscope::proc::parse_smaps("5600-zz00 rw-p 0 0:0 0\n"), Error);
 }
+
+// A cowtrace record (schema 2, bpf/README.md) of processes (pid, ppid,
+// copies), as cowtrace's own writer makes it.
+namespace {
+
+nlohmann::json cowtrace_record(const std::vector<std::tuple<pid_t, pid_t, std::uint64_t>> &procs)
+{
+	std::vector<cowtrace::ProcStats> v;
+	for (auto [pid, ppid, copies] : procs) {
+		cowtrace::ProcStats p;
+		p.pid = pid;
+		p.ppid = ppid;
+		p.comm = pid == 100 ? "redis-server" : "redis-rdb-bgsave";
+		p.wp_faults = p.cow_copies = copies;
+		v.push_back(p);
+	}
+	return cowtrace::report_json(v, cowtrace::Plan{}, nullptr);
+}
+
+} // namespace
 
 TEST(ForecastCopy, FromCowtraceRecord)
 {
 	// cowtrace JSON: the parent (pid 100) and two snapshot children.
-	auto rec = nlohmann::json::parse(R"([
-	  {"pid":100,"ppid":1,"comm":"redis-server","cow_copies":2000},
-	  {"pid":201,"ppid":100,"comm":"redis-rdb-bgsave","cow_copies":100},
-	  {"pid":202,"ppid":100,"comm":"redis-rdb-bgsave","cow_copies":300},
-	  {"pid":300,"ppid":5,"comm":"other","cow_copies":99999}])");
+	auto rec = cowtrace_record({{100, 1, 2000}, {201, 100, 100}, {202, 100, 300}, {300, 5, 99999}});
 	CopySide c = copies_from_trace(rec, 100, 2.0);
 	EXPECT_EQ(c.source, "cowtrace record");
 	// per snapshot: child + 1000 of the parent's, over the record's 2 s
@@ -373,15 +392,31 @@ TEST(ForecastCopy, FromCowtraceRecord)
 	EXPECT_DOUBLE_EQ(c.pages_lo, 100 + 1000);
 	EXPECT_DOUBLE_EQ(c.pages_hi, 300 + 1000);
 	EXPECT_DOUBLE_EQ(c.pages_point, 200 + 1000);
-	// Object form; the pid absent: every entry one snapshot, said so.
-	auto obj = nlohmann::json{{"processes", rec}};
-	CopySide d = copies_from_trace(obj, 999, 1.0);
+	// The pid absent: every entry one snapshot, said so.
+	CopySide d = copies_from_trace(rec, 999, 1.0);
 	EXPECT_DOUBLE_EQ(d.pages_hi, 99999);
 	EXPECT_NE(d.note.find("not in it"), std::string::npos) << d.note;
-	EXPECT_THROW(copies_from_trace(nlohmann::json::array(), 100, 1), Error);
-	EXPECT_THROW(copies_from_trace(nlohmann::json::parse(R"([{"pid":1}])"), 1, 1), Error);
+	EXPECT_THROW(copies_from_trace(cowtrace_record({}), 100, 1), Error);
 	EXPECT_THROW(copies_from_trace(rec, 201, 1), Error) << "201 has no children";
 	EXPECT_THROW(copies_from_trace(rec, 100, 0), UsageError);
+	// Read through cowtrace's own reader: an entry without its copies, and
+	// 0.2.0's bare array, are refused saying so.
+	auto lacks = rec;
+	lacks["processes"][1].erase("cow_copies");
+	try {
+		copies_from_trace(lacks, 100, 1, "--from-trace r.json");
+		ADD_FAILURE() << "an entry without cow_copies was accepted";
+	} catch (const Error &e) {
+		EXPECT_STREQ(e.what(), "--from-trace r.json: processes[1]: no \"cow_copies\"");
+	}
+	try {
+		copies_from_trace(rec["processes"], 100, 1, "--from-trace r.json");
+		ADD_FAILURE() << "a bare array was accepted";
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find("a bare array of processes is cowtrace's JSON before schema 2"),
+			  std::string::npos)
+			<< e.what();
+	}
 }
 
 TEST(ForecastCopy, SaturatingModelAgreesWithAUniformWriter)
@@ -418,11 +453,7 @@ TEST(ForecastCopy, SaturatingModelAgreesWithAUniformWriter)
 
 TEST(ForecastCopy, SeveralRecordsEachProjectedFromItsOwnLength)
 {
-	auto rec = [](int copies) {
-		return nlohmann::json::parse("[{\"pid\":100,\"ppid\":1,\"cow_copies\":0},"
-					     "{\"pid\":201,\"ppid\":100,\"cow_copies\":" +
-					     std::to_string(copies) + "}]");
-	};
+	auto rec = [](std::uint64_t copies) { return cowtrace_record({{100, 1, 0}, {201, 100, copies}}); };
 	CopySide a = copies_from_trace(rec(1000), 100, 2.0), b = copies_from_trace(rec(3000), 100, 4.0);
 	CopySide c = combine_records({a, b});
 	ASSERT_EQ(c.per_snapshot.size(), 2u);
@@ -445,9 +476,7 @@ TEST(ForecastCopy, SeveralRecordsEachProjectedFromItsOwnLength)
 TEST(ForecastCopy, ProjectionBoundsHoldForAnySteadyWriter)
 {
 	// One snapshot: 1000 copies in 2 s.
-	auto rec = nlohmann::json::parse(R"([
-	  {"pid":100,"ppid":1,"cow_copies":0},
-	  {"pid":201,"ppid":100,"cow_copies":1000}])");
+	auto rec = cowtrace_record({{100, 1, 0}, {201, 100, 1000}});
 	CopySide c = copies_from_trace(rec, 100, 2.0);
 	project_copies(c, 6.0, 100000);
 	EXPECT_DOUBLE_EQ(c.snapshot_s, 6.0);
@@ -471,11 +500,7 @@ TEST(ForecastCopy, ProjectionBoundsHoldForAnySteadyWriter)
 	EXPECT_THROW(project_copies(e, 0, 5000), UsageError);
 	// Three snapshots, 900/1000/1100 copies: mean 1000, sd 100; the 90%
 	// prediction interval is 1000 +- 2.920 * 100 * sqrt(4/3) (t, 2 degrees).
-	auto three = nlohmann::json::parse(R"([
-	  {"pid":100,"ppid":1,"cow_copies":0},
-	  {"pid":201,"ppid":100,"cow_copies":900},
-	  {"pid":202,"ppid":100,"cow_copies":1000},
-	  {"pid":203,"ppid":100,"cow_copies":1100}])");
+	auto three = cowtrace_record({{100, 1, 0}, {201, 100, 900}, {202, 100, 1000}, {203, 100, 1100}});
 	CopySide f = combine_records({copies_from_trace(three, 100, 2.0)});
 	const double half = 2.920 * 100 * std::sqrt(4.0 / 3.0);
 	EXPECT_DOUBLE_EQ(f.pages_point, 1000);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # snapdemo on a live process: the parent keeps writing while a forked
-# snapshot child reads (Redis BGSAVE). `cowscope diff --json PARENT CHILD`
-# twice, a second apart: copied pages > 0 and not decreasing, the heap's
+# snapshot child reads (Redis BGSAVE). `cowscope diff PARENT CHILD --json -`
+# until pages are copied, then until more are: copied pages > 0 and not
+# decreasing, the heap's
 # copies writable in the parent (the parent took them). Only the module is
 # used (no cowtrace). After snapdemo is stopped (SIGINT) or killed (SIGKILL)
 # no snapshot child is left. Exit 0 pass, 77 skip, anything else fail.
@@ -54,7 +55,18 @@ wait_child() {
 	return 1
 }
 
-# total.copied, or SEGMENT.KEY, from `cowscope diff --json` output in $1
+# poll (every 0.1 s) until the shell condition $1 holds, for at most $2
+# tenths of a second; false when it never did
+until_true() {
+	n=0
+	while ! eval "$1"; do
+		[ $n -ge "$2" ] && return 1
+		sleep 0.1
+		n=$((n + 1))
+	done
+}
+
+# total.copied, or SEGMENT.KEY, from `cowscope diff --json -` output in $1
 jget() {
 	awk -v blk="\"$2\": {" -v key="\"$3\":" '
 		index($0, blk) { inb = 1; next }
@@ -71,18 +83,23 @@ done
 snapdemo --mem 16M --rate 2000 --interval 0.5 --snapshot-seconds 30 --out "$out" >"$out/log" 2>&1 &
 P=$!
 C=$(wait_child "$P") || fail "no snapshot child of snapdemo $P within 15 s"
-grep -q "forked child $C (parent $P)" "$out/log" || sleep 0.5
-grep -q "forked child $C (parent $P)" "$out/log" || fail "snapdemo did not print 'forked child $C (parent $P)'"
+until_true 'grep -q "forked child $C (parent $P)" "$out/log"' 50 || fail "snapdemo did not print 'forked child $C (parent $P)' within 5 s"
 grep -q "snapdemo: pid $P;" "$out/log" || fail "snapdemo did not print its pid $P"
-sleep 0.5
-cowscope diff --json "$P" "$C" >"$out/d1.json" || fail "cowscope diff --json $P $C failed (rc $?)"
-sleep 1
-cowscope diff --json "$P" "$C" >"$out/d2.json" || fail "second cowscope diff --json $P $C failed (rc $?)"
+# diff NAME: cowscope diff into $out/NAME.json (its text in NAME.txt); the
+# total copied pages, or nothing when it failed
+diff_copied() {
+	cowscope diff "$P" "$C" --json - >"$out/$1.json" 2>"$out/$1.txt" && jget "$out/$1.json" total copied
+}
+until_true '[ "$(diff_copied d1)" -gt 0 ] 2>/dev/null' 100 ||
+	fail "no copied pages within 10 s while the parent writes (cowscope diff $P $C: $(tail -n 3 "$out/d1.txt"))"
 c1=$(jget "$out/d1.json" total copied)
+# then a later diff: more copies, or the same once every page was copied
+until_true '[ "$(diff_copied d2)" -gt "$c1" ] 2>/dev/null' 100 ||
+	[ -s "$out/d2.json" ] || fail "second cowscope diff $P $C failed: $(tail -n 3 "$out/d2.txt")"
 c2=$(jget "$out/d2.json" total copied)
 h2=$(jget "$out/d2.json" heap copied)
 hpw=$(jget "$out/d2.json" heap copied_parent_writable)
-echo "parent $P child $C: copied $c1 pages, a second later $c2 (heap $h2, of them writable in the parent $hpw)"
+echo "parent $P child $C: copied $c1 pages, later $c2 (heap $h2, of them writable in the parent $hpw)"
 [ -n "$c1" ] && [ -n "$c2" ] && [ -n "$h2" ] && [ -n "$hpw" ] || fail "no total/heap copied counts in the diff JSON: $(head -c 400 "$out/d2.json")"
 [ "$c1" -gt 0 ] || fail "no copied pages while the parent writes (first diff: $c1)"
 [ "$c2" -ge "$c1" ] || fail "copied pages decreased: $c1 then $c2"

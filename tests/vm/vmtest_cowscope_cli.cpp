@@ -97,7 +97,7 @@ protected:
 
 TEST_F(CliOnFork, DiffCountsTheChildsCopies)
 {
-	json d = run_json(fmt::format("diff {} {} {} --json", getpid(), child, range()));
+	json d = run_json(fmt::format("diff {} {} {} --json -", getpid(), child, range()));
 	EXPECT_EQ(d["total"]["copied"], WRITTEN);
 	EXPECT_EQ(d["total"]["shared"], N - WRITTEN);
 	EXPECT_EQ(d["total"]["cow_pending"], N - WRITTEN);
@@ -112,7 +112,7 @@ TEST_F(CliOnFork, DiffCountsTheChildsCopies)
 TEST_F(CliOnFork, PtesAgreeWithProcPagemap)
 {
 	for (pid_t pid : {getpid(), child}) {
-		json j = run_json(fmt::format("ptes {} {} --json", pid, range()));
+		json j = run_json(fmt::format("ptes {} {} --json -", pid, range()));
 		ASSERT_EQ(j["ptes"].size(), N);
 		Pagemap pm(pid);
 		for (const json &p : j["ptes"]) {
@@ -130,7 +130,7 @@ TEST_F(CliOnFork, PtesAgreeWithProcPagemap)
 
 TEST_F(CliOnFork, MapsAndSummaryShowTheBuffer)
 {
-	json m = run_json(fmt::format("maps {} --json", child));
+	json m = run_json(fmt::format("maps {} --json -", child));
 	bool found = false;
 	for (const json &v : m["maps"])
 		if (v["start"].get<std::uint64_t>() <= lo && hi <= v["end"].get<std::uint64_t>()) {
@@ -140,7 +140,7 @@ TEST_F(CliOnFork, MapsAndSummaryShowTheBuffer)
 			EXPECT_GE(v["cow"].get<std::uint64_t>(), N - WRITTEN);
 		}
 	EXPECT_TRUE(found);
-	json s = run_json(fmt::format("summary {} --json", getpid()));
+	json s = run_json(fmt::format("summary {} --json -", getpid()));
 	EXPECT_GE(s["segments"]["total"]["present"].get<std::uint64_t>(), N);
 	EXPECT_GE(s["segments"]["mmap-anon"]["cow"].get<std::uint64_t>(), N - WRITTEN);
 	auto [text, rc] = run(fmt::format("watch {} {} -n 2 -i 0.01", getpid(), child));

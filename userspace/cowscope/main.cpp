@@ -1,10 +1,10 @@
 // cowscope: read the cowscope.ko views of a process, and diff a parent
 // against its forked child.
 //
-//   cowscope maps PID [--json]
-//   cowscope ptes PID [--range START-END] [--json]
-//   cowscope summary PID [--json]
-//   cowscope diff PARENT CHILD [--range START-END] [--width N] [--pages] [--json]
+//   cowscope maps PID [--json FILE]
+//   cowscope ptes PID [--range START-END] [--json FILE]
+//   cowscope summary PID [--json FILE]
+//   cowscope diff PARENT CHILD [--range START-END] [--width N] [--pages] [--json FILE]
 //   cowscope watch PID [CHILD] [-i SECONDS] [-n COUNT]
 //
 // Exit status: 0 ok, 1 runtime error (module not loaded, no such process,
@@ -65,7 +65,7 @@ std::pair<std::uint64_t, std::uint64_t> parse_range(const std::string &s)
 
 // ---- maps -------------------------------------------------------------
 
-int cmd_maps(pid_t pid, bool json)
+int cmd_maps(pid_t pid, const std::string &json_file)
 {
 	ensure_tracked(pid);
 	std::vector<view::MapsEntry> maps;
@@ -74,23 +74,20 @@ int cmd_maps(pid_t pid, bool json)
 	} catch (const SysError &e) {
 		throw_if_gone(pid, e);
 	}
-	if (json) {
-		nlohmann::json arr = nlohmann::json::array();
-		for (const auto &m : maps)
-			arr.push_back({{"start", m.start}, {"end", m.end}, {"size", m.end - m.start},
-				       {"perms", m.perms}, {"label", m.label}, {"present", m.present},
-				       {"writable", m.writable}, {"cow", m.cow}, {"shared", m.shared}});
-		std::cout << nlohmann::json{{"pid", pid}, {"maps", arr}}.dump(2) << "\n";
-		return 0;
-	}
-	std::cout << fmt::format("pid {}: {} VMAs (present/writable/cow/shared in 4 KiB pages)\n",
+	nlohmann::json arr = nlohmann::json::array();
+	for (const auto &m : maps)
+		arr.push_back({{"start", m.start}, {"end", m.end}, {"size", m.end - m.start},
+			       {"perms", m.perms}, {"label", m.label}, {"present", m.present},
+			       {"writable", m.writable}, {"cow", m.cow}, {"shared", m.shared}});
+	std::string out;
+	out += fmt::format("pid {}: {} VMAs (present/writable/cow/shared in 4 KiB pages)\n",
 				 pid, maps.size());
-	std::cout << fmt::format("{:>18}  {:>18} {:>10}  {:<5} {:<10} {:>8} {:>8} {:>8} {:>8}\n",
+	out += fmt::format("{:>18}  {:>18} {:>10}  {:<5} {:<10} {:>8} {:>8} {:>8} {:>8}\n",
 				 "start", "end", "size", "perms", "label", "present", "writable",
 				 "cow", "shared");
 	view::MapsEntry tot;
 	for (const auto &m : maps) {
-		std::cout << fmt::format("{:>#18x}  {:>#18x} {:>10}  {:<5} {:<10} {:>8} {:>8} {:>8} {:>8}\n",
+		out += fmt::format("{:>#18x}  {:>#18x} {:>10}  {:<5} {:<10} {:>8} {:>8} {:>8} {:>8}\n",
 					 m.start, m.end, format_size(m.end - m.start), m.perms,
 					 m.label, m.present, m.writable, m.cow, m.shared);
 		tot.end += m.end - m.start;
@@ -99,38 +96,34 @@ int cmd_maps(pid_t pid, bool json)
 		tot.cow += m.cow;
 		tot.shared += m.shared;
 	}
-	std::cout << fmt::format("{:>18}  {:>18} {:>10}  {:<5} {:<10} {:>8} {:>8} {:>8} {:>8}\n", "",
+	out += fmt::format("{:>18}  {:>18} {:>10}  {:<5} {:<10} {:>8} {:>8} {:>8} {:>8}\n", "",
 				 "total", format_size(tot.end), "", "", tot.present, tot.writable,
 				 tot.cow, tot.shared);
-	std::cout << fmt::format("present {}, of which cow-pending {} and shared {}\n",
+	out += fmt::format("present {}, of which cow-pending {} and shared {}\n",
 				 format_size(tot.present * COWSCOPE_PAGE_SIZE),
 				 format_size(tot.cow * COWSCOPE_PAGE_SIZE),
 				 format_size(tot.shared * COWSCOPE_PAGE_SIZE));
+	cli::emit(json_file, out, nlohmann::json{{"pid", pid}, {"maps", arr}}.dump(2) + "\n");
 	return 0;
 }
 
 // ---- ptes -------------------------------------------------------------
 
-int cmd_ptes(pid_t pid, const std::string &range, bool json)
+int cmd_ptes(pid_t pid, const std::string &range, const std::string &json_file)
 {
 	auto [lo, hi] = parse_range(range);
 	PageList pages = read_present(pid, lo, hi);
-	if (json) {
-		nlohmann::json arr = nlohmann::json::array();
-		for (const auto &p : pages)
-			arr.push_back({{"vaddr", p.vaddr}, {"pfn", p.rec.pfn}, {"flags", p.flags()},
-				       {"refcount", p.rec.refcount}, {"mapcount", p.rec.mapcount},
-				       {"mapcount_is_folio_average", p.map_average()},
-				       {"folio_size", p.folio_bytes()},
-				       {"cow", p.cow_pending()}, {"segment", p.segment()}});
-		std::cout << nlohmann::json{{"pid", pid}, {"ptes", arr}}.dump(2) << "\n";
-		return 0;
-	}
-	std::cout << fmt::format("pid {}: {} present pages{}\n", pid, pages.size(),
+	nlohmann::json arr = nlohmann::json::array();
+	for (const auto &p : pages)
+		arr.push_back({{"vaddr", p.vaddr}, {"pfn", p.rec.pfn}, {"flags", p.flags()},
+			       {"refcount", p.rec.refcount}, {"mapcount", p.rec.mapcount},
+			       {"mapcount_is_folio_average", p.map_average()},
+			       {"folio_size", p.folio_bytes()},
+			       {"cow", p.cow_pending()}, {"segment", p.segment()}});
+	std::string out = fmt::format("pid {}: {} present pages{}\n", pid, pages.size(),
 				 hi > lo ? fmt::format(" in {:#x}-{:#x}", lo, hi) : "");
-	std::cout << fmt::format("{:>18} {:>10} {:<11} {:>4} {:>4} {:>5} {:<3} {}\n", "vaddr", "pfn",
+	out += fmt::format("{:>18} {:>10} {:<11} {:>4} {:>4} {:>5} {:<3} {}\n", "vaddr", "pfn",
 				 "flags", "ref", "map", "folio", "cow", "segment");
-	std::string out;
 	bool avg = false;
 	for (const auto &p : pages) {
 		avg |= p.map_average();
@@ -140,13 +133,13 @@ int cmd_ptes(pid_t pid, const std::string &range, bool json)
 				   view::folio_size_name(p.folio_order()),
 				   p.cow_pending() ? "C" : "-", p.segment());
 	}
-	std::cout << out;
-	std::cout << "flags: " << view::flag_legend()
-		  << "; cow C = write-protected anon in a writable VMA; folio: size of the page's folio\n";
+	out += "flags: " + view::flag_legend() +
+	       "; cow C = write-protected anon in a writable VMA; folio: size of the page's folio\n";
 	if (avg)
-		std::cout << "map ~N: this kernel keeps no per-page mapcount for large folios "
+		out += "map ~N: this kernel keeps no per-page mapcount for large folios "
 			     "(CONFIG_NO_PAGE_MAPCOUNT): N is the folio's average, as /proc/kpagecount "
 			     "gives it\n";
+	cli::emit(json_file, out, nlohmann::json{{"pid", pid}, {"ptes", arr}}.dump(2) + "\n");
 	return 0;
 }
 
@@ -213,31 +206,27 @@ nlohmann::json summary_json(pid_t pid, const std::vector<view::SummaryRow> &rows
 	return {{"pid", pid}, {"page_size", COWSCOPE_PAGE_SIZE}, {"segments", segs}};
 }
 
-int cmd_summary(pid_t pid, bool json)
+int cmd_summary(pid_t pid, const std::string &json_file)
 {
 	auto rows = summary_of(pid);
-	std::cout << (json ? summary_json(pid, rows).dump(2) + "\n" : format_summary(pid, rows));
+	cli::emit(json_file, format_summary(pid, rows), summary_json(pid, rows).dump(2) + "\n");
 	return 0;
 }
 
 // ---- diff -------------------------------------------------------------
 
 int cmd_diff(pid_t parent, pid_t child, const std::string &range, unsigned width, bool pages,
-	     bool json)
+	     const std::string &json_file)
 {
 	auto [lo, hi] = parse_range(range);
 	Diff d = diff_pids(parent, child, lo, hi);
-	if (json) {
-		std::cout << diff_json(d, pages).dump(2) << "\n";
-		return 0;
-	}
-	std::cout << format_diff(d, width);
+	std::string out = format_diff(d, width);
 	if (pages) {
-		std::cout << fmt::format("{:>18} {:<11} {:>10} {:>10} {:<9} {:<9} {:>7} {:>7} {}\n",
+		out += fmt::format("{:>18} {:<11} {:>10} {:>10} {:<9} {:<9} {:>7} {:>7} {}\n",
 					 "vaddr", "state", "parent pfn", "child pfn", "p flags",
 					 "c flags", "p folio", "c folio", "segment");
 		for (const auto &p : d.pages)
-			std::cout << fmt::format(
+			out += fmt::format(
 				"{:>#18x} {:<11} {:>10x} {:>10x} {:<9} {:<9} {:>7} {:>7} {}\n", p.vaddr,
 				to_string(p.state), p.parent_pfn, p.child_pfn,
 				view::flag_letters(p.parent_flags), view::flag_letters(p.child_flags),
@@ -245,6 +234,7 @@ int cmd_diff(pid_t parent, pid_t child, const std::string &range, unsigned width
 				p.child_pfn ? view::folio_size_name(p.child_order) : "-",
 				cowscope_segment_name(p.segment));
 	}
+	cli::emit(json_file, out, diff_json(d, pages).dump(2) + "\n");
 	return 0;
 }
 
@@ -287,7 +277,8 @@ int cmd_watch(pid_t pid, pid_t child, double interval, long count, unsigned widt
 struct ForecastOpts {
 	std::string window, snapshot, calibration;
 	std::vector<std::string> from_trace, trace_seconds;
-	bool json = false, no_module = false;
+	std::string json;
+	bool no_module = false;
 };
 
 int cmd_forecast(pid_t pid, const ForecastOpts &o)
@@ -310,7 +301,7 @@ int cmd_forecast(pid_t pid, const ForecastOpts &o)
 	});
 	if (tty && req.window_s > 0)
 		std::fprintf(stderr, "\r\x1b[K");
-	std::cout << (o.json ? f.to_json().dump(2) + "\n" : f.to_text());
+	cli::emit(o.json, f.to_text(), f.to_json().dump(2) + "\n");
 	return 0;
 }
 
@@ -324,21 +315,21 @@ int main(int argc, char **argv)
 	app.set_version_flag("--version", version_line("cowscope"));
 	app.set_help_all_flag("--help-all", "Print help for every subcommand and exit");
 	app.require_subcommand(1);
-	std::string pid_s, child_s, range, interval_s = "1";
-	bool json = false, pages = false;
+	std::string pid_s, child_s, range, interval_s = "1", json;
+	bool pages = false;
 	unsigned width = 64;
 	long count = -1;
 
 	auto *maps = app.add_subcommand("maps", "VMAs with their segment label and page counts");
 	maps->add_option("PID", pid_s, "process id")->required();
-	maps->add_flag("--json", json, "JSON for tools");
+	cli::add_json_option(*maps, json, "the VMAs");
 	auto *ptes = app.add_subcommand("ptes", "every present page: PFN, PTE flags, refcount, mapcount");
 	ptes->add_option("PID", pid_s, "process id")->required();
 	ptes->add_option("--range", range, "only START-END (hex)");
-	ptes->add_flag("--json", json, "JSON for tools");
+	cli::add_json_option(*ptes, json, "the pages");
 	auto *summary = app.add_subcommand("summary", "page counts per segment");
 	summary->add_option("PID", pid_s, "process id")->required();
-	summary->add_flag("--json", json, "JSON for tools");
+	cli::add_json_option(*summary, json, "the counts");
 	auto *diff = app.add_subcommand("diff", "join a parent and its forked child by address: "
 						"shared, cow-pending, copied, exclusive pages");
 	diff->add_option("PARENT", pid_s, "parent process id")->required();
@@ -346,7 +337,7 @@ int main(int argc, char **argv)
 	diff->add_option("--range", range, "only START-END (hex)");
 	diff->add_option("--width", width, "heap strip width in characters (0: no strip)");
 	diff->add_flag("--pages", pages, "also list every page");
-	diff->add_flag("--json", json, "JSON for tools");
+	cli::add_json_option(*diff, json, "the diff (with --pages, every page)");
 	auto *watch = app.add_subcommand("watch", "refresh summary PID (or diff PID CHILD) until Ctrl-C");
 	watch->add_option("PID", pid_s, "process id (the parent)")->required();
 	watch->add_option("CHILD", child_s, "child process id: watch the diff");
@@ -371,9 +362,10 @@ int main(int argc, char **argv)
 		       "the coming snapshot lasts SECONDS: the copy side projected to it (default: as measured)");
 	fc->add_option("--calibration", fo.calibration, "the model FILE (default: this machine's)");
 	fc->add_flag("--no-module", fo.no_module, "ignore the module even when loaded");
-	fc->add_flag("--json", fo.json, "JSON for tools");
+	cli::add_json_option(*fc, fo.json, "the forecast");
 
 	return cli::run_main("cowscope", app, [&] {
+		cli::refuse_bare_json(argc, argv);
 		app.parse(argc, argv);
 		pid_t pid = cli::parse_pid(pid_s, "PID");
 		if (*maps)

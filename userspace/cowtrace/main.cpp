@@ -25,6 +25,7 @@
 
 #include "cowscope/base/cli.hpp"
 #include "cowscope/base/error.hpp"
+#include "cowscope/proc/stat.hpp"
 #include "cowscope/base/fd.hpp"
 #include "cowscope/trace/serve.hpp"
 #include "cowscope/trace/trace.hpp"
@@ -59,38 +60,23 @@ struct Args {
 	bool all = false;
 };
 
-std::string trim(std::string s)
-{
-	while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
-		s.pop_back();
-	return s;
-}
-
-// Tgid, PPid and comm of a live process, or throw naming -p.
+// Tgid, PPid and comm of a live process (or of a thread's process), or
+// throw naming -p.
 struct ProcFacts {
 	pid_t tgid = 0, ppid = 0;
 	std::string comm;
 };
 ProcFacts proc_facts(pid_t pid)
 {
-	ProcFacts f;
-	std::string status;
-	try {
-		status = cowscope::read_file(fmt::format("/proc/{}/status", pid));
-		f.comm = trim(cowscope::read_file(fmt::format("/proc/{}/comm", pid)));
-	} catch (const Error &) {
+	auto status = cowscope::proc::read_status(pid);
+	if (!status)
 		throw Error(fmt::format("-p {}: no such process", pid));
-	}
-	std::size_t at;
-	if ((at = status.find("\nTgid:")) != std::string::npos)
-		f.tgid = std::atoi(status.c_str() + at + 6);
-	if ((at = status.find("\nPPid:")) != std::string::npos)
-		f.ppid = std::atoi(status.c_str() + at + 6);
-	if (status.find("\nState:\tZ") != std::string::npos)
+	if (status->gone())
 		throw Error(fmt::format("-p {}: the process has already exited (zombie)", pid));
-	if (f.tgid <= 0)
-		throw Error(fmt::format("-p {}: cannot read its Tgid", pid));
-	return f;
+	auto stat = cowscope::proc::read_stat(status->tgid);
+	if (!stat)
+		throw Error(fmt::format("-p {}: no such process", pid));
+	return {status->tgid, status->ppid, stat->comm};
 }
 
 // Attribution (--by-mapping, --sites) only in the final dump: symbolizing
@@ -153,6 +139,80 @@ int run_serve(const Args &a, cowtrace::Method method)
 	return cowtrace::serve(cfg, opts, &g_stop);
 }
 
+// How the tracing ended: the command exited (its wait status), the -p
+// process exited, a signal, or -i's COUNT was reached.
+struct Outcome {
+	bool cmd_done = false, stopped_by_count = false;
+	int status = 0;
+	std::string ended;
+};
+
+// Trace until the command or the process exits, printing every -i SECONDS.
+Outcome follow(const Args &a, cowtrace::Tracer &tracer, cowtrace::Command *child, pid_t root)
+{
+	using clock = std::chrono::steady_clock;
+	auto next = clock::now() + std::chrono::duration<double>(a.seconds);
+	long printed = 0;
+	Outcome o;
+	for (;;) {
+		if (g_stop)
+			return o;
+		if (child && child->done(o.status)) {
+			o.cmd_done = true;
+			return o;
+		}
+		if (!child) {
+			auto s = tracer.stats(root);
+			if (s && s->exited) {
+				o.ended = fmt::format("pid {} exited during tracing", root);
+				return o;
+			}
+		}
+		if (a.seconds > 0 && clock::now() >= next) {
+			emit(a, tracer, false, true);
+			next += std::chrono::duration<double>(a.seconds);
+			if (a.count > 0 && ++printed >= a.count) {
+				o.stopped_by_count = true;
+				return o;
+			}
+		}
+		std::this_thread::sleep_for(std::chrono::milliseconds(50));
+	}
+}
+
+void print_bpf_stats(const cowtrace::Tracer &tracer)
+{
+	for (const auto &p : tracer.prog_stats())
+		std::fprintf(stderr, "cowtrace: prog %s runs=%llu ns=%llu ns_per_run=%.1f missed=%llu\n",
+			     p.name.c_str(), static_cast<unsigned long long>(p.run_cnt),
+			     static_cast<unsigned long long>(p.run_time_ns),
+			     p.run_cnt ? static_cast<double>(p.run_time_ns) / p.run_cnt : 0.0,
+			     static_cast<unsigned long long>(p.missed));
+	auto [ns, cnt] = tracer.run_stats();
+	std::fprintf(stderr, "cowtrace: bpf_run_time_ns=%llu bpf_run_cnt=%llu%s\n", static_cast<unsigned long long>(ns),
+		     static_cast<unsigned long long>(cnt), ns ? "" : " (sysctl kernel.bpf_stats_enabled=1 to measure)");
+}
+
+// 1 when the -p process exited or the command failed (said on stderr).
+int exit_status(const Args &a, const Outcome &o)
+{
+	if (!o.ended.empty()) {
+		std::fprintf(stderr, "cowtrace: %s\n", o.ended.c_str());
+		return 1;
+	}
+	if (!o.cmd_done)
+		return 0;
+	if (WIFSIGNALED(o.status)) {
+		std::fprintf(stderr, "cowtrace: %s killed by signal %d\n", a.cmd[0].c_str(), WTERMSIG(o.status));
+		return 1;
+	}
+	if (WEXITSTATUS(o.status) != 0) {
+		std::fprintf(stderr, "cowtrace: %s exited with status %d\n", a.cmd[0].c_str(), WEXITSTATUS(o.status));
+		return 1;
+	}
+	return 0;
+}
+
 int run(const Args &a)
 {
 	auto method = cowtrace::parse_method(a.method);
@@ -207,66 +267,16 @@ int run(const Args &a)
 		child->start();
 	}
 
-	using clock = std::chrono::steady_clock;
-	auto next = clock::now() + std::chrono::duration<double>(a.seconds);
-	long printed = 0;
-	int status = 0;
-	std::string ended;
-	bool cmd_done = false;
-	for (;;) {
-		if (g_stop)
-			break;
-		if (child && child->done(status)) {
-			cmd_done = true;
-			break;
-		}
-		if (!child) {
-			auto s = tracer.stats(root);
-			if (s && s->exited) {
-				ended = fmt::format("pid {} exited during tracing", root);
-				break;
-			}
-		}
-		if (a.seconds > 0 && clock::now() >= next) {
-			emit(a, tracer, false, true);
-			next += std::chrono::duration<double>(a.seconds);
-			if (a.count > 0 && ++printed >= a.count)
-				return 0;
-		}
-		std::this_thread::sleep_for(std::chrono::milliseconds(50));
-	}
+	Outcome o = follow(a, tracer, child ? &*child : nullptr, root);
+	if (o.stopped_by_count)
+		return 0;
 	emit(a, tracer, true, a.seconds > 0);
-	if (a.bpf_stats) {
-		for (const auto &p : tracer.prog_stats())
-			std::fprintf(stderr, "cowtrace: prog %s runs=%llu ns=%llu ns_per_run=%.1f missed=%llu\n",
-				     p.name.c_str(), static_cast<unsigned long long>(p.run_cnt),
-				     static_cast<unsigned long long>(p.run_time_ns),
-				     p.run_cnt ? static_cast<double>(p.run_time_ns) / p.run_cnt : 0.0,
-				     static_cast<unsigned long long>(p.missed));
-		auto [ns, cnt] = tracer.run_stats();
-		std::fprintf(stderr, "cowtrace: bpf_run_time_ns=%llu bpf_run_cnt=%llu%s\n",
-			     static_cast<unsigned long long>(ns), static_cast<unsigned long long>(cnt),
-			     ns ? "" : " (sysctl kernel.bpf_stats_enabled=1 to measure)");
-	}
+	if (a.bpf_stats)
+		print_bpf_stats(tracer);
 	if (auto d = tracer.dropped())
 		std::fprintf(stderr, "cowtrace: %llu child processes not tracked: all process slots taken\n",
 			     static_cast<unsigned long long>(d));
-	if (!ended.empty()) {
-		std::fprintf(stderr, "cowtrace: %s\n", ended.c_str());
-		return 1;
-	}
-	if (cmd_done) {
-		if (WIFSIGNALED(status)) {
-			std::fprintf(stderr, "cowtrace: %s killed by signal %d\n", a.cmd[0].c_str(), WTERMSIG(status));
-			return 1;
-		}
-		if (WEXITSTATUS(status) != 0) {
-			std::fprintf(stderr, "cowtrace: %s exited with status %d\n", a.cmd[0].c_str(),
-				     WEXITSTATUS(status));
-			return 1;
-		}
-	}
-	return 0;
+	return exit_status(a, o);
 }
 
 } // namespace

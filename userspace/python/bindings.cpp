@@ -389,12 +389,14 @@ KeyboardInterrupt. One bench runs at a time per process.)doc");
 	      py::arg("method") = "auto",
 	      R"doc(Run `cmd` (a list: program and arguments) under cowtrace until it exits.
 
-Every process it forks is followed. Returns {"processes": [...], "method",
-"plan", "exit_status"}: each process as `cowtrace --json` reports it
-(wp_faults, cow_copies, cow_reuses, ...); by_mapping=True adds its
-"mappings" (label, start, end, path, copies, reuses), sites=True its user
-"sites" (frames symbolized after the run: func, offset, module, file, line,
-guess) and "merged_sites" over the process tree. Needs root (BPF).)doc");
+Every process it forks is followed. Returns what `cowtrace --json` writes
+(schema 2, bpf/README.md: {"schema": 2, "processes": [...], ...}) plus
+"method", "plan" and "exit_status": each process with wp_faults,
+cow_copies, cow_reuses, ...; by_mapping=True adds its "mappings" (label,
+start, end, path, copies, reuses), sites=True its user "sites" (frames
+symbolized after the run: func, offset, module, file, line, guess) and
+"merged_sites" over the process tree; either adds "attribution_errors" and
+"notes". Needs root (BPF).)doc");
 
 	m.def("read_view", &read_view, py::arg("pid"), py::arg("start") = py::none(), py::arg("end") = py::none(),
 	      R"doc(The module's binary per-page view of process `pid` as a list of PageRecord.

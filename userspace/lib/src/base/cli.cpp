@@ -2,6 +2,8 @@
 // one main() wrapper (cowscope/cli.hpp).
 #include "cowscope/base/cli.hpp"
 
+#include "cowscope/base/fd.hpp"
+
 #include <charconv>
 #include <cmath>
 #include <iostream>
@@ -157,6 +159,48 @@ double parse_ratio(std::string_view text, std::string_view what)
 pid_t parse_pid(std::string_view text, std::string_view what)
 {
 	return static_cast<pid_t>(parse_count(text, what, 1, INT32_MAX, "a process id (a positive integer)"));
+}
+
+void add_json_option(CLI::App &app, std::string &file, std::string_view what)
+{
+	app.add_option("--json", file, fmt::format("write {} as JSON to FILE (-: the JSON alone on standard output, the "
+						   "text on standard error)",
+						   what))
+		->type_name("FILE");
+}
+
+void refuse_bare_json(int argc, const char *const *argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (std::string_view(argv[i]) == "--")
+			return;
+		if (std::string_view(argv[i]) != "--json")
+			continue;
+		if (i + 1 < argc && (argv[i + 1][0] != '-' || std::string_view(argv[i + 1]) == "-"))
+			continue;
+		std::string example;
+		for (int k = 0; k < argc; k++) {
+			std::string_view a = k == 0 ? std::string_view(argv[0]).substr(std::string_view(argv[0]).rfind('/') + 1)
+						    : std::string_view(argv[k]);
+			example += (k ? " " : "") + std::string(a) + (k == i ? " -" : "");
+		}
+		throw UsageError(fmt::format("--json: expected FILE (or - for standard output), got {}: --json takes a "
+					     "FILE now; for the JSON on standard output as before: {}",
+					     i + 1 < argc ? fmt::format("\"{}\"", argv[i + 1]) : std::string("nothing"),
+					     example));
+	}
+}
+
+void emit(const std::string &json_file, const std::string &text, const std::string &json)
+{
+	if (json_file == "-") {
+		std::cerr << text << std::flush;
+		std::cout << json << std::flush;
+		return;
+	}
+	if (!json_file.empty())
+		write_file_atomic(json_file, json);
+	std::cout << text << std::flush;
 }
 
 int run_main(const char *prog, CLI::App &app, const std::function<int()> &body, std::string_view parse_hint)

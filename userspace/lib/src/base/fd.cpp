@@ -36,6 +36,21 @@ Mapping Mapping::anonymous(std::size_t len)
 	return Mapping(p, len);
 }
 
+Mapping Mapping::anonymous_aligned(std::size_t len, std::size_t align)
+{
+	std::size_t total = len + align;
+	void *p = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		throw SysError("mmap " + std::to_string(len) + " bytes");
+	auto base = reinterpret_cast<std::uintptr_t>(p);
+	std::uintptr_t aligned = (base + align - 1) & ~(align - 1);
+	if (aligned > base)
+		::munmap(p, aligned - base);
+	if (std::size_t tail = base + total - (aligned + len))
+		::munmap(reinterpret_cast<void *>(aligned + len), tail);
+	return Mapping(reinterpret_cast<void *>(aligned), len);
+}
+
 void Mapping::reset() noexcept
 {
 	if (addr_)

@@ -13,11 +13,11 @@
 #include <cmath>
 #include <cstring>
 #include <fmt/format.h>
-#include <fstream>
 #include <sstream>
 
 #include "cowscope/base/error.hpp"
 #include "cowscope/base/fd.hpp"
+#include "cowscope/proc/maps.hpp"
 #include "cowscope/proc/pagemap.hpp"
 #include "cowscope/base/units.hpp"
 
@@ -395,14 +395,11 @@ std::vector<PageFolio> page_folios(const void *addr, std::size_t len, pid_t pid)
 		return out;
 	std::vector<PagemapEntry> pm(n);
 	Pagemap(pid ? pid : ::getpid()).read(reinterpret_cast<std::uintptr_t>(addr), n, pm.data());
-	UniqueFd kpf = UniqueFd::open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	const KpageFile kpf("/proc/kpageflags");
 	std::vector<std::uint64_t> buf(512);
 	auto flags_at = [&](std::uint64_t pfn, std::size_t count) {
 		buf.assign(count, 0);
-		ssize_t r = ::pread(kpf.get(), buf.data(), count * 8, static_cast<off_t>(pfn * 8));
-		if (r < 0)
-			throw SysError(fmt::format("pread /proc/kpageflags at PFN {:#x}", pfn));
-		buf.resize(static_cast<std::size_t>(r) / 8);
+		buf.resize(kpf.read(pfn, count, buf.data()));
 	};
 	auto is = [](std::uint64_t f, int bit) { return (f >> bit & 1) != 0; };
 	std::uint64_t cur_head = 0, cur_pages = 0; // the last folio found
@@ -515,27 +512,11 @@ FolioObservation observe_folios(const void *addr, std::size_t len, pid_t pid)
 	}
 	// Without PFNs: smaps' AnonHugePages of the mapping (PMD-mapped THP only).
 	try {
-		std::ifstream in(fmt::format("/proc/{}/smaps", pid ? pid : ::getpid()));
-		std::string line;
-		bool ours = false;
 		auto start = reinterpret_cast<std::uintptr_t>(addr);
-		std::uint64_t rss = 0, huge = 0;
-		bool found = false;
-		while (std::getline(in, line)) {
-			unsigned long a = 0, b = 0;
-			if (std::sscanf(line.c_str(), "%lx-%lx ", &a, &b) == 2 && line.find(':') > line.find(' ')) {
-				ours = start >= a && start < b;
+		for (const proc::SmapsEntry &e : proc::read_smaps(pid ? pid : ::getpid())) {
+			if (!e.vma.contains(start))
 				continue;
-			}
-			if (!ours)
-				continue;
-			unsigned long kb = 0;
-			if (std::sscanf(line.c_str(), "Rss: %lu kB", &kb) == 1)
-				rss = kb, found = true;
-			else if (std::sscanf(line.c_str(), "AnonHugePages: %lu kB", &kb) == 1)
-				huge = kb;
-		}
-		if (found) {
+			std::uint64_t rss = e.field("Rss"), huge = e.field("AnonHugePages");
 			o.source = "smaps";
 			o.note += "; smaps sees only PMD-mapped 2M folios: the rest is \"unknown\"";
 			o.pages_present = rss * kKiB / ps;
@@ -543,6 +524,7 @@ FolioObservation observe_folios(const void *addr, std::size_t len, pid_t pid)
 				o.pages_by_size[2048 * kKiB] = huge * kKiB / ps;
 			if (rss > huge)
 				o.pages_by_size[0] = (rss - huge) * kKiB / ps;
+			break;
 		}
 	} catch (const std::exception &) {
 	}

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <fmt/format.h>
@@ -88,11 +89,9 @@ void read_within(int fd, void *p, std::size_t n, double timeout_s, const char *w
 	}
 }
 
-} // namespace
-
-FolioProbeResult run_folio_probe(const FolioProbeConfig &cfg)
+// Usage errors first (the sizes, the ratio), then what the machine lacks.
+void validate(const FolioProbeConfig &cfg, std::size_t ps)
 {
-	const std::size_t ps = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
 	if (cfg.folio < ps || cfg.folio % ps)
 		throw UsageError(fmt::format("--folio: {} is not a whole number of pages", folio_name(cfg.folio)));
 	if (cfg.heap < cfg.folio || cfg.heap % cfg.folio)
@@ -107,38 +106,40 @@ FolioProbeResult run_folio_probe(const FolioProbeConfig &cfg)
 	check_folio_offered(cfg.folio);
 	if (::geteuid() != 0)
 		throw Error("folio probe: needs root (it reads PFNs from /proc/PID/pagemap and /proc/kpageflags)");
+}
 
-	FolioProbeResult res;
-	res.config = cfg;
-	res.machine = machine_metadata();
-	FolioGuard guard(cfg.folio);
+// The child's pages against the parent's before the fork: which were
+// copied (written or not), into what folio sizes, and the large folios
+// copied only in part.
+void count_child_copies(FolioProbeResult &res, const std::vector<PageFolio> &before,
+			const std::vector<PageFolio> &child, const std::vector<char> &page_written, std::size_t ps)
+{
+	std::map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>> per_folio; // head -> copied, pages
+	for (std::size_t i = 0; i < before.size(); i++) {
+		bool changed = child[i].pfn != before[i].pfn;
+		if (changed) {
+			(page_written[i] ? res.child_written_copied : res.child_unwritten_copied)++;
+			res.child_new_page_folio[child[i].folio_bytes]++;
+		}
+		if (before[i].folio_bytes > ps) {
+			auto &pf = per_folio[before[i].head_pfn];
+			pf.first += changed;
+			pf.second++;
+		}
+	}
+	for (const auto &[head, cp] : per_folio)
+		if (cp.first && cp.first < cp.second)
+			res.large_folios_partly_copied++;
+}
 
-	// An aligned heap, advised as cowbench --folio does.
-	const std::size_t len = cfg.heap;
-	void *raw = ::mmap(nullptr, len + kAlign, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (raw == MAP_FAILED)
-		throw SysError(fmt::format("mmap {}", format_size(len)));
-	auto base = reinterpret_cast<std::uintptr_t>(raw);
-	std::uintptr_t al = (base + kAlign - 1) & ~(kAlign - 1);
-	if (al > base)
-		::munmap(raw, al - base);
-	if (base + len + kAlign > al + len)
-		::munmap(reinterpret_cast<void *>(al + len), base + len + kAlign - (al + len));
-	Mapping map(reinterpret_cast<void *>(al), len);
-	if (::madvise(map.data(), len, cfg.folio <= ps ? MADV_NOHUGEPAGE : MADV_HUGEPAGE) < 0)
-		throw SysError("madvise heap");
-	volatile char *h = map.data();
-	const std::size_t pages = len / ps;
-	for (std::size_t i = 0; i < pages; i++)
-		h[i * ps] = 1;
-	auto before = page_folios(map.data(), len);
-	res.before = observe_folios(map.data(), len);
-
-	// The child's pages: the middle pages_per_folio of every k-th folio.
-	const std::size_t nfolios = pages / fpages;
+// The child's pages: the middle pages_per_folio of every k-th folio (k
+// from the write ratio), marked in folio_written and page_written.
+std::vector<std::uint32_t> child_pages(const FolioProbeConfig &cfg, std::size_t fpages, std::vector<char> &folio_written,
+				       std::vector<char> &page_written)
+{
+	const std::size_t nfolios = folio_written.size();
 	std::size_t nwrite = static_cast<std::size_t>(std::llround(cfg.write_ratio * static_cast<double>(nfolios)));
 	std::vector<std::uint32_t> wpages;
-	std::vector<char> folio_written(nfolios, 0), page_written(pages, 0);
 	for (std::size_t j = 0; j < nwrite; j++) {
 		std::size_t f = j * nfolios / nwrite;
 		folio_written[f] = 1;
@@ -148,7 +149,37 @@ FolioProbeResult run_folio_probe(const FolioProbeConfig &cfg)
 			page_written[first + k] = 1;
 		}
 	}
-	res.folios_written = nwrite;
+	return wpages;
+}
+
+} // namespace
+
+FolioProbeResult run_folio_probe(const FolioProbeConfig &cfg)
+{
+	const std::size_t ps = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+	validate(cfg, ps);
+	const std::size_t fpages = cfg.folio / ps;
+
+	FolioProbeResult res;
+	res.config = cfg;
+	res.machine = machine_metadata();
+	FolioGuard guard(cfg.folio);
+
+	// An aligned heap, advised as cowbench --folio does.
+	const std::size_t len = cfg.heap;
+	Mapping map = Mapping::anonymous_aligned(len, kAlign);
+	if (::madvise(map.data(), len, cfg.folio <= ps ? MADV_NOHUGEPAGE : MADV_HUGEPAGE) < 0)
+		throw SysError("madvise heap");
+	volatile char *h = map.data();
+	const std::size_t pages = len / ps;
+	for (std::size_t i = 0; i < pages; i++)
+		h[i * ps] = 1;
+	auto before = page_folios(map.data(), len);
+	res.before = observe_folios(map.data(), len);
+
+	std::vector<char> folio_written(pages / fpages, 0), page_written(pages, 0);
+	const std::vector<std::uint32_t> wpages = child_pages(cfg, fpages, folio_written, page_written);
+	res.folios_written = static_cast<std::size_t>(std::count(folio_written.begin(), folio_written.end(), 1));
 	res.pages_written = wpages.size();
 
 	int rp[2], gp[2];
@@ -190,23 +221,7 @@ FolioProbeResult run_folio_probe(const FolioProbeConfig &cfg)
 	res.child_faults = static_cast<std::uint64_t>(faults);
 	auto child = page_folios(map.data(), len, pid);
 	res.child_after = observe_folios(map.data(), len, pid);
-	std::set<std::uint64_t> partly;
-	std::map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>> per_folio; // head -> copied, pages
-	for (std::size_t i = 0; i < pages; i++) {
-		bool changed = child[i].pfn != before[i].pfn;
-		if (changed) {
-			(page_written[i] ? res.child_written_copied : res.child_unwritten_copied)++;
-			res.child_new_page_folio[child[i].folio_bytes]++;
-		}
-		if (before[i].folio_bytes > ps) {
-			auto &pf = per_folio[before[i].head_pfn];
-			pf.first += changed;
-			pf.second++;
-		}
-	}
-	for (const auto &[head, cp] : per_folio)
-		if (cp.first && cp.first < cp.second)
-			res.large_folios_partly_copied++;
+	count_child_copies(res, before, child, page_written, ps);
 	g1.reset(); // EOF: the child exits
 	int st = kid.reap(false);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)

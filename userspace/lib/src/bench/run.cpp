@@ -31,15 +31,19 @@
 #include "cowscope/base/fd.hpp"
 #include "cowscope/bench/folio.hpp"
 #include "cowscope/base/meta.hpp"
+#include "cowscope/proc/maps.hpp"
 #include "cowscope/proc/pagemap.hpp"
 #include "cowscope/base/process.hpp"
 #include "cowscope/base/units.hpp"
+#include "child.hpp"
 
 extern char **environ;
 
 namespace cowscope {
 
 namespace {
+
+using namespace fork_child;
 
 volatile sig_atomic_t g_stop = 0;
 
@@ -61,18 +65,7 @@ public:
 	{
 		if (len == 0)
 			return;
-		std::size_t total = len + kHuge;
-		void *p = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED)
-			throw SysError(fmt::format("mmap {}", format_size(len)));
-		auto base = reinterpret_cast<std::uintptr_t>(p);
-		std::uintptr_t aligned = (base + kHuge - 1) & ~(kHuge - 1);
-		if (aligned > base)
-			::munmap(p, aligned - base);
-		std::size_t tail = base + total - (aligned + len);
-		if (tail)
-			::munmap(reinterpret_cast<void *>(aligned + len), tail);
-		map_ = Mapping(reinterpret_cast<void *>(aligned), len);
+		map_ = Mapping::anonymous_aligned(len, kHuge);
 		int advice = thp == Thp::never ? MADV_NOHUGEPAGE : thp == Thp::system ? 0 : MADV_HUGEPAGE;
 		if (folio) // a FolioGuard enables that one size for madvised mappings
 			advice = folio <= 4096 ? MADV_NOHUGEPAGE : MADV_HUGEPAGE;
@@ -105,133 +98,6 @@ bool wait_exit(Child &kid, std::int64_t deadline, int &status)
 		break;
 	}
 	return false;
-}
-
-struct Msg {
-	std::int64_t kind = 0; // 1 ready, 2 report
-	std::int64_t start_ns = 0;
-	std::int64_t write_ns = 0;
-	std::int64_t read_ns = 0;
-	std::int64_t faults = 0;
-};
-
-// Everything a forked child needs, prepared before fork.
-struct ChildCtx {
-	char *heap = nullptr;
-	std::size_t psz = 0;
-	const std::uint32_t *wpages = nullptr;
-	std::size_t nw = 0;
-	const std::uint32_t *rpages = nullptr;
-	std::size_t nr = 0;
-	bool write = false;
-	bool hang = false;
-	int res_fd = -1, go_fd = -1;
-	const int *all_fds = nullptr;
-	std::size_t nfds = 0;
-	pid_t parent = 0;
-	char val = 0;
-};
-
-// Minor faults of the process (RUSAGE_SELF) or thread (RUSAGE_THREAD);
-// async-signal-safe.
-std::int64_t raw_minflt(int who) noexcept
-{
-	struct rusage ru;
-	if (::syscall(SYS_getrusage, who, &ru) < 0)
-		return -1;
-	return ru.ru_minflt;
-}
-
-struct Timed {
-	std::int64_t write_ns = 0, read_ns = 0, faults = 0;
-};
-
-// The timed writes after fork, the same in the children and the parent:
-// write `val` to each page of `w`, then read each page of `r`; the faults
-// of the writes as `who` counts them. Async-signal-safe (children run it).
-Timed timed_write(char *heap, std::size_t psz, const std::uint32_t *w, std::size_t nw,
-		  const std::uint32_t *r, std::size_t nr, char val, int who) noexcept
-{
-	volatile char *h = heap;
-	// Fault in, before counting, what the counting itself touches: the
-	// stack page getrusage() writes its result to (after fork it is
-	// shared, and where it falls depends on the randomised stack top: one
-	// run in about 40 counted one fault too many) and the vDSO's data.
-	(void)raw_minflt(who);
-	(void)now_ns();
-	std::int64_t f0 = raw_minflt(who);
-	std::int64_t t0 = now_ns();
-	for (std::size_t i = 0; i < nw; i++)
-		h[static_cast<std::size_t>(w[i]) * psz] = val;
-	std::int64_t t1 = now_ns();
-	std::int64_t f1 = raw_minflt(who);
-	char sum = 0;
-	for (std::size_t i = 0; i < nr; i++)
-		sum = static_cast<char>(sum + h[static_cast<std::size_t>(r[i]) * psz]);
-	std::int64_t t2 = now_ns();
-	asm volatile("" ::"r"(sum));
-	return {t1 - t0, t2 - t1, f1 - f0};
-}
-
-bool raw_write(int fd, const void *p, std::size_t n) noexcept
-{
-	const char *c = static_cast<const char *>(p);
-	while (n) {
-		ssize_t r = ::write(fd, c, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		c += r;
-		n -= static_cast<std::size_t>(r);
-	}
-	return true;
-}
-
-char raw_read_byte(int fd) noexcept
-{
-	char c;
-	for (;;) {
-		ssize_t r = ::read(fd, &c, 1);
-		if (r == 1)
-			return c;
-		if (r < 0 && errno == EINTR)
-			continue;
-		return 0;
-	}
-}
-
-// Only async-signal-safe calls from here to _exit.
-[[noreturn]] void child_main(const ChildCtx &c) noexcept
-{
-	Msg m;
-	m.kind = 1;
-	m.start_ns = now_ns();
-	::prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (::getppid() != c.parent)
-		::_exit(3);
-	for (std::size_t i = 0; i < c.nfds; i++)
-		if (c.all_fds[i] != c.res_fd && c.all_fds[i] != c.go_fd)
-			::close(c.all_fds[i]);
-	if (!raw_write(c.res_fd, &m, sizeof(m)))
-		::_exit(4);
-	if (raw_read_byte(c.go_fd) != 'g')
-		::_exit(0);
-	if (c.hang)
-		for (;;)
-			::pause();
-	Msg r;
-	r.kind = 2;
-	if (c.write) {
-		Timed t = timed_write(c.heap, c.psz, c.wpages, c.nw, c.rpages, c.nr, c.val, RUSAGE_SELF);
-		r.write_ns = t.write_ns;
-		r.read_ns = t.read_ns;
-		r.faults = t.faults;
-	}
-	if (!raw_write(c.res_fd, &r, sizeof(r)))
-		::_exit(4);
-	raw_read_byte(c.go_fd); // 'x' or EOF: exit
-	::_exit(0);
 }
 
 // Read one Msg with a deadline. false = timeout.
@@ -275,7 +141,7 @@ __attribute__((noinline)) pid_t vfork_exec(const char *path, char *const *argv, 
 
 std::uint64_t private_dirty_kb(pid_t pid)
 {
-	auto m = smaps_rollup(pid);
+	auto m = proc::smaps_rollup(pid);
 	auto it = m.find("Private_Dirty");
 	return it == m.end() ? 0 : it->second;
 }
@@ -400,30 +266,34 @@ struct Runner {
 		return rep;
 	}
 
-	Repetition run_fork(unsigned index)
-	{
-		Repetition rep;
-		rep.index = index;
-		const char val = static_cast<char>(index * 7 + 1);
-		prepare(static_cast<char>(val + 1));
-		const bool child_writes = cfg.writer != Writer::parent;
-		const bool parent_writes = cfg.writer != Writer::child;
-		const unsigned n = cfg.children;
+	// Child i reports on pipes[i].result and waits for the parent's orders
+	// ('g' go, 'x' exit) on pipes[i].go; t0s[i]: just before its fork.
+	struct ChildPipes {
+		Pipe result, go;
+	};
+	struct Family {
+		std::vector<ChildPipes> pipes;
+		std::vector<Child> kids;
+		std::vector<std::int64_t> t0s;
+	};
 
-		// Child i reports on pipes[i].result and waits for the parent's
-		// orders ('g' go, 'x' exit) on pipes[i].go.
-		struct ChildPipes {
-			Pipe result, go;
-		};
-		std::vector<ChildPipes> pipes(n);
+	// Fork cfg.children children over the prepared heap, timing each fork
+	// into rep.fork_us_children.
+	Family fork_children(char val, bool child_writes, Repetition &rep)
+	{
+		const unsigned n = cfg.children;
+		Family fam;
+		fam.pipes = std::vector<ChildPipes>(n);
+		auto &pipes = fam.pipes;
+		auto &kids = fam.kids;
+		auto &t0s = fam.t0s;
+		t0s.resize(n);
 		std::vector<int> raw;	// every end, for the children to close the others'
 		for (const auto &p : pipes)
 			for (const UniqueFd *fd : {&p.result.read_end, &p.result.write_end, &p.go.read_end,
 						   &p.go.write_end})
 				raw.push_back(fd->get());
-		std::vector<Child> kids;
 		kids.reserve(n);
-		std::vector<std::int64_t> t0s(n);
 		const pid_t self = ::getpid();
 		for (unsigned i = 0; i < n; i++) {
 			ChildCtx c;
@@ -454,6 +324,32 @@ struct Runner {
 			pipes[i].result.write_end.reset();	// the child's ends
 			pipes[i].go.read_end.reset();
 		}
+		return fam;
+	}
+
+	// What the writers measured in one repetition: the children's (the
+	// slowest and the sum, in ns; their faults) and the parent's.
+	struct Writes {
+		double cw_max = 0, cw_sum = 0, cr_max = 0, cfaults = 0;
+		double pw_ns = 0, pr_ns = 0, pfaults = 0;
+		double dirty_kb = 0;
+	};
+
+	Repetition run_fork(unsigned index)
+	{
+		Repetition rep;
+		rep.index = index;
+		const char val = static_cast<char>(index * 7 + 1);
+		prepare(static_cast<char>(val + 1));
+		const bool child_writes = cfg.writer != Writer::parent;
+		const bool parent_writes = cfg.writer != Writer::child;
+		const unsigned n = cfg.children;
+
+		Family fam = fork_children(val, child_writes, rep);
+		auto &pipes = fam.pipes;
+		auto &kids = fam.kids;
+		auto &t0s = fam.t0s;
+		const pid_t self = ::getpid();
 		rep.fork_us = rep.fork_us_children.front();
 		auto timeout = [&](unsigned i, const char *what) {
 			rep.status = fmt::format("timeout: child {} did not {} within {} s; killed with SIGKILL and reaped",
@@ -478,30 +374,29 @@ struct Runner {
 		for (unsigned i = 0; i < n; i++)
 			if (!raw_write(pipes[i].go.write_end.get(), "g", 1))
 				throw SysError("write to child");
-		double pw_ns = 0, pr_ns = 0, pfaults = 0;
+		Writes w;
 		if (parent_writes) {
 			// this thread's faults: a host such as Python runs others
 			Timed t = timed_write(heap.data(), psz, wpages.data(), wpages.size(), rpages.data(),
 					      rpages.size(), val, RUSAGE_THREAD);
-			pw_ns = static_cast<double>(t.write_ns);
-			pr_ns = static_cast<double>(t.read_ns);
-			pfaults = static_cast<double>(t.faults);
+			w.pw_ns = static_cast<double>(t.write_ns);
+			w.pr_ns = static_cast<double>(t.read_ns);
+			w.pfaults = static_cast<double>(t.faults);
 		}
-		double cw_max = 0, cw_sum = 0, cr_max = 0, cfaults = 0, dirty = 0;
 		for (unsigned i = 0; i < n; i++) {
 			Msg m;
 			if (!read_msg(pipes[i].result.read_end.get(), m, deadline(), kids[i].pid()))
 				return timeout(i, "finish writing");
-			cw_max = std::max(cw_max, static_cast<double>(m.write_ns));
-			cw_sum += static_cast<double>(m.write_ns);
-			cr_max = std::max(cr_max, static_cast<double>(m.read_ns));
-			cfaults += static_cast<double>(m.faults);
+			w.cw_max = std::max(w.cw_max, static_cast<double>(m.write_ns));
+			w.cw_sum += static_cast<double>(m.write_ns);
+			w.cr_max = std::max(w.cr_max, static_cast<double>(m.read_ns));
+			w.cfaults += static_cast<double>(m.faults);
 			if (child_writes)
-				dirty += static_cast<double>(private_dirty_kb(kids[i].pid())) -
+				w.dirty_kb += static_cast<double>(private_dirty_kb(kids[i].pid())) -
 					 static_cast<double>(pd0[i]);
 		}
 		if (parent_writes)
-			dirty += static_cast<double>(private_dirty_kb(self)) - static_cast<double>(ppd0);
+			w.dirty_kb += static_cast<double>(private_dirty_kb(self)) - static_cast<double>(ppd0);
 		for (unsigned i = 0; i < n; i++)
 			raw_write(pipes[i].go.write_end.get(), "x", 1);
 		for (unsigned i = 0; i < n; i++) {
@@ -513,44 +408,56 @@ struct Runner {
 							 WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 		}
 
-		// The same pages copied eagerly into a populated buffer.
-		if (!wpages.empty()) {
-			char *dst = eager.data();
-			const char *src = heap.data();
-			std::int64_t t0 = now_ns();
-			for (std::size_t i = 0; i < wpages.size(); i++)
-				std::memcpy(dst + i * psz, src + static_cast<std::size_t>(wpages[i]) * psz, psz);
-			std::int64_t t1 = now_ns();
-			asm volatile("" ::"r"(dst) : "memory");
-			rep.eager_copy_us = static_cast<double>(t1 - t0) / 1e3;
-			rep.ns_per_page_copy = static_cast<double>(t1 - t0) / static_cast<double>(wpages.size());
-		}
+		eager_copy(rep);
+		derive(rep, w);
+		return rep;
+	}
 
+	// The same pages copied eagerly into a populated buffer.
+	void eager_copy(Repetition &rep)
+	{
+		if (wpages.empty())
+			return;
+		char *dst = eager.data();
+		const char *src = heap.data();
+		std::int64_t t0 = now_ns();
+		for (std::size_t i = 0; i < wpages.size(); i++)
+			std::memcpy(dst + i * psz, src + static_cast<std::size_t>(wpages[i]) * psz, psz);
+		std::int64_t t1 = now_ns();
+		asm volatile("" ::"r"(dst) : "memory");
+		rep.eager_copy_us = static_cast<double>(t1 - t0) / 1e3;
+		rep.ns_per_page_copy = static_cast<double>(t1 - t0) / static_cast<double>(wpages.size());
+	}
+
+	// The repetition's figures from the writers' measurements.
+	void derive(Repetition &rep, const Writes &w) const
+	{
+		const bool child_writes = cfg.writer != Writer::parent;
+		const bool parent_writes = cfg.writer != Writer::child;
 		double writers_ns = 0, nwriters = 0, faults = 0;
 		if (child_writes) {
-			rep.child_write_us = cw_max / 1e3;
-			writers_ns += cw_sum;
-			nwriters += n;
-			faults += cfaults;
+			rep.child_write_us = w.cw_max / 1e3;
+			writers_ns += w.cw_sum;
+			nwriters += cfg.children;
+			faults += w.cfaults;
 		} else {
-			rep.child_write_us = pw_ns / 1e3;
+			rep.child_write_us = w.pw_ns / 1e3;
 		}
 		if (parent_writes) {
-			writers_ns += pw_ns;
+			writers_ns += w.pw_ns;
 			nwriters += 1;
-			faults += pfaults;
-			rep.parent_write_us = pw_ns / 1e3;
-			rep.parent_cow_faults = pfaults;
+			faults += w.pfaults;
+			rep.parent_write_us = w.pw_ns / 1e3;
+			rep.parent_cow_faults = w.pfaults;
 		}
 		if (cfg.read)
-			rep.child_read_us = (child_writes ? cr_max : pr_ns) / 1e3;
+			rep.child_read_us = (child_writes ? w.cr_max : w.pr_ns) / 1e3;
 		rep.cow_faults = faults;
-		rep.cow_private_dirty_kb = dirty;
+		rep.cow_private_dirty_kb = w.dirty_kb;
 		if (faults > 0)
 			rep.ns_per_cow_fault = writers_ns / faults;
 		if (std::isfinite(rep.eager_copy_us) && rep.eager_copy_us > 0)
 			rep.cow_eager_ratio = writers_ns / nwriters / 1e3 / rep.eager_copy_us;
-		return rep;
 	}
 };
 
@@ -568,6 +475,58 @@ bool stop_requested() noexcept
 {
 	return g_stop != 0;
 }
+
+namespace {
+
+// The folios backing the heap now, into `to`; `fraction`: the share of the
+// heap in folios of cfg.folio (smaps' AnonHugePages for 2M without PFNs).
+void observe(Runner &run, const BenchConfig &cfg, const BenchSetup &s, nlohmann::json &to, double &fraction)
+{
+	FolioObservation o = observe_folios(run.heap.data(), run.pages * run.psz);
+	to = o.to_json();
+	fraction = o.fraction(cfg.folio);
+	if (std::isnan(fraction) && cfg.folio == kHuge && s.anon_huge_kb && run.pages)
+		fraction = static_cast<double>(s.anon_huge_kb) * 1024 / static_cast<double>(run.pages * run.psz);
+}
+
+// Touch every page of the heap once (in order, or scattered), timing the
+// first-touch faults, and record what backs it.
+void populate(Runner &run, const BenchConfig &cfg, BenchSetup &s)
+{
+	auto c0 = cfg.folio ? read_folio_counters() : std::map<std::uint64_t, FolioCounters>{};
+	std::uint64_t f0 = minor_faults_thread();
+	std::int64_t t0 = now_ns();
+	if (cfg.scattered)
+		run.touch_heap_scattered(1, cfg.seed);
+	else
+		run.touch_heap(1);
+	std::int64_t t1 = now_ns();
+	std::uint64_t f1 = minor_faults_thread();
+	s.populate_us = static_cast<double>(t1 - t0) / 1e3;
+	s.first_touch_faults = static_cast<double>(f1 - f0);
+	if (f1 > f0)
+		s.ns_per_first_touch_fault = static_cast<double>(t1 - t0) / static_cast<double>(f1 - f0);
+	try {
+		s.anon_huge_kb = proc::smaps_rollup(::getpid())["AnonHugePages"];
+	} catch (const Error &) {
+	}
+	if (cfg.folio) {
+		// System-wide counters: other processes may add to them.
+		s.folio_counters = nlohmann::json::object();
+		for (const auto &[b, c1] : read_folio_counters()) {
+			auto it = c0.find(b);
+			if (it == c0.end())
+				continue;
+			std::uint64_t da = c1.alloc - it->second.alloc, df = c1.fallback - it->second.fallback;
+			if (da || df || b == cfg.folio)
+				s.folio_counters[folio_name(b)] = {{"anon_fault_alloc", da},
+								   {"anon_fault_fallback", df}};
+		}
+		observe(run, cfg, s, s.folio_observed, s.folio_fraction);
+	}
+}
+
+} // namespace
 
 BenchResult run_bench(const BenchConfig &cfg, const ProgressFn &progress)
 {
@@ -607,46 +566,8 @@ BenchResult run_bench(const BenchConfig &cfg, const ProgressFn &progress)
 	}
 	s.pages_written = run.wpages.size();
 	run.heap = Heap(run.pages * run.psz, cfg.thp, false, cfg.folio);
-	auto observe = [&](nlohmann::json &to, double &fraction) {
-		FolioObservation o = observe_folios(run.heap.data(), run.pages * run.psz);
-		to = o.to_json();
-		fraction = o.fraction(cfg.folio);
-		if (std::isnan(fraction) && cfg.folio == kHuge && s.anon_huge_kb && run.pages)
-			fraction = static_cast<double>(s.anon_huge_kb) * 1024 / static_cast<double>(run.pages * run.psz);
-	};
-	if (run.pages) {
-		auto c0 = cfg.folio ? read_folio_counters() : std::map<std::uint64_t, FolioCounters>{};
-		std::uint64_t f0 = minor_faults_thread();
-		std::int64_t t0 = now_ns();
-		if (cfg.scattered)
-			run.touch_heap_scattered(1, cfg.seed);
-		else
-			run.touch_heap(1);
-		std::int64_t t1 = now_ns();
-		std::uint64_t f1 = minor_faults_thread();
-		s.populate_us = static_cast<double>(t1 - t0) / 1e3;
-		s.first_touch_faults = static_cast<double>(f1 - f0);
-		if (f1 > f0)
-			s.ns_per_first_touch_fault = static_cast<double>(t1 - t0) / static_cast<double>(f1 - f0);
-		try {
-			s.anon_huge_kb = smaps_rollup(::getpid())["AnonHugePages"];
-		} catch (const Error &) {
-		}
-		if (cfg.folio) {
-			// System-wide counters: other processes may add to them.
-			s.folio_counters = nlohmann::json::object();
-			for (const auto &[b, c1] : read_folio_counters()) {
-				auto it = c0.find(b);
-				if (it == c0.end())
-					continue;
-				std::uint64_t da = c1.alloc - it->second.alloc, df = c1.fallback - it->second.fallback;
-				if (da || df || b == cfg.folio)
-					s.folio_counters[folio_name(b)] = {{"anon_fault_alloc", da},
-									   {"anon_fault_fallback", df}};
-			}
-			observe(s.folio_observed, s.folio_fraction);
-		}
-	}
+	if (run.pages)
+		populate(run, cfg, s);
 	if (!run.wpages.empty()) {
 		run.eager = Heap(run.wpages.size() * run.psz, cfg.folio ? Thp::never : cfg.thp, true);
 		volatile char *e = run.eager.data();
@@ -677,7 +598,7 @@ BenchResult run_bench(const BenchConfig &cfg, const ProgressFn &progress)
 			progress(static_cast<unsigned>(res.repetitions.size()), total);
 	}
 	if (cfg.folio && run.pages)
-		observe(s.folio_observed_end, s.folio_fraction_end);
+		observe(run, cfg, s, s.folio_observed_end, s.folio_fraction_end);
 	return res;
 }
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <cmath>
 #include <fmt/format.h>
 
@@ -94,43 +95,138 @@ std::vector<HeldOut> check_held_out(const std::vector<Observation> &obs, const F
 
 } // namespace
 
-Calibration run_calibration(const CalibrateConfig &cfg, const CalibrateProgress &progress)
+namespace {
+
+struct Kind {
+	Thp thp;
+	std::uint64_t folio;
+};
+
+// The heap kinds that calibrate the huge-PMD term: with per-size controls
+// (root), a 2M folio heap (the FolioGuard sets the 2M control for the run:
+// the top-level one alone does not give THPs where hugepages-2048kB says
+// never); otherwise MADV_HUGEPAGE when the system allows THP.
+std::vector<Kind> heap_kinds(const CalibrateConfig &cfg, bool mthp, const std::vector<std::uint64_t> &sizes)
 {
-	std::vector<Point> grid;
-	// Huge PMDs: with per-size controls (root), a 2M folio heap (the
-	// FolioGuard sets the 2M control for the run: the top-level one alone
-	// does not give THPs where hugepages-2048kB says never); otherwise
-	// MADV_HUGEPAGE when the system allows THP.
-	const bool mthp = ::geteuid() == 0 && has_mthp_controls();
-	const auto sizes = mthp ? folio_sizes_offered() : std::vector<std::uint64_t>{};
-	auto offered = [&](std::uint64_t b) { return std::find(sizes.begin(), sizes.end(), b) != sizes.end(); };
-	struct Kind {
-		Thp thp;
-		std::uint64_t folio;
-	};
 	std::vector<Kind> kinds = {{Thp::never, 0}};
-	if (cfg.thp && mthp && offered(2ull << 20))
+	if (cfg.thp && mthp && std::find(sizes.begin(), sizes.end(), 2ull << 20) != sizes.end())
 		kinds.push_back({Thp::system, 2ull << 20});
 	else if (cfg.thp && !mthp && thp_mode() != "never")
 		kinds.push_back({Thp::always, 0});
+	return kinds;
+}
+
+// Every point of the grid: heaps x kinds x PTE states x extra VMAs, then
+// physically scattered 4 KiB heaps (faulted in random order, as a
+// long-running allocator's are), then 64K-folio heaps where offered.
+std::vector<Point> make_grid(const CalibrateConfig &cfg, const std::vector<Kind> &kinds, bool mthp,
+			     const std::vector<std::uint64_t> &sizes)
+{
+	std::vector<Point> grid;
 	for (auto heap : cfg.heaps)
 		for (const Kind &k : kinds)
 			for (PteState st : {PteState::writable, PteState::readonly})
 				for (unsigned v : cfg.extra_vmas)
 					grid.push_back({heap, k.thp, k.folio, st, v});
-	// Physically scattered 4 KiB heaps (faulted in random order), as a
-	// long-running allocator's are.
 	for (auto heap : cfg.heaps)
 		for (PteState st : {PteState::writable, PteState::readonly})
 			grid.push_back({heap, Thp::never, 0, st, 0, true});
-	std::uint64_t large = 64ull << 10;
-	if (cfg.large_folios && mthp) {
-		if (offered(large))
-			for (auto heap : cfg.heaps)
-				for (PteState st : {PteState::writable, PteState::readonly})
-					grid.push_back({heap, Thp::system, large, st, 0});
+	const std::uint64_t large = 64ull << 10;
+	if (cfg.large_folios && mthp && std::find(sizes.begin(), sizes.end(), large) != sizes.end())
+		for (auto heap : cfg.heaps)
+			for (PteState st : {PteState::writable, PteState::readonly})
+				grid.push_back({heap, Thp::system, large, st, 0});
+	return grid;
+}
+
+// One grid point measured: the fork times of cowbench's repetitions and
+// the inputs read from this process's own shape after the first one.
+// nullopt when nothing usable came of it (interrupted, no shape).
+std::optional<Observation> observe_point(const Point &p, const CalibrateConfig &cfg)
+{
+	ExtraVmas extra(p.vmas);
+	BenchConfig bc;
+	bc.heap = p.heap;
+	bc.write_ratio = 0;
+	bc.thp = p.thp;
+	bc.folio = p.folio;
+	bc.pte_state = p.state;
+	bc.scattered = p.scattered;
+	bc.repeat = cfg.repeat;
+	bc.warmup = 1;
+	bc.settle_s = cfg.settle_s;
+	Shape self;
+	bool have_shape = false;
+	BenchResult r = run_bench(bc, [&](unsigned d, unsigned) {
+		if (d == 1 && !have_shape) {
+			self = read_shape(::getpid(), false);
+			have_shape = true;
+		}
+	});
+	if (!have_shape || r.repetitions.empty())
+		return std::nullopt;
+	Observation o;
+	o.label = p.label();
+	double huge = static_cast<double>(r.setup.anon_huge_kb) / 2048.0;
+	double heap_ptes = std::max(0.0, static_cast<double>(r.setup.pages) - huge * 512.0);
+	double all = static_cast<double>(self.ptes_cow_writable + self.ptes_other);
+	heap_ptes = std::min(heap_ptes, all);
+	o.in.vmas = static_cast<double>(self.vma_count);
+	o.in.huge_pmds = static_cast<double>(self.huge_pmds);
+	o.in.scatter = std::isfinite(self.scatter()) ? self.scatter() : 0;
+	if (p.state == PteState::writable) {
+		o.in.writable_ptes = heap_ptes;
+		o.in.wp_ptes = all - heap_ptes;
+	} else {
+		o.in.wp_ptes = all;
 	}
-	// Interleave: every third point is held out, spread over the grid.
+	if (p.folio && p.folio < (2ull << 20) && std::isfinite(r.setup.folio_fraction))
+		o.in.large_folio_ptes = heap_ptes * r.setup.folio_fraction;
+	for (const auto &rep : r.repetitions)
+		if (rep.status == "ok" && std::isfinite(rep.fork_us))
+			o.fork_us.push_back(rep.fork_us);
+	return o;
+}
+
+// The copy cost of one heap kind: every page of a 64 MiB heap written by
+// the child, into cal.copy's 4 KiB or huge figures.
+void measure_copy_cost(const Kind &kind, Calibration &cal)
+{
+	BenchConfig bc;
+	bc.heap = 64ull << 20;
+	bc.write_ratio = 1;
+	bc.thp = kind.thp;
+	bc.folio = kind.folio;
+	bc.repeat = 5;
+	BenchResult r = run_bench(bc);
+	std::vector<double> ns, kb;
+	for (const auto &rep : r.repetitions) {
+		ns.push_back(rep.ns_per_cow_fault);
+		if (r.setup.pages_written)
+			kb.push_back(rep.cow_private_dirty_kb / static_cast<double>(r.setup.pages_written));
+	}
+	Summary s = summarize(ns), k = summarize(kb);
+	if (kind.thp == Thp::never && !kind.folio) {
+		cal.copy.ns_per_4k_copy = s.n ? s.median : NAN;
+		cal.copy.ns_per_4k_copy_min = s.n ? s.min : NAN;
+		cal.copy.ns_per_4k_copy_max = s.n ? s.max : NAN;
+		cal.copy.kb_per_written_4k = k.n ? k.median : NAN;
+	} else {
+		cal.copy.ns_per_huge_copy = s.n ? s.median : NAN;
+		cal.copy.ns_per_huge_copy_min = s.n ? s.min : NAN;
+		cal.copy.ns_per_huge_copy_max = s.n ? s.max : NAN;
+		cal.copy.kb_per_written_huge = k.n ? k.median : NAN;
+	}
+}
+
+} // namespace
+
+Calibration run_calibration(const CalibrateConfig &cfg, const CalibrateProgress &progress)
+{
+	const bool mthp = ::geteuid() == 0 && has_mthp_controls();
+	const auto sizes = mthp ? folio_sizes_offered() : std::vector<std::uint64_t>{};
+	const std::vector<Kind> kinds = heap_kinds(cfg, mthp, sizes);
+	const std::vector<Point> grid = make_grid(cfg, kinds, mthp, sizes);
 	Calibration cal;
 	cal.machine = machine_metadata();
 	struct utsname u {};
@@ -141,87 +237,23 @@ Calibration run_calibration(const CalibrateConfig &cfg, const CalibrateProgress 
 	const unsigned total = static_cast<unsigned>(grid.size()) + 2;
 	unsigned done = 0;
 	for (std::size_t gi = 0; gi < grid.size() && !stop_requested(); gi++) {
-		const Point &p = grid[gi];
 		if (progress)
-			progress(done, total, p.label());
-		ExtraVmas extra(p.vmas);
-		BenchConfig bc;
-		bc.heap = p.heap;
-		bc.write_ratio = 0;
-		bc.thp = p.thp;
-		bc.folio = p.folio;
-		bc.pte_state = p.state;
-		bc.scattered = p.scattered;
-		bc.repeat = cfg.repeat;
-		bc.warmup = 1;
-		bc.settle_s = cfg.settle_s;
-		Shape self;
-		bool have_shape = false;
-		BenchResult r = run_bench(bc, [&](unsigned d, unsigned) {
-			if (d == 1 && !have_shape) {
-				self = read_shape(::getpid(), false);
-				have_shape = true;
-			}
-		});
-		if (!have_shape || r.repetitions.empty())
+			progress(done, total, grid[gi].label());
+		std::optional<Observation> o = observe_point(grid[gi], cfg);
+		if (!o)
 			continue;
-		Observation o;
-		o.label = p.label();
-		double huge = static_cast<double>(r.setup.anon_huge_kb) / 2048.0;
-		double heap_ptes = std::max(0.0, static_cast<double>(r.setup.pages) - huge * 512.0);
-		double all = static_cast<double>(self.ptes_cow_writable + self.ptes_other);
-		heap_ptes = std::min(heap_ptes, all);
-		o.in.vmas = static_cast<double>(self.vma_count);
-		o.in.huge_pmds = static_cast<double>(self.huge_pmds);
-		o.in.scatter = std::isfinite(self.scatter()) ? self.scatter() : 0;
-		if (p.state == PteState::writable) {
-			o.in.writable_ptes = heap_ptes;
-			o.in.wp_ptes = all - heap_ptes;
-		} else {
-			o.in.wp_ptes = all;
-		}
-		if (p.folio && p.folio < (2ull << 20) && std::isfinite(r.setup.folio_fraction))
-			o.in.large_folio_ptes = heap_ptes * r.setup.folio_fraction;
-		for (const auto &rep : r.repetitions)
-			if (rep.status == "ok" && std::isfinite(rep.fork_us))
-				o.fork_us.push_back(rep.fork_us);
-		o.held_out = gi % 3 == 2;
-		if (!o.fork_us.empty())
-			cal.observations.push_back(o);
+		// Interleave: every third point is held out, spread over the grid.
+		o->held_out = gi % 3 == 2;
+		if (!o->fork_us.empty())
+			cal.observations.push_back(std::move(*o));
 		done++;
 	}
-	// The copy costs: every page of a 64 MiB heap written by the child.
 	for (const Kind &kind : kinds) {
-		const Thp thp = kind.thp;
 		if (stop_requested())
 			break;
 		if (progress)
 			progress(done, total, fmt::format("copy cost {}", kind.folio ? "folio=2M" : "thp=never"));
-		BenchConfig bc;
-		bc.heap = 64ull << 20;
-		bc.write_ratio = 1;
-		bc.thp = thp;
-		bc.folio = kind.folio;
-		bc.repeat = 5;
-		BenchResult r = run_bench(bc);
-		std::vector<double> ns, kb;
-		for (const auto &rep : r.repetitions) {
-			ns.push_back(rep.ns_per_cow_fault);
-			if (r.setup.pages_written)
-				kb.push_back(rep.cow_private_dirty_kb / static_cast<double>(r.setup.pages_written));
-		}
-		Summary s = summarize(ns), k = summarize(kb);
-		if (thp == Thp::never && !kind.folio) {
-			cal.copy.ns_per_4k_copy = s.n ? s.median : NAN;
-			cal.copy.ns_per_4k_copy_min = s.n ? s.min : NAN;
-			cal.copy.ns_per_4k_copy_max = s.n ? s.max : NAN;
-			cal.copy.kb_per_written_4k = k.n ? k.median : NAN;
-		} else {
-			cal.copy.ns_per_huge_copy = s.n ? s.median : NAN;
-			cal.copy.ns_per_huge_copy_min = s.n ? s.min : NAN;
-			cal.copy.ns_per_huge_copy_max = s.n ? s.max : NAN;
-			cal.copy.kb_per_written_huge = k.n ? k.median : NAN;
-		}
+		measure_copy_cost(kind, cal);
 		done++;
 	}
 	if (progress)

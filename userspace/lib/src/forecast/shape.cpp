@@ -13,14 +13,15 @@
 #include <cmath>
 #include <fmt/format.h>
 #include <map>
-#include <sstream>
 #include <thread>
 
 #include "cowscope/view/diff.hpp"
 #include "cowscope/base/error.hpp"
 #include "cowscope/base/fd.hpp"
 #include "cowscope/forecast/forecast.hpp"
+#include "cowscope/proc/maps.hpp"
 #include "cowscope/proc/pagemap.hpp"
+#include "cowscope/proc/stat.hpp"
 #include "cowscope/base/stats.hpp"
 #include "cowscope/view/view.hpp"
 
@@ -30,44 +31,6 @@ namespace {
 
 constexpr std::uint64_t kPage = 4096, kHuge = 2ull << 20, kPerHuge = kHuge / kPage;
 
-// /proc/PID/stat: the state letter and the flags word (PF_KTHREAD).
-struct Stat {
-	bool ok = false;
-	char state = '?';
-	unsigned long flags = 0;
-};
-
-Stat read_stat(pid_t pid)
-{
-	Stat st;
-	std::string text;
-	try {
-		text = read_file(fmt::format("/proc/{}/stat", pid));
-	} catch (const Error &) {
-		return st;
-	}
-	auto rp = text.rfind(')');
-	if (rp == std::string::npos)
-		return st;
-	std::istringstream in(text.substr(rp + 1));
-	std::string f;
-	in >> st.state;
-	// fields after state: ppid pgrp session tty_nr tpgid flags
-	for (int i = 0; i < 5; i++)
-		in >> f;
-	in >> st.flags;
-	st.ok = !in.fail();
-	return st;
-}
-
-// Running (not gone, not a zombie whose memory is already released).
-bool pid_alive(pid_t pid)
-{
-	Stat st = read_stat(pid);
-	return st.ok && st.state != 'Z' && st.state != 'X';
-}
-
-constexpr unsigned long kPfKthread = 0x00200000;
 
 // Rethrow a /proc failure with what it means for a forecast.
 [[noreturn]] void proc_failure(pid_t pid, const std::string &what, const SysError &e)
@@ -75,7 +38,7 @@ constexpr unsigned long kPfKthread = 0x00200000;
 	if (e.code() == EACCES || e.code() == EPERM)
 		throw Error(fmt::format("no permission to read process {}'s {} ({}): run as its user or as root", pid,
 					what, e.what()));
-	if (e.code() == ENOENT || e.code() == ESRCH || !pid_alive(pid))
+	if (e.code() == ENOENT || e.code() == ESRCH || !proc::alive(pid))
 		throw Error(fmt::format("process {} exited (reading its {})", pid, what));
 	throw e;
 }
@@ -101,7 +64,7 @@ template <class Fn> void walk_pagemap(const Pagemap &pm, pid_t pid, std::uint64_
 		} catch (const SysError &e) {
 			proc_failure(pid, "pagemap", e);
 		} catch (const Error &) {
-			if (!pid_alive(pid))
+			if (!proc::alive(pid))
 				throw Error(fmt::format("process {} exited (reading its pagemap)", pid));
 			throw;
 		}
@@ -138,81 +101,32 @@ std::uint64_t VmaShape::ptes() const
 	return kb / 4;
 }
 
-std::vector<VmaShape> parse_smaps(const std::string &text)
+std::vector<VmaShape> vma_shapes(const std::vector<proc::SmapsEntry> &smaps)
 {
 	std::vector<VmaShape> out;
-	std::istringstream in(text);
-	std::string line;
-	while (std::getline(in, line)) {
-		if (line.empty())
-			continue;
-		auto colon = line.find(':');
-		auto dash = line.find('-');
-		bool header = dash != std::string::npos && (colon == std::string::npos || dash < colon) &&
-			      std::isxdigit(static_cast<unsigned char>(line[0])) && line.find(' ') > dash;
-		if (header) {
-			VmaShape v;
-			std::istringstream h(line);
-			std::string range, offset, dev, inode;
-			h >> range >> v.perms >> offset >> dev >> inode;
-			std::getline(h, v.name);
-			v.name.erase(0, v.name.find_first_not_of(' '));
-			try {
-				v.start = std::stoull(range.substr(0, dash), nullptr, 16);
-				v.end = std::stoull(range.substr(dash + 1), nullptr, 16);
-			} catch (const std::exception &) {
-				throw Error(fmt::format("smaps: bad VMA line \"{}\"", line));
-			}
-			if (v.perms.size() != 4 || v.end <= v.start)
-				throw Error(fmt::format("smaps: bad VMA line \"{}\"", line));
-			out.push_back(v);
-			continue;
-		}
-		if (out.empty() || colon == std::string::npos)
-			continue;
-		VmaShape &v = out.back();
-		std::string key = line.substr(0, colon);
-		std::string val = line.substr(colon + 1);
-		if (key == "VmFlags") {
-			std::istringstream f(val);
-			std::string flag;
-			bool pfn = false, ht = false, anon_hint = false;
-			while (f >> flag) {
-				if (flag == "dc")
-					v.dontcopy = true;
-				else if (flag == "pf" || flag == "mm")
-					pfn = true;
-				else if (flag == "ht")
-					ht = true;
-			}
-			(void)anon_hint;
-			// fork copies page tables of VMAs with an anon_vma (smaps
-			// does not show it: Anonymous > 0, or a private writable
-			// anonymous mapping that has pages, has one), PFNMAP/
-			// MIXEDMAP and hugetlb ones.
-			bool priv = v.perms[3] == 'p';
-			bool anon_map = v.name.empty() || v.name[0] == '[';
-			v.copies_ptes = !v.dontcopy && (pfn || ht || v.anonymous_kb > 0 ||
-							(priv && anon_map && v.rss_kb > 0));
-			v.cow_writable = priv && v.perms[1] == 'w';
-			continue;
-		}
-		std::uint64_t kb = 0;
-		try {
-			kb = std::stoull(val);
-		} catch (const std::exception &) {
-			continue;
-		}
-		if (key == "Rss")
-			v.rss_kb = kb;
-		else if (key == "Anonymous")
-			v.anonymous_kb = kb;
-		else if (key == "AnonHugePages")
-			v.anon_huge_kb = kb, v.pmd_mapped_kb += kb;
-		else if (key == "ShmemPmdMapped" || key == "FilePmdMapped")
-			v.pmd_mapped_kb += kb;
-		else if (key == "Swap")
-			v.swap_kb = kb;
+	out.reserve(smaps.size());
+	for (const proc::SmapsEntry &e : smaps) {
+		VmaShape v;
+		v.start = e.vma.start;
+		v.end = e.vma.end;
+		v.perms = e.vma.perms;
+		v.name = e.vma.path;
+		v.rss_kb = e.field("Rss");
+		v.anonymous_kb = e.field("Anonymous");
+		v.anon_huge_kb = e.field("AnonHugePages");
+		v.pmd_mapped_kb = v.anon_huge_kb + e.field("ShmemPmdMapped") + e.field("FilePmdMapped");
+		v.swap_kb = e.field("Swap");
+		v.dontcopy = e.has_flag("dc");
+		bool pfn = e.has_flag("pf") || e.has_flag("mm");
+		// fork copies page tables of VMAs with an anon_vma (smaps does
+		// not show it: Anonymous > 0, or a private writable anonymous
+		// mapping that has pages, has one), PFNMAP/MIXEDMAP and hugetlb
+		// ones.
+		bool anon_map = v.name.empty() || v.name[0] == '[';
+		v.copies_ptes = !v.dontcopy && (pfn || e.has_flag("ht") || v.anonymous_kb > 0 ||
+						(e.vma.is_private() && anon_map && v.rss_kb > 0));
+		v.cow_writable = e.vma.is_private() && e.vma.writable();
+		out.push_back(std::move(v));
 	}
 	return out;
 }
@@ -239,20 +153,20 @@ nlohmann::json Shape::to_json() const
 Shape read_shape(pid_t pid, bool with_module)
 {
 	auto t0 = std::chrono::steady_clock::now();
-	if (pid <= 0 || !read_stat(pid).ok)
+	auto stat = proc::read_stat(pid);
+	if (!stat)
 		throw Error(fmt::format("no process with pid {}", pid));
-	if (read_stat(pid).flags & kPfKthread)
+	if (stat->kernel_thread())
 		throw Error(fmt::format("process {} is a kernel thread: it has no user memory and never forks a "
 					"snapshot; forecasts are for user processes",
 					pid));
-	if (!pid_alive(pid))
+	if (stat->gone())
 		throw Error(fmt::format("process {} exited (a zombie: its memory is gone)", pid));
 	Shape s;
 	s.pid = pid;
-	std::string smaps = read_proc(pid, "smaps");
-	s.vmas = parse_smaps(smaps);
+	s.vmas = vma_shapes(proc::parse_smaps(read_proc(pid, "smaps")));
 	if (s.vmas.empty()) {
-		if (!pid_alive(pid))
+		if (!proc::alive(pid))
 			throw Error(fmt::format("process {} exited (reading its smaps)", pid));
 		throw Error(fmt::format("process {} has no user memory mapped", pid));
 	}
@@ -400,7 +314,7 @@ CopySide measure_soft_dirty(pid_t pid, double window_s, double step_s, const std
 		throw Error("soft-dirty window: " + why);
 	if (step_s <= 0)
 		step_s = std::max(0.25, window_s / 10); // each sample is a pagemap pass: CPU the target may need
-	auto vmas_all = parse_smaps(read_proc(pid, "smaps"));
+	auto vmas_all = vma_shapes(proc::parse_smaps(read_proc(pid, "smaps")));
 	Pagemap pm = open_pagemap(pid);
 	std::vector<Tracked> tracked;
 	for (const auto &v : vmas_all) {
@@ -496,60 +410,6 @@ void spread_of_snapshots(CopySide &c, const std::vector<double> &pts, double lo,
 }
 
 } // namespace
-
-CopySide copies_from_trace(const nlohmann::json &record, pid_t pid, double trace_seconds, const std::string &what)
-{
-	if (!(trace_seconds > 0))
-		throw UsageError(what + ": needs --trace-seconds SECONDS, the length of each snapshot in the record");
-	const nlohmann::json *procs = &record;
-	if (record.is_object()) {
-		if (!record.contains("processes"))
-			throw Error(what + ": not a cowtrace JSON record (an array of processes, or an object with "
-					   "\"processes\")");
-		procs = &record.at("processes");
-	}
-	if (!procs->is_array() || procs->empty())
-		throw Error(what + ": the record has no processes");
-	std::uint64_t parent = 0;
-	std::vector<std::uint64_t> children;
-	bool pid_found = false;
-	try {
-		for (const auto &p : *procs)
-			if (p.at("pid").get<pid_t>() == pid)
-				pid_found = true;
-		for (const auto &p : *procs) {
-			auto copies = p.at("cow_copies").get<std::uint64_t>();
-			if (!pid_found)
-				children.push_back(copies);
-			else if (p.at("pid").get<pid_t>() == pid)
-				parent += copies;
-			else if (p.value("ppid", 0) == pid)
-				children.push_back(copies);
-		}
-	} catch (const nlohmann::json::exception &e) {
-		throw Error(fmt::format("{}: a process entry lacks pid/ppid/cow_copies ({})", what, e.what()));
-	}
-	if (children.empty())
-		throw Error(fmt::format("{}: no snapshot child of process {} in the record", what, pid));
-	// Each snapshot: its child's copies and an equal share of the parent's.
-	CopySide c;
-	c.source = "cowtrace record";
-	c.window_s = c.snapshot_s = trace_seconds;
-	for (auto ch : children) {
-		c.per_snapshot.push_back(static_cast<double>(ch) +
-					 static_cast<double>(parent) / static_cast<double>(children.size()));
-		c.per_snapshot_s.push_back(trace_seconds);
-	}
-	Summary s = summarize(c.per_snapshot);
-	c.pages_point = s.median;
-	c.pages_lo = s.min;
-	c.pages_hi = s.max;
-	c.note = fmt::format("{} snapshot(s) of {:.3g} s in the record{}; {:.0f} copies per snapshot (median)",
-			     children.size(), trace_seconds,
-			     pid_found ? "" : fmt::format(" (process {} not in it: every entry taken as one snapshot)", pid),
-			     s.median);
-	return c;
-}
 
 CopySide combine_records(const std::vector<CopySide> &parts)
 {

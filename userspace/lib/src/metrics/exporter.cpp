@@ -24,7 +24,7 @@ namespace cowtrace {
 
 namespace {
 
-Counts counts_of(const ProcSample &s)
+Counts counts_of(const ProcStats &s)
 {
 	return {s.wp_faults, s.cow_copies, s.cow_reuses};
 }
@@ -38,22 +38,22 @@ void subtract(Counts &a, const Counts &b)
 
 } // namespace
 
-void SeriesSet::retire(const ProcSample &s)
+void SeriesSet::retire(const ProcStats &s)
 {
 	retired_ += counts_of(s);
 }
 
-std::vector<pid_t> SeriesSet::update(const std::vector<ProcSample> &procs, double now)
+std::vector<pid_t> SeriesSet::update(const std::vector<ProcStats> &procs, double now)
 {
 	std::vector<pid_t> done;
 	Counts current;
 	std::set<pid_t> seen;
-	for (const ProcSample &s : procs) {
+	for (const ProcStats &s : procs) {
 		seen.insert(s.pid);
 		current += counts_of(s);
 		auto it = series_.find(s.pid);
 		if (it != series_.end()) {
-			const ProcSample &old = it->second.last;
+			const ProcStats &old = it->second.last;
 			bool reused = (old.exited && !s.exited) || s.wp_faults < old.wp_faults ||
 				      s.cow_copies < old.cow_copies || s.cow_reuses < old.cow_reuses;
 			if (!reused) {
@@ -286,36 +286,37 @@ struct Writer {
 	}
 };
 
-std::string proc_labels(const ProcSample &s)
+std::string proc_labels(const ProcStats &s)
 {
 	return fmt::format("pid=\"{}\",ppid=\"{}\",comm=\"{}\"", s.pid, s.ppid, escape_label(s.comm));
 }
 
 } // namespace
 
-std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f)
+namespace {
+
+// The counters of each process with a series, then the tree's totals.
+void write_processes(Writer &w, const SeriesSet &set, const Exposition &e)
 {
-	Writer w{f, {}, {}};
-	w.out.reserve(256 + set.series().size() * 4 * 96);
 	struct PerProc {
 		const char *base;
 		const char *unit;
 		const char *help;
-		std::uint64_t (*value)(const ProcSample &);
+		std::uint64_t (*value)(const ProcStats &);
 	};
 	static const PerProc per_proc[] = {
 		{"cowtrace_wp_faults", "",
 		 "Write faults by the process on present, write-protected pages (each becomes a COW copy or "
 		 "reuse).",
-		 [](const ProcSample &s) { return s.wp_faults; }},
+		 [](const ProcStats &s) { return s.wp_faults; }},
 		{"cowtrace_cow_copies", "", "Copy-on-write faults by the process that copied a 4 KiB page.",
-		 [](const ProcSample &s) { return s.cow_copies; }},
+		 [](const ProcStats &s) { return s.cow_copies; }},
 		{"cowtrace_cow_reuses", "",
 		 "Copy-on-write faults by the process that reused the page in place (no other user left).",
-		 [](const ProcSample &s) { return s.cow_reuses; }},
+		 [](const ProcStats &s) { return s.cow_reuses; }},
 		{"cowtrace_cow_copied_bytes", "bytes", "Bytes copied by the process's copy-on-write faults "
 						       "(4096 per copy).",
-		 [](const ProcSample &s) { return s.cow_copies * kPageBytes; }},
+		 [](const ProcStats &s) { return s.cow_copies * kPageBytes; }},
 	};
 	for (const PerProc &m : per_proc) {
 		w.header(m.base, Kind::counter, m.unit, m.help);
@@ -337,6 +338,11 @@ std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f)
 			 "Bytes copied by COW faults of the traced process tree.");
 		w.sample(l, t.cow_copies * kPageBytes);
 	}
+}
+
+// How the tracer counts, and its BPF programs' cost where the kernel keeps it.
+void write_tracer(Writer &w, const Exposition &e)
+{
 	w.header("cowtrace_method", Kind::info, "", "How cowtrace counts: the attach method and its sources.");
 	w.sample(fmt::format("method=\"{}\",copies_by=\"{}\",reuses_by=\"{}\",target=\"{}\"", escape_label(e.method),
 			     escape_label(e.copies_by), escape_label(e.reuses_by), escape_label(e.target)),
@@ -353,6 +359,11 @@ std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f)
 		for (const auto &p : e.bpf_progs)
 			w.sample(fmt::format("program=\"{}\"", escape_label(p.name)), p.run_cnt);
 	}
+}
+
+// The exporter's own health: its series, slots, memory and scrapes.
+void write_health(Writer &w, const SeriesSet &set, const Exposition &e)
+{
 	w.header("cowtrace_series", Kind::gauge, "", "Process series exported now.");
 	w.sample("", set.series().size());
 	w.header("cowtrace_series_limit", Kind::gauge, "", "Most process series kept at once (--max-series).");
@@ -389,6 +400,17 @@ std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f)
 	w.header("cowtrace_scrape_duration_seconds", Kind::gauge, "seconds",
 		 "Time taken to serve the previous scrape (reading the BPF maps and formatting).");
 	w.sample("", fmt::format("{:.6f}", e.scrape_seconds_last));
+}
+
+} // namespace
+
+std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f)
+{
+	Writer w{f, {}, {}};
+	w.out.reserve(256 + set.series().size() * 4 * 96);
+	write_processes(w, set, e);
+	write_tracer(w, e);
+	write_health(w, set, e);
 	if (f == Format::openmetrics)
 		w.out += "# EOF\n";
 	return std::move(w.out);

@@ -5,31 +5,10 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
-#include <sstream>
 
 #include "cowscope/base/error.hpp"
 
 namespace cowscope {
-
-std::map<std::string, std::uint64_t> smaps_rollup(pid_t pid)
-{
-	std::string path = fmt::format("/proc/{}/smaps_rollup", pid);
-	std::istringstream in(read_file(path));
-	std::map<std::string, std::uint64_t> out;
-	std::string line;
-	while (std::getline(in, line)) {
-		auto c = line.find(':');
-		if (c == std::string::npos || line.find(" kB") == std::string::npos)
-			continue;
-		std::istringstream v(line.substr(c + 1));
-		std::uint64_t kb;
-		if (v >> kb)
-			out[line.substr(0, c)] = kb;
-	}
-	if (out.empty())
-		throw Error(path + ": no fields (is the process a kernel thread or gone?)");
-	return out;
-}
 
 Pagemap::Pagemap(pid_t pid)
 	: fd_(UniqueFd::open(fmt::format("/proc/{}/pagemap", pid), O_RDONLY)),
@@ -63,13 +42,25 @@ PagemapEntry Pagemap::at(std::uintptr_t vaddr) const
 	return e;
 }
 
+KpageFile::KpageFile(const char *path) : fd_(UniqueFd::open(path, O_RDONLY | O_CLOEXEC)), path_(path) {}
+
+std::size_t KpageFile::read(std::uint64_t pfn, std::size_t count, std::uint64_t *out) const
+{
+	ssize_t n;
+	do
+		n = ::pread(fd_.get(), out, count * sizeof(*out), static_cast<off_t>(pfn * sizeof(*out)));
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		throw SysError(fmt::format("pread {} at PFN {:#x}", path_, pfn));
+	return static_cast<std::size_t>(n) / sizeof(*out);
+}
+
 std::uint64_t kpagecount(std::uint64_t pfn)
 {
-	static UniqueFd fd = UniqueFd::open("/proc/kpagecount", O_RDONLY);
+	static const KpageFile file("/proc/kpagecount");
 	std::uint64_t v = 0;
-	ssize_t n = ::pread(fd.get(), &v, sizeof(v), static_cast<off_t>(pfn * 8));
-	if (n != static_cast<ssize_t>(sizeof(v)))
-		throw SysError(fmt::format("pread /proc/kpagecount for pfn {:#x}", pfn), n < 0 ? errno : EIO);
+	if (file.read(pfn, 1, &v) != 1)
+		throw SysError(fmt::format("pread /proc/kpagecount for pfn {:#x}", pfn), EIO);
 	return v;
 }
 

@@ -1,4 +1,4 @@
-// cowtrace_core: a command run under the tracer, and the session's JSON.
+// cowtrace_core: a command run under the tracer (trace_command: its JSON).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -75,38 +75,6 @@ int Command::wait()
 	return status_;
 }
 
-nlohmann::json report_json(const std::vector<ProcStats> &procs, const Plan &plan, const Attribution *a)
-{
-	nlohmann::json arr = to_json(procs, plan);
-	if (!a || (!a->by_mapping && !a->sites))
-		return arr;
-	nlohmann::json all = to_json(*a);
-	for (nlohmann::json &p : arr) {
-		pid_t pid = p["pid"].get<pid_t>();
-		if (a->by_mapping) {
-			nlohmann::json m = nlohmann::json::array();
-			for (const auto &x : all["mappings"])
-				if (x["pid"].get<pid_t>() == pid)
-					m.push_back(x);
-			p["mappings"] = m;
-		}
-		if (a->sites) {
-			nlohmann::json s = nlohmann::json::array();
-			for (const auto &x : all["sites"])
-				if (x["pid"].get<pid_t>() == pid)
-					s.push_back(x);
-			p["sites"] = s;
-		}
-	}
-	nlohmann::json j = {{"processes", arr}, {"attribution_errors", all["attribution_errors"]}};
-	if (a->sites) {
-		j["merged_sites"] = all["merged_sites"];
-		j["symbolize_ms"] = all["symbolize_ms"];
-		j["notes"] = all["notes"];
-	}
-	return j;
-}
-
 nlohmann::json trace_command(const std::vector<std::string> &argv, Options opts)
 {
 	opts.follow_children = true;
@@ -119,8 +87,6 @@ nlohmann::json trace_command(const std::vector<std::string> &argv, Options opts)
 	auto procs = tracer.snapshot();
 	Attribution a = tracer.attribution();
 	nlohmann::json j = report_json(procs, tracer.plan(), &a);
-	if (j.is_array())
-		j = {{"processes", j}};
 	j["method"] = method_name(tracer.plan().method);
 	j["plan"] = tracer.plan().describe();
 	j["exit_status"] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "cowscope/base/error.hpp"
+#include "cowscope/proc/stat.hpp"
 #include <linux/types.h>
 
 #include "cowtrace.h"
@@ -28,28 +29,14 @@ double now_s()
 	return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
-// pid, ppid and comm of a process from /proc/PID/stat ("pid (comm) S ppid ...";
-// comm may hold spaces and parentheses: it ends at the last ')').
-struct ProcFacts {
-	pid_t pid = 0, ppid = 0;
-	std::string comm;
-};
-std::optional<ProcFacts> read_stat(pid_t pid)
+// pid, ppid and comm of a live process (proc/'s one stat reader; nullopt
+// when it is gone, a zombie included).
+std::optional<cowscope::proc::Stat> read_live(pid_t pid)
 {
-	std::ifstream in(fmt::format("/proc/{}/stat", pid));
-	std::string s;
-	if (!std::getline(in, s))
+	auto st = cowscope::proc::read_stat(pid);
+	if (st && st->gone())
 		return std::nullopt;
-	std::size_t open = s.find('('), close = s.rfind(')');
-	if (open == std::string::npos || close == std::string::npos || close + 4 >= s.size())
-		return std::nullopt;
-	ProcFacts f;
-	f.pid = pid;
-	f.comm = s.substr(open + 1, close - open - 1);
-	if (s[close + 2] == 'Z' || s[close + 2] == 'X')
-		return std::nullopt;	// already exited
-	f.ppid = std::atoi(s.c_str() + close + 4);
-	return f;
+	return st;
 }
 
 // Processes running now (tgids: /proc lists no threads at its top level).
@@ -96,9 +83,9 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 						       "got \"{}\" ({} bytes)", cfg.comm, cfg.comm.size()));
 	if (cfg.max_series == 0)
 		throw cowscope::UsageError("--max-series: expected a whole number > 0");
-	std::optional<ProcFacts> root;
+	std::optional<cowscope::proc::Stat> root;
 	if (cfg.pid > 0) {
-		root = read_stat(cfg.pid);
+		root = read_live(cfg.pid);
 		if (!root)
 			throw cowscope::Error(fmt::format("-p {}: no such process", cfg.pid));
 	}
@@ -123,7 +110,7 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 		for (pid_t p : all_pids()) {
 			if (tracer.stats(p))
 				continue;	// tracked by the hooks meanwhile
-			auto f = read_stat(p);
+			auto f = read_live(p);
 			if (!f || (!cfg.all && f->comm != cfg.comm))
 				continue;
 			try {
@@ -154,10 +141,7 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 
 	Tracer::Usage usage;
 	auto refresh = [&] {
-		std::vector<ProcSample> samples;
-		for (const ProcStats &p : tracer.snapshot_batch(&usage))
-			samples.push_back({p.pid, p.ppid, p.comm, p.exited, p.wp_faults, p.cow_copies, p.cow_reuses});
-		for (pid_t p : set.update(samples, now_s()))
+		for (pid_t p : set.update(tracer.snapshot_batch(&usage), now_s()))
 			tracer.untrack(p);
 		tracer.recycle();
 		if (root && !root_gone) {

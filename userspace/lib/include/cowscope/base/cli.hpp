@@ -67,6 +67,19 @@ double parse_ratio(std::string_view text, std::string_view what);
 // A process id, 1..2147483647.
 pid_t parse_pid(std::string_view text, std::string_view what);
 
+// One --json convention for every program:
+//   --json FILE  the JSON goes to FILE (written atomically), the text to
+//                standard output as without it;
+//   --json -     the JSON alone on standard output, the text on standard
+//                error (for pipes: `cowscope diff P C --json - | jq`).
+// add_json_option() declares it ("--json FILE: WHAT as JSON ..."),
+// refuse_bare_json() turns the old spelling, a bare `--json` (last, or
+// before another option), into a UsageError that shows the new one (call
+// it before CLI::App::parse), and emit() prints as the convention says.
+void add_json_option(CLI::App &app, std::string &file, std::string_view what);
+void refuse_bare_json(int argc, const char *const *argv);
+void emit(const std::string &json_file, const std::string &text, const std::string &json);
+
 // Thrown by a program's body when SIGINT (or SIGTERM) ended it early, after
 // it kept what it had measured: run_main() exits 130. A body may also just
 // return 130.

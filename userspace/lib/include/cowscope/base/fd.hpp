@@ -58,6 +58,9 @@ public:
 
 	// mmap(PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS) or throw.
 	static Mapping anonymous(std::size_t len);
+	// The same, starting at a multiple of `align` (a power of two: 2 MiB
+	// so that a THP can back the first bytes): over-map, trim both ends.
+	static Mapping anonymous_aligned(std::size_t len, std::size_t align);
 
 	char *data() const noexcept { return static_cast<char *>(addr_); }
 	std::size_t size() const noexcept { return len_; }

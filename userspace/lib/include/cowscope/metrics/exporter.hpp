@@ -4,7 +4,8 @@
 // kept for a grace period, then dropped; a bound on how many process series
 // are kept; counters of dropped series; process-tree totals that stay
 // monotonic across dropped children). The HTTP side is http.hpp beside
-// this file; serve.cpp (src/trace/) joins them to a Tracer.
+// this file; serve.cpp (src/trace/) joins them to a Tracer. It reads the
+// tracer's ProcStats (report/model.hpp) as they are.
 #pragma once
 
 #include <sys/types.h>
@@ -17,19 +18,11 @@
 #include <string_view>
 #include <vector>
 
+#include "cowscope/report/model.hpp"
 
 namespace cowtrace {
 
 inline constexpr std::uint64_t kPageBytes = 4096;	// one COW copy copies one 4 KiB page
-
-// What the exporter reads of one tracked process (a ProcStats, less the
-// histogram).
-struct ProcSample {
-	pid_t pid = 0, ppid = 0;
-	std::string comm;
-	bool exited = false;
-	std::uint64_t wp_faults = 0, cow_copies = 0, cow_reuses = 0;
-};
 
 struct Counts {
 	std::uint64_t wp_faults = 0, cow_copies = 0, cow_reuses = 0;
@@ -61,11 +54,11 @@ struct Counts {
 class SeriesSet {
 public:
 	struct Series {
-		ProcSample last;
+		ProcStats last;
 		std::optional<double> exited_at;
 	};
 	SeriesSet(std::size_t limit, double grace_s) : limit_(limit), grace_(grace_s) {}
-	std::vector<pid_t> update(const std::vector<ProcSample> &procs, double now);
+	std::vector<pid_t> update(const std::vector<ProcStats> &procs, double now);
 	const std::map<pid_t, Series> &series() const { return series_; }
 	std::size_t limit() const { return limit_; }
 	double grace() const { return grace_; }
@@ -79,12 +72,12 @@ private:
 	std::size_t limit_;
 	double grace_;
 	std::map<pid_t, Series> series_;
-	std::map<pid_t, ProcSample> unkept_;	// tracked, no series (limit)
+	std::map<pid_t, ProcStats> unkept_;	// tracked, no series (limit)
 	std::set<pid_t> refused_;		// counted in dropped_limit_, not yet gone
 	std::map<pid_t, double> unkept_exit_;	// when an unkept process was seen exited
 	Counts retired_, current_;
 	std::uint64_t dropped_exited_ = 0, dropped_limit_ = 0;
-	void retire(const ProcSample &s);
+	void retire(const ProcStats &s);
 };
 
 enum class Format { prometheus, openmetrics };

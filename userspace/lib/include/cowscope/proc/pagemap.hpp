@@ -1,5 +1,6 @@
-// Readers for the kernel's own ground truth: smaps_rollup, pagemap,
-// kpagecount, rusage.
+// Readers for the kernel's own ground truth about pages: pagemap,
+// kpagecount, and the thread's fault count (rusage). The mappings' files
+// (maps, smaps, smaps_rollup) are maps.hpp's; stat is stat.hpp's.
 #pragma once
 
 #include <sys/types.h>
@@ -11,9 +12,6 @@
 #include "cowscope/base/fd.hpp"
 
 namespace cowscope {
-
-// Every "Key: N kB" line of /proc/PID/smaps_rollup, in kB.
-std::map<std::string, std::uint64_t> smaps_rollup(pid_t pid);
 
 // One /proc/PID/pagemap entry (see Documentation/admin-guide/mm/pagemap.rst).
 struct PagemapEntry {
@@ -34,6 +32,20 @@ public:
 	PagemapEntry at(std::uintptr_t vaddr) const;
 	// Fill out[0..pages) for consecutive pages from vaddr; one pread.
 	void read(std::uintptr_t vaddr, std::size_t pages, PagemapEntry *out) const;
+
+private:
+	UniqueFd fd_;
+	std::string path_;
+};
+
+// /proc/kpagecount or /proc/kpageflags: one 64-bit word per PFN
+// (Documentation/admin-guide/mm/pagemap.rst). Root only.
+class KpageFile {
+public:
+	explicit KpageFile(const char *path);	// throws SysError
+	// Words for PFNs [pfn, pfn + count) into out; returns how many were
+	// read (fewer past the end of memory). Throws SysError.
+	std::size_t read(std::uint64_t pfn, std::size_t count, std::uint64_t *out) const;
 
 private:
 	UniqueFd fd_;

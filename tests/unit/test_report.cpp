@@ -1,0 +1,264 @@
+// report/: cowtrace's data model, its text and its one JSON schema. The
+// reader must give back exactly what the writer was given (a round trip
+// through the text of the JSON), refuse what is not schema 2 saying why,
+// and the notes must be told apart by kind, not by their prose.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "cowscope/base/error.hpp"
+#include "cowscope/report/json.hpp"
+#include "cowscope/report/text.hpp"
+
+using namespace cowtrace;
+
+namespace {
+
+Plan fentry_plan()
+{
+	Plan p;
+	p.method = Method::fentry;
+	p.tp_btf = false;	// not recorded in the JSON: read back as false
+	p.copy_hook = true;
+	p.huge_hook = true;
+	p.latency = true;
+	p.reuse_hook = false;
+	return p;
+}
+
+std::vector<ProcStats> two_procs()
+{
+	ProcStats a;
+	a.pid = 100;
+	a.ppid = 1;
+	a.comm = "parent";
+	a.wp_faults = 50;
+	a.cow_copies = 30;
+	a.cow_reuses = 20;
+	a.thp_wp_faults = 2;
+	a.thp_fallbacks = 1;
+	a.latency_log2_ns[0] = 1;
+	a.latency_log2_ns[10] = 7;
+	ProcStats b;
+	b.pid = 101;
+	b.ppid = 100;
+	b.comm = "child with spaces";
+	b.exited = true;
+	b.wp_faults = 9;
+	b.cow_copies = 9;
+	b.unclassified = 1;
+	return {a, b};
+}
+
+Frame frame(std::uint64_t ip, const char *func, const char *module, bool guess = false)
+{
+	Frame f;
+	f.ip = ip;
+	f.func = func;
+	f.offset = 0x1a;
+	f.module = module;
+	f.file = *func ? "t.c" : "";
+	f.line = *func ? 12 : 0;
+	f.guess = guess;
+	return f;
+}
+
+Attribution attribution()
+{
+	Attribution a;
+	a.by_mapping = a.sites = true;
+	a.mappings = {{100, 0x1000, 0x5000, "heap", "", 40, 25, 15}, {100, 0, 0, "unknown", "", 2, 2, 0},
+		      {101, 0x7f0000, 0x7f8000, "file-private", "/usr/lib/libc.so.6", 9, 9, 0}};
+	Site s1;
+	s1.pid = 100;
+	s1.comm = "parent";
+	s1.stackid = 77;
+	s1.copies = 25;
+	s1.reuses = 15;
+	s1.frames = {frame(0x401000, "write_pages", "/bin/t"), frame(0x401200, "main", "/bin/t"),
+		     frame(0x7f0010, "", "")};
+	s1.unwound = 2;
+	Site s2;
+	s2.pid = 101;
+	s2.comm = "child with spaces";
+	s2.stackid = 78;
+	s2.copies = 9;
+	s2.frames = {frame(0x401000, "write_pages", "/bin/t"), frame(0x7f0100, "memset", "/lib/x.so", true)};
+	s2.unwound = 2;
+	Site none;
+	none.pid = 101;
+	none.comm = "child with spaces";
+	none.stackid = -1;
+	none.copies = 0;
+	none.reuses = 0;
+	a.sites_by_pid = {s1, s2, none};
+	a.merged = merge_sites(a.sites_by_pid);
+	a.errors = {1, 2, 3, 4, 5, 6};
+	a.symbolize_ms = 12.5;
+	a.addresses = 5;
+	a.notes = {Note{Note::Kind::huge_pmd, ""}, Note{Note::Kind::dynsym_guess, "/lib/x.so"}};
+	return a;
+}
+
+} // namespace
+
+TEST(ReportJson, AlwaysAnObjectWithTheSchema)
+{
+	auto j = report_json(two_procs(), fentry_plan(), nullptr);
+	ASSERT_TRUE(j.is_object()) << j.dump();
+	EXPECT_EQ(j["schema"], kSchema);
+	EXPECT_EQ(j["processes"].size(), 2u);
+	EXPECT_FALSE(j.contains("attribution_errors")) << "no attribution asked for";
+	// an attribution with neither part asked for writes none either
+	Attribution off;
+	EXPECT_EQ(report_json(two_procs(), fentry_plan(), &off), j);
+}
+
+TEST(ReportJson, ReadsBackWhatItWrote)
+{
+	const Plan plan = fentry_plan();
+	const auto procs = two_procs();
+	const Attribution a = attribution();
+	const auto written = report_json(procs, plan, &a);
+	// through the text, as a consumer reads the file
+	const Report r = read_report(nlohmann::json::parse(written.dump(2)), "test");
+	EXPECT_EQ(r.schema, kSchema);
+	EXPECT_EQ(r.processes, procs);
+	EXPECT_EQ(r.plan.method, plan.method);
+	EXPECT_EQ(r.plan.copy_hook, plan.copy_hook);
+	EXPECT_EQ(r.plan.reuse_hook, plan.reuse_hook);
+	EXPECT_EQ(r.plan.huge_hook, plan.huge_hook);
+	EXPECT_EQ(r.plan.latency, plan.latency);
+	ASSERT_TRUE(r.attribution.has_value());
+	const Attribution &b = *r.attribution;
+	EXPECT_TRUE(b.by_mapping);
+	EXPECT_TRUE(b.sites);
+	EXPECT_EQ(b.mappings, a.mappings);
+	EXPECT_EQ(b.sites_by_pid, a.sites_by_pid);
+	EXPECT_EQ(b.merged, a.merged);
+	EXPECT_EQ(b.errors, a.errors);
+	EXPECT_EQ(b.notes, a.notes);
+	EXPECT_EQ(b.addresses, a.addresses);
+	EXPECT_DOUBLE_EQ(b.symbolize_ms, a.symbolize_ms);
+	// and writing what was read gives the same JSON
+	EXPECT_EQ(report_json(r.processes, r.plan, &b), written);
+	// the text made of it is the same too
+	EXPECT_EQ(format_sites(b, r.processes, 5), format_sites(a, procs, 5));
+	EXPECT_EQ(format_mappings(b, r.processes), format_mappings(a, procs));
+	EXPECT_EQ(folded(b, r.processes), folded(a, procs));
+}
+
+TEST(ReportJson, EveryMethodsPlanReadsBack)
+{
+	for (Method m : {Method::fentry, Method::kprobe, Method::vmevent, Method::tracepoint})
+		for (int hooks = 0; hooks < 4; hooks++) {
+			Plan p;
+			p.method = m;
+			bool windowed = m == Method::fentry || m == Method::kprobe;
+			p.copy_hook = windowed && (hooks & 1);
+			p.reuse_hook = windowed && (hooks & 2);
+			auto r = read_report(report_json(two_procs(), p, nullptr));
+			EXPECT_EQ(r.plan.method, m) << method_name(m);
+			EXPECT_EQ(r.plan.copy_hook, p.copy_hook) << method_name(m) << " hooks " << hooks;
+			EXPECT_EQ(r.plan.reuse_hook, p.reuse_hook) << method_name(m) << " hooks " << hooks;
+			EXPECT_EQ(r.plan.reuses_derived(), m == Method::tracepoint);
+		}
+}
+
+TEST(ReportJson, RefusesWhatIsNotSchema2SayingWhy)
+{
+	auto says = [](const nlohmann::json &j, const std::string &what) {
+		try {
+			read_report(j, "--from-trace f.json");
+		} catch (const cowscope::Error &e) {
+			std::string m = e.what();
+			EXPECT_EQ(m.rfind("--from-trace f.json: ", 0), 0u) << m;
+			EXPECT_NE(m.find(what), std::string::npos) << m;
+			return;
+		}
+		ADD_FAILURE() << "accepted " << j.dump();
+	};
+	auto ok = report_json(two_procs(), fentry_plan(), nullptr);
+	says(ok["processes"], "a bare array of processes is cowtrace's JSON before schema 2");
+	says(nlohmann::json{{"processes", ok["processes"]}}, "no \"schema\"");
+	auto newer = ok;
+	newer["schema"] = 3;
+	says(newer, "schema 3, this reader knows schema 2 only");
+	auto lacks = ok;
+	lacks["processes"][1].erase("cow_copies");
+	says(lacks, "processes[1]: no \"cow_copies\"");
+	auto wrong = ok;
+	wrong["processes"][0]["pid"] = "one";
+	says(wrong, "processes[0]: \"pid\" is \"one\", not the expected type");
+	auto method = ok;
+	method["processes"][0]["method"] = "banana";
+	says(method, "\"method\" is \"banana\", not a method");
+	auto by = ok;
+	by["processes"][0]["cow_copies_by"] = "guesswork";
+	says(by, "\"cow_copies_by\" is \"guesswork\", not how the fentry method counts");
+	Attribution a = attribution();
+	auto attr = report_json(two_procs(), fentry_plan(), &a);
+	attr["processes"][0]["sites"][0]["frames"][1]["ip"] = "401200";
+	says(attr, "processes[0], sites, frame 1: \"ip\" is \"401200\", not a hexadecimal address");
+	auto note = report_json(two_procs(), fentry_plan(), &a);
+	note["notes"].push_back("something new");
+	says(note, "\"something new\" is not a note this reader knows");
+	says(nlohmann::json("text"), "not a cowtrace JSON record");
+}
+
+TEST(ReportNotes, ToldApartByKindNotByProse)
+{
+	for (const Note &n : {Note{Note::Kind::no_reuses, ""}, Note{Note::Kind::huge_pmd, ""},
+			      Note{Note::Kind::dynsym_guess, "/opt/method/huge-PMD/lib.so"}})
+		EXPECT_EQ(Note::parse(n.text()), n) << n.text();
+	EXPECT_FALSE(Note::parse("names are guesses"));
+	// a module whose path says "method" and "huge-PMD" is still a sites
+	// note: not repeated under the mappings (a prose search would)
+	Attribution a;
+	a.by_mapping = a.sites = true;
+	a.notes = {Note{Note::Kind::dynsym_guess, "/opt/method/huge-PMD/lib.so"}};
+	EXPECT_EQ(format_mappings(a, two_procs()).find("lib.so"), std::string::npos) << format_mappings(a, two_procs());
+	EXPECT_NE(format_sites(a, two_procs(), 3).find("sites: /opt/method/huge-PMD/lib.so: no .symtab"),
+		  std::string::npos);
+	a.notes = {Note{Note::Kind::huge_pmd, ""}};
+	EXPECT_NE(format_mappings(a, two_procs()).find("mappings: huge-PMD write faults kept in place"),
+		  std::string::npos);
+}
+
+TEST(ReportText, StackCollisionsAreSaid)
+{
+	Attribution a;
+	a.sites = true;
+	EXPECT_EQ(format_sites(a, two_procs(), 3).find("stack hash"), std::string::npos) << "none, nothing said";
+	a.errors.stack_collisions = 3;
+	EXPECT_NE(format_sites(a, two_procs(), 3)
+			  .find("sites: 3 faults whose stack hash met another stack's (told apart by their addresses "
+				"and kept apart, not merged)\n"),
+		  std::string::npos)
+		<< format_sites(a, two_procs(), 3);
+	EXPECT_EQ(report_json(two_procs(), fentry_plan(), &a)["attribution_errors"]["stack_collisions"], 3);
+}
+
+TEST(ReportText, TableAndSitesAsBefore)
+{
+	// The layout the programs print (compared with 0.2.0's output when
+	// report/ was split out of the tracer).
+	auto procs = two_procs();
+	std::string t = format_table(procs, fentry_plan());
+	EXPECT_EQ(t.substr(0, t.find('\n') + 1),
+		  "    PID    PPID COMM               WP_FAULTS  COW_COPIES  COW_REUSES METHOD    \n");
+	EXPECT_NE(t.find("   *101     100 child with spaces           9           9           0 fentry    \n"),
+		  std::string::npos)
+		<< t;
+	EXPECT_NE(t.find("pid 101: 1 write faults neither copy nor reuse"), std::string::npos) << t;
+	EXPECT_NE(t.find("do_wp_page latency, pid 100:\n"), std::string::npos) << t;
+	Attribution a = attribution();
+	std::string s = format_sites(a, procs, 5);
+	EXPECT_NE(s.find("copy sites of pid 100 (parent) (1 stacks, top 1):\n"
+			 "  #1   25 copies, 15 reuses, unwound 2 of 3 frames (frame-pointer walk left the mapped files)\n"
+			 "        =0  write_pages+0x1a (/bin/t) t.c:12\n"),
+		  std::string::npos)
+		<< s;
+	EXPECT_NE(s.find("copy sites, all processes merged"), std::string::npos) << s;
+	EXPECT_EQ(folded(a, procs), "child_with_spaces;memset;write_pages 9\nparent;[unknown];main;write_pages 25\n");
+}

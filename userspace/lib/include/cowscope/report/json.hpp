@@ -1,0 +1,48 @@
+// report/: cowtrace's one JSON schema, its writer and its typed reader (the
+// forecast's --from-trace reads records through read_report()). Documented,
+// with an example, in bpf/README.md ("JSON").
+//
+//   {"schema": 2,
+//    "processes": [{pid, ppid, comm, exited, wp_faults, cow_copies, cow_reuses,
+//                   wp_unclassified, method, cow_copies_by, cow_reuses_by,
+//                   cow_unit, [thp_wp_faults, thp_fallbacks],
+//                   [wp_latency_ns_log2], [mappings], [sites]}, ...],
+//    and with --by-mapping or --sites: "attribution_errors", "notes"; with
+//    --sites also "merged_sites", "symbolize_ms", "symbolized_addresses"}
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cowscope/report/model.hpp"
+
+namespace cowtrace {
+
+// The version of the schema below; a reader refuses newer ones. 2: always
+// an object (0.2.0 wrote a bare array of processes without attribution).
+inline constexpr int kSchema = 2;
+
+// One record, as read back.
+struct Report {
+	int schema = kSchema;
+	std::vector<ProcStats> processes;
+	// The method and the hooks, as the processes' "method",
+	// "cow_copies_by", "cow_reuses_by" and optional fields tell them
+	// (tp_btf is not recorded: false).
+	Plan plan;
+	std::optional<Attribution> attribution;	// --by-mapping or --sites
+};
+
+// One process, without its attribution.
+nlohmann::json to_json(const ProcStats &s, const Plan &plan);
+// The JSON of a session: `a` null, or with neither by_mapping nor sites,
+// writes no attribution.
+nlohmann::json report_json(const std::vector<ProcStats> &procs, const Plan &plan, const Attribution *a);
+// The record `j` (report_json's output), checked; throws cowscope::Error
+// naming `what` ("--from-trace FILE") and what is wrong.
+Report read_report(const nlohmann::json &j, const std::string &what = "cowtrace record");
+
+} // namespace cowtrace

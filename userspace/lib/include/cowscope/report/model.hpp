@@ -1,0 +1,145 @@
+// report/ (in cowcore: no BPF, no libbpf, no libdw): what a cowtrace session
+// found, as plain data. The tracer (trace/, cowtrace_core) fills it; the
+// table, the --by-mapping/--sites text and the folded stacks (text.hpp), the
+// JSON writer and its typed reader (json.hpp) and the exporter (metrics/)
+// read it. May include base/ only.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cowtrace {
+
+inline constexpr int kHistSlots = 32;
+
+enum class Method { automatic, fentry, kprobe, vmevent, tracepoint };
+const char *method_name(Method m);
+// "auto", "fentry", "kprobe", "vmevent", "tracepoint"; nullopt for anything else.
+std::optional<Method> parse_method(const std::string &text);
+
+// What the probes found and what was attached.
+struct Plan {
+	Method method = Method::tracepoint;
+	bool tp_btf = false;		// BTF-typed tracepoints (else classic)
+	bool copy_hook = false;		// wp_page_copy attachable (else alloc window)
+	bool huge_hook = false;		// do_huge_pmd_wp_page attachable
+	bool latency = false;		// fexit histogram of do_wp_page latency
+	bool reuse_hook = false;	// wp_page_reuse attachable (fentry/kprobe)
+	std::string describe() const;	// one line for humans
+	// How each figure is obtained, for the JSON and -v: "wp_page_copy",
+	// "mm_page_alloc in do_wp_page", "mm_page_alloc in the fault";
+	// "wp_page_reuse", "do_wp_page returned without a copy",
+	// "derived: wp_faults - cow_copies".
+	const char *copies_by() const;
+	const char *reuses_by() const;
+	// The method counts no reuses: they are wp_faults - cow_copies.
+	bool reuses_derived() const;
+};
+
+struct ProcStats {
+	pid_t pid = 0;
+	pid_t ppid = 0;
+	std::string comm;
+	bool exited = false;
+	std::uint64_t wp_faults = 0;
+	std::uint64_t cow_copies = 0;
+	std::uint64_t cow_reuses = 0;	// counted, or wp_faults - cow_copies (Plan::reuses_by)
+	// vmevent: wp faults told neither copy nor reuse (the scheduler moved
+	// the thread mid-fault without a sched_switch event); in no mapping
+	// or site either
+	std::uint64_t unclassified = 0;
+	std::uint64_t thp_wp_faults = 0;
+	std::uint64_t thp_fallbacks = 0;
+	std::array<std::uint64_t, kHistSlots> latency_log2_ns{};
+	bool operator==(const ProcStats &) const = default;
+};
+
+// --by-mapping: one VMA of one process, as seen at its first fault.
+struct MappingStats {
+	pid_t pid = 0;
+	std::uint64_t start = 0, end = 0;	// 0-0: VMA not found at the fault
+	std::string label;	// heap, stack, data, bss, mmap-anon, file-private, file-shared, text, other, unknown
+	std::string path;	// file mappings: the path (from /proc/PID/maps), else the file name
+	std::uint64_t wp_faults = 0, copies = 0, reuses = 0;
+	bool operator==(const MappingStats &) const = default;
+};
+
+// One symbolized frame.
+struct Frame {
+	std::uint64_t ip = 0;
+	std::string func;	// "" when no symbol covers ip
+	std::uint64_t offset = 0;	// ip - symbol start
+	std::string module;	// path of the mapped file; "" when ip is in no file mapping
+	std::string file;	// source file (debug information), else ""
+	int line = 0;
+	bool guess = false;	// from .dynsym only: nearest exported symbol
+	std::string text() const;	// "func+0x1a (module) file:line", "0x7f.. (module)", "[unknown 0x..]"
+	std::string name() const;	// func, or "module+0xoff", or "[unknown]"
+	bool operator==(const Frame &) const = default;
+};
+
+// --sites: one user stack of one process (frame 0 = the faulting ip, exact).
+struct Site {
+	pid_t pid = 0;	// 0 in merged lists
+	std::string comm;
+	std::int32_t stackid = -1;	// < 0: no stack recorded
+	std::uint64_t copies = 0, reuses = 0;
+	std::vector<Frame> frames;
+	// Frames resolved before the first address outside every mapped file
+	// (the frame-pointer walk went astray there, or ended), out of frames.size().
+	std::size_t unwound = 0;
+	std::uint32_t pids = 1;	// merged lists: processes that had this stack
+	bool operator==(const Site &) const = default;
+};
+
+struct AttrErrors {
+	std::uint64_t vma_fail = 0, vma_full = 0, stack_fail = 0, site_full = 0;
+	std::uint64_t no_maps = 0;	// processes whose maps could not be read in time
+	// faults whose stack's hash slot held another stack (told apart by
+	// their ips and kept under another slot: never merged)
+	std::uint64_t stack_collisions = 0;
+	bool operator==(const AttrErrors &) const = default;
+};
+
+// A remark on the attribution, typed: the text goes with the kind.
+struct Note {
+	enum class Kind {
+		no_reuses,	// the tracepoint method attributes copies only
+		huge_pmd,	// huge-PMD faults kept in place: per process only
+		dynsym_guess,	// names in `module` are .dynsym guesses
+	};
+	Kind kind = Kind::no_reuses;
+	std::string module;	// dynsym_guess: the file
+	std::string text() const;
+	// The note whose text() is `text`; nullopt for any other text.
+	static std::optional<Note> parse(const std::string &text);
+	// The notes said under the mappings too (the others are the sites').
+	bool about_mappings() const { return kind != Kind::dynsym_guess; }
+	bool operator==(const Note &) const = default;
+};
+
+// Everything --by-mapping and --sites found; symbolized after the run.
+struct Attribution {
+	bool by_mapping = false, sites = false;
+	std::vector<MappingStats> mappings;	// by pid, then copies (most first)
+	std::vector<Site> sites_by_pid;	// by pid, then copies
+	std::vector<Site> merged;	// stacks merged over every process by frame names
+	AttrErrors errors;
+	double symbolize_ms = 0;	// time spent symbolizing
+	std::size_t addresses = 0;	// distinct (pid, address) symbolized (text only, not in the JSON)
+	std::vector<Note> notes;
+	// The mappings and sites of one process.
+	std::vector<MappingStats> mappings_of(pid_t pid) const;
+	std::vector<Site> sites_of(pid_t pid) const;
+};
+
+// Merge per-process sites over every process by their frames' names
+// (Attribution::merged), most copies first.
+std::vector<Site> merge_sites(const std::vector<Site> &by_pid);
+
+} // namespace cowtrace

@@ -1,0 +1,122 @@
+// report/: the data model's small rules (notes, frames, merged sites).
+#include "cowscope/report/model.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+namespace cowtrace {
+
+namespace {
+
+constexpr const char *kNoReuses = "the tracepoint method attributes copies only: reuses by mapping and by site are 0";
+constexpr const char *kHugePmd = "huge-PMD write faults kept in place are counted per process but not by mapping "
+				 "or site";
+constexpr const char *kGuessSuffix = ": no .symtab nor debug information, names are the nearest exported (.dynsym) "
+				     "symbol, guesses";
+
+std::string join_names(const std::vector<Frame> &frames)
+{
+	std::string k;
+	for (const Frame &f : frames)
+		k += f.name() + ";";
+	return k;
+}
+
+} // namespace
+
+std::string Note::text() const
+{
+	switch (kind) {
+	case Kind::no_reuses: return kNoReuses;
+	case Kind::huge_pmd: return kHugePmd;
+	case Kind::dynsym_guess: return fmt::format("{}{}", module, kGuessSuffix);	// (not +: GCC 12 -Wrestrict)
+	}
+	return "";
+}
+
+std::optional<Note> Note::parse(const std::string &text)
+{
+	if (text == kNoReuses)
+		return Note{Kind::no_reuses, ""};
+	if (text == kHugePmd)
+		return Note{Kind::huge_pmd, ""};
+	const std::string suffix = kGuessSuffix;
+	if (text.size() > suffix.size() && text.ends_with(suffix))
+		return Note{Kind::dynsym_guess, text.substr(0, text.size() - suffix.size())};
+	return std::nullopt;
+}
+
+std::string Frame::name() const
+{
+	if (!func.empty())
+		return func;
+	if (!module.empty())
+		return fmt::format("{}+0x{:x}", module.substr(module.rfind('/') + 1), offset);
+	return "[unknown]";
+}
+
+std::string Frame::text() const
+{
+	std::string s;
+	if (!func.empty())
+		s = fmt::format("{}+0x{:x}{}", func, offset, guess ? " [guess]" : "");
+	else
+		s = fmt::format("0x{:x}", ip);
+	s += module.empty() ? " [not in a mapped file]" : fmt::format(" ({})", module);
+	if (!file.empty())
+		s += fmt::format(" {}:{}", file, line);
+	return s;
+}
+
+std::vector<MappingStats> Attribution::mappings_of(pid_t pid) const
+{
+	std::vector<MappingStats> out;
+	for (const MappingStats &m : mappings)
+		if (m.pid == pid)
+			out.push_back(m);
+	return out;
+}
+
+std::vector<Site> Attribution::sites_of(pid_t pid) const
+{
+	std::vector<Site> out;
+	for (const Site &s : sites_by_pid)
+		if (s.pid == pid)
+			out.push_back(s);
+	return out;
+}
+
+std::vector<Site> merge_sites(const std::vector<Site> &by_pid)
+{
+	std::map<std::string, Site> merged;
+	std::map<std::string, std::set<pid_t>> merged_pids;
+	for (const Site &s : by_pid) {
+		std::string k = join_names(s.frames);	// (not ?: with a literal: GCC 12 -Wrestrict)
+		if (s.stackid < 0)
+			k = "[no stack]";
+		auto &pids = merged_pids[k];
+		pids.insert(s.pid);
+		auto [it, fresh] = merged.emplace(k, s);
+		if (fresh) {
+			it->second.pid = 0;
+			continue;
+		}
+		it->second.copies += s.copies;
+		it->second.reuses += s.reuses;
+		it->second.pids = static_cast<std::uint32_t>(pids.size());
+		if (it->second.comm != s.comm)
+			it->second.comm = "*";
+	}
+	std::vector<Site> out;
+	for (auto &[k, s] : merged)
+		out.push_back(std::move(s));
+	std::sort(out.begin(), out.end(), [](const Site &x, const Site &y) {
+		return x.copies != y.copies ? x.copies > y.copies : x.reuses > y.reuses;
+	});
+	return out;
+}
+
+} // namespace cowtrace

@@ -1,0 +1,176 @@
+// report/: the table, --by-mapping and --sites text, folded stacks.
+#include "cowscope/report/text.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+namespace cowtrace {
+
+namespace {
+
+std::string latency_histograms(const std::vector<ProcStats> &procs)
+{
+	std::string out;
+	for (const auto &p : procs) {
+		std::uint64_t total = 0, max = 0;
+		for (auto v : p.latency_log2_ns) {
+			total += v;
+			max = std::max(max, v);
+		}
+		if (!total)
+			continue;
+		out += fmt::format("do_wp_page latency, pid {}:\n", p.pid);
+		for (int i = 0; i < kHistSlots; i++) {
+			if (!p.latency_log2_ns[i])
+				continue;
+			std::uint64_t lo = i ? 1ULL << i : 0, hi = (1ULL << (i + 1)) - 1;
+			int bar = static_cast<int>(40 * p.latency_log2_ns[i] / max);
+			out += fmt::format("  {:>10} -> {:<10} : {:<10} |{:<40}|\n", lo, hi, p.latency_log2_ns[i],
+					   std::string(bar, '*'));
+		}
+	}
+	return out;
+}
+
+} // namespace
+
+std::string format_table(const std::vector<ProcStats> &procs, const Plan &plan)
+{
+	std::string out = fmt::format("{:>7} {:>7} {:<16} {:>11} {:>11} {:>11} {:<10}\n", "PID", "PPID",
+				      "COMM", "WP_FAULTS", "COW_COPIES", "COW_REUSES", "METHOD");
+	for (const auto &p : procs)
+		out += fmt::format("{:>7} {:>7} {:<16} {:>11} {:>11} {:>11} {:<10}\n",
+				   fmt::format("{}{}", p.exited ? "*" : "", p.pid), p.ppid, p.comm,
+				   p.wp_faults, p.cow_copies, p.cow_reuses, method_name(plan.method));
+	for (const auto &p : procs)
+		if (p.unclassified)
+			out += fmt::format("pid {}: {} write faults neither copy nor reuse: the kernel moved the thread "
+					   "during the fault without a sched_switch event (not counted in COW_COPIES "
+					   "or COW_REUSES)\n", p.pid, p.unclassified);
+	if (plan.latency)
+		out += latency_histograms(procs);
+	return out;
+}
+
+std::string format_mappings(const Attribution &a, const std::vector<ProcStats> &procs)
+{
+	std::string out;
+	for (const ProcStats &p : procs) {
+		std::string body;
+		for (const MappingStats &m : a.mappings) {
+			if (m.pid != p.pid || (!m.copies && !m.reuses))
+				continue;
+			body += fmt::format("  {:<12} {:>12x}-{:<12x} {:>9} {:>9} {:>9}  {}\n", m.label, m.start, m.end,
+					    m.wp_faults, m.copies, m.reuses, m.path);
+		}
+		if (body.empty())
+			continue;
+		out += fmt::format("mappings of pid {} ({}){}:\n  {:<12} {:>25} {:>9} {:>9} {:>9}  {}\n", p.pid,
+				   p.comm, p.exited ? ", exited" : "", "LABEL", "RANGE", "WP_FAULTS", "COPIES",
+				   "REUSES", "PATH");
+		out += body;
+	}
+	for (const Note &n : a.notes)
+		if (n.about_mappings())
+			out += "mappings: " + n.text() + "\n";
+	if (a.errors.vma_fail || a.errors.vma_full)
+		out += fmt::format("mappings: {} faults with no VMA found (lookup refused), {} not recorded "
+				   "(table full): under \"unknown\"\n", a.errors.vma_fail, a.errors.vma_full);
+	return out;
+}
+
+namespace {
+
+std::string format_site_list(const std::vector<Site> &list, bool copies, std::size_t top, const std::string &title)
+{
+	std::vector<const Site *> v;
+	for (const Site &s : list)
+		if (copies ? s.copies : s.reuses)
+			v.push_back(&s);
+	std::stable_sort(v.begin(), v.end(), [copies](const Site *x, const Site *y) {
+		return copies ? x->copies > y->copies : x->reuses > y->reuses;
+	});
+	if (v.empty())
+		return "";
+	std::string out = fmt::format("{} ({} stacks, top {}):\n", title, v.size(), std::min(top, v.size()));
+	for (std::size_t i = 0; i < v.size() && i < top; i++) {
+		const Site &s = *v[i];
+		out += fmt::format("  #{:<3} {} {}, {} {}", i + 1, copies ? s.copies : s.reuses,
+				   copies ? "copies" : "reuses", copies ? s.reuses : s.copies,
+				   copies ? "reuses" : "copies");
+		if (s.pid == 0 && s.pids > 1)
+			out += fmt::format(", {} processes", s.pids);
+		if (s.stackid < 0) {
+			out += ": no user stack recorded\n";
+			continue;
+		}
+		out += fmt::format(", unwound {} of {} frames{}\n", s.unwound, s.frames.size(),
+				   s.unwound < s.frames.size() ? " (frame-pointer walk left the mapped files)" : "");
+		for (std::size_t j = 0; j < s.frames.size(); j++)
+			out += fmt::format("        {}{:<2} {}\n", j == 0 ? "=" : "#", j, s.frames[j].text());
+	}
+	return out;
+}
+
+} // namespace
+
+std::string format_sites(const Attribution &a, const std::vector<ProcStats> &procs, std::size_t top)
+{
+	std::string out;
+	for (const ProcStats &p : procs) {
+		std::vector<Site> mine = a.sites_of(p.pid);
+		std::string who = fmt::format("pid {} ({}{})", p.pid, p.comm, p.exited ? ", exited" : "");
+		out += format_site_list(mine, true, top, "copy sites of " + who);
+		out += format_site_list(mine, false, top, "reuse sites of " + who);
+	}
+	if (procs.size() > 1) {
+		out += format_site_list(a.merged, true, top, "copy sites, all processes merged");
+		out += format_site_list(a.merged, false, top, "reuse sites, all processes merged");
+	}
+	out += "sites: frame 0 (=) is the faulting instruction, exact; later frames come from a "
+	       "frame-pointer walk, exact only through code built with frame pointers\n";
+	for (const Note &n : a.notes)
+		out += "sites: " + n.text() + "\n";
+	if (a.errors.stack_fail || a.errors.site_full || a.errors.no_maps)
+		out += fmt::format("sites: {} faults without a user stack, {} not counted (table full), {} "
+				   "processes gone before their maps were read (frames unresolved)\n",
+				   a.errors.stack_fail, a.errors.site_full, a.errors.no_maps);
+	if (a.errors.stack_collisions)
+		out += fmt::format("sites: {} faults whose stack hash met another stack's (told apart by their "
+				   "addresses and kept apart, not merged)\n", a.errors.stack_collisions);
+	out += fmt::format("sites: symbolized {} addresses in {:.1f} ms after the run\n", a.addresses,
+			   a.symbolize_ms);
+	return out;
+}
+
+std::string folded(const Attribution &a, const std::vector<ProcStats> &procs)
+{
+	std::map<pid_t, std::string> comm;
+	for (const ProcStats &p : procs)
+		comm[p.pid] = p.comm;
+	std::map<std::string, std::uint64_t> lines;
+	for (const Site &s : a.sites_by_pid) {
+		if (!s.copies)
+			continue;
+		std::string c = comm.count(s.pid) ? comm[s.pid] : s.comm;
+		std::string k = c.empty() ? "[unknown]" : c;
+		if (s.stackid < 0)
+			k += ";[no stack]";
+		for (auto it = s.frames.rbegin(); it != s.frames.rend(); ++it) {
+			std::string n = it->name();
+			std::replace(n.begin(), n.end(), ';', ':');
+			std::replace(n.begin(), n.end(), ' ', '_');
+			k += ";" + n;
+		}
+		std::replace(k.begin(), k.end(), ' ', '_');
+		lines[k] += s.copies;
+	}
+	std::string out;
+	for (const auto &[k, n] : lines)
+		out += fmt::format("{} {}\n", k, n);
+	return out;
+}
+
+} // namespace cowtrace
