@@ -7,6 +7,9 @@
 #                   kernel (6.1, 6.12, 7.3: the 7.3 module needs a Debian 13
 #                   build root, made once on first need)
 #   make bench      host benchmarks          make vm-bench   in-VM benchmarks
+#   make fuzz       every libFuzzer target (tests/fuzz/) for FUZZ_SECONDS
+#                   each (default 60); make fuzz-short: the few-second runs
+#                   `make test` does
 #   make vm         interactive lab shell    make vm-test    in-VM test suite
 #   make vm-run CMD="..."                    make load / make unload (native)
 #   make grade      the lab course (lab/): build each exercise, check it in
@@ -52,7 +55,7 @@ KERNELS_STAMP := $(BUILD)/.setup-kernels
 
 .PHONY: all setup userspace kmod kmod-host kmod-one test unit-test host-test python-test vm-test \
 	vm-test-all vm vm-run bench vm-bench demo results crosscheck load unload clean distclean \
-	deb install pkg-test grade
+	deb install pkg-test grade fuzz fuzz-build fuzz-short
 
 all: userspace kmod-host
 
@@ -131,6 +134,26 @@ vm-run: all kmod-one $(KERNELS_STAMP)
 # The lab course: exit 0 only with full marks (scripts/grade).
 grade: all kmod-one $(KERNELS_STAMP)
 	$(Q)scripts/grade --kernel $(KERNEL) $(if $(EX),--ex $(EX)) $(if $(filter 1 yes,$(SOLUTIONS)),--solutions)
+
+# The libFuzzer targets, in a build folder of their own ($(BUILD)/fuzz:
+# clang, ASan, UBSan, cowcore instrumented; the main build is gcc and
+# static). tests/fuzz/run runs them; new inputs go to $(BUILD)/fuzz/corpus,
+# crashes to $(BUILD)/fuzz/crashes.
+FUZZ_BUILD   := $(BUILD)/fuzz
+FUZZ_SECONDS ?= 60
+$(FUZZ_BUILD)/CMakeCache.txt: $(SETUP_STAMP) CMakeLists.txt
+	$(Q)cmake -S . -B $(FUZZ_BUILD) -DCOWSCOPE_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
+		-DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
+		-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ $(CCACHE_FLAGS) $(COWSCOPE_CMAKE_FLAGS) >/dev/null
+
+fuzz-build: $(FUZZ_BUILD)/CMakeCache.txt
+	$(Q)cmake --build $(FUZZ_BUILD) -j $(JOBS) $(if $(V),-- VERBOSE=1)
+
+fuzz: fuzz-build
+	$(Q)tests/fuzz/run --seconds $(FUZZ_SECONDS)
+
+fuzz-short: fuzz-build
+	$(Q)tests/fuzz/run --short
 
 bench: all
 	$(Q)scripts/bench

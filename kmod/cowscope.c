@@ -1230,7 +1230,10 @@ static ssize_t cs_range_write(struct file *file, const char __user *ubuf,
 	if (copy_from_user(buf, ubuf, count))
 		return -EFAULT;
 	buf[count] = '\0';
-	if (count && buf[count - 1] == '\n')
+	/* a NUL inside would hide the bytes after it from the parser */
+	if (strlen(buf) != count)
+		return -EINVAL;
+	if (buf[count - 1] == '\n')
 		buf[count - 1] = '\0';
 	if (cs_parse_hex(&p, &s) || *p++ != '-' || cs_parse_hex(&p, &end) ||
 	    *p != '\0' || s >= end)

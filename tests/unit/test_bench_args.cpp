@@ -4,6 +4,8 @@
 
 #include <filesystem>
 
+#include <fmt/format.h>
+
 #include "cowscope/bench/bench.hpp"
 #include "cowscope/base/error.hpp"
 #include "cowscope/base/fd.hpp"
@@ -191,4 +193,25 @@ TEST(Sweep, ExpandsTheProduct)
 		EXPECT_EQ(std::string(e.what()).rfind("--heap: expected SIZE", 0), 0u);
 	}
 	EXPECT_THROW(expand_sweep({{"repeat", "1,2"}}), UsageError);
+}
+
+// tests/fuzz/corpus/bench_options/regress-sweep-1e6: three lists of 100
+// values, a kilobyte, made a million points (over 2 minutes and 700 MB in
+// the fuzz target before it was stopped). A sweep is now bounded.
+TEST(Sweep, BoundedNumberOfPoints)
+{
+	auto list = [](const char *fmt_, int n) {
+		std::string s;
+		for (int i = 1; i <= n; i++)
+			s += (i > 1 ? "," : "") + fmt::format(fmt::runtime(fmt_), i);
+		return s;
+	};
+	EXPECT_EQ(expand_sweep({{"heap", list("{}M", 100)}, {"children", list("{}", 100)}}).size(), kMaxSweepPoints);
+	try {
+		expand_sweep({{"heap", list("{}M", 100)}, {"children", list("{}", 100)}, {"write-ratio", "0,1"}});
+		FAIL();
+	} catch (const UsageError &e) {
+		EXPECT_STREQ(e.what(), "--heap, --write-ratio, --children: 100 x 2 x 100 values make more than the "
+				       "10000 points one sweep may have; split it into several sweeps");
+	}
 }

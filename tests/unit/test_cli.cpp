@@ -140,6 +140,35 @@ TEST(CliSize, Rejected)
 		  expected("--heap", "SIZE below 16 EiB", "99999999T"));
 }
 
+// Found by tests/fuzz/fuzz_cli (its input: tests/fuzz/corpus/cli/
+// regress-size-past-2e53): a SIZE was read through a double, so a number
+// past 2^53 came back rounded ("00140800000360080002" as ...080000), the
+// largest 64-bit one was refused, and a fraction that a double rounds away
+// was taken as whole bytes. Now exact.
+TEST(CliSize, ExactPastDoublePrecision)
+{
+	struct {
+		const char *in;
+		std::uint64_t out;
+	} ok[] = {
+		{"00140800000360080002", 140800000360080002ull},
+		{"18446744073709551615", UINT64_MAX},
+		{"9007199254740993", 9007199254740993ull},
+		{"0.0009765625K", 1},
+		{"16777215.9999999999990905052982270717620849609375T", UINT64_MAX},
+	};
+	for (const auto &c : ok) {
+		EXPECT_EQ(cli::parse_size(c.in, "--heap"), c.out) << c.in;
+		EXPECT_EQ(parse_size(c.in, "--heap"), c.out) << c.in << " (units.hpp)";
+	}
+	for (const char *s : {"1.0000000000000001K", "8796093022208.1K", "0.00048828125K"})
+		EXPECT_EQ(message_of([&] { cli::parse_size(s, "--heap"); }), expected("--heap", "a whole number of bytes", s))
+			<< s;
+	for (const char *s : {"18446744073709551616", "16777216T", "000000000000000000000000018446744073709551616"})
+		EXPECT_EQ(message_of([&] { cli::parse_size(s, "--heap"); }), expected("--heap", "SIZE below 16 EiB", s))
+			<< s;
+}
+
 TEST(CliRatio, AcceptedAndRejected)
 {
 	struct {

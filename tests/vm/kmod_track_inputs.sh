@@ -47,6 +47,12 @@ for r in "x" "10" "20-10" "10-10" "0x-1" "1-2-3" "g-10"; do
 	printf '%s' "$r" >/proc/cowscope/$$/range 2>/dev/null &&
 		{ echo "range accepted [$r]"; fail=1; }
 done
+# a NUL inside: what follows it must not go unread (found by
+# vmfuzz_kmod_write, tests/vm/kmod_write_fuzz.sh)
+for r in '1-2\000junk' '1-2\000'; do
+	printf "$r" >/proc/cowscope/$$/range 2>/dev/null &&
+		{ echo "range with a NUL accepted [$r]"; fail=1; }
+done
 echo 0x1000-0x2000 >/proc/cowscope/$$/range || { echo "good range refused"; fail=1; }
 grep -q '^0x1000-0x2000$' /proc/cowscope/$$/range || { echo "range not read back"; fail=1; }
 echo -$$ >$T

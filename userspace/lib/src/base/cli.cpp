@@ -120,10 +120,33 @@ std::uint64_t parse_size(std::string_view text, std::string_view what)
 	double v;
 	if (!real(s, v))
 		usage_error(what, form, text);
-	double bytes = std::ldexp(v, static_cast<int>(shift));
-	if (bytes >= 18446744073709551616.0)
+	// The bytes in exact integers (a double loses digits past 2^53: the
+	// fuzzer's "140800000360080002" read as ...080000): the whole part
+	// shifted, plus the fraction times 2^shift, whose digits are doubled
+	// shift times, the carries being its bits.
+	const auto dot = s.find('.');
+	std::string_view whole_part = s.substr(0, dot), frac = dot == s.npos ? "" : s.substr(dot + 1);
+	while (!whole_part.empty() && whole_part.front() == '0')
+		whole_part.remove_prefix(1);
+	if (whole_part.size() > 20)
 		usage_error(what, "SIZE below 16 EiB", text);
-	if (bytes != std::floor(bytes))
+	unsigned __int128 bytes = 0;
+	for (char c : whole_part)
+		bytes = bytes * 10 + static_cast<unsigned>(c - '0');
+	bytes <<= shift;
+	std::string f(frac);
+	for (unsigned i = 0; i < shift; i++) {
+		unsigned carry = 0;
+		for (std::size_t j = f.size(); j-- > 0;) {
+			const unsigned d = static_cast<unsigned>(f[j] - '0') * 2 + carry;
+			f[j] = static_cast<char>('0' + d % 10);
+			carry = d / 10;
+		}
+		bytes += static_cast<unsigned __int128>(carry) << (shift - 1 - i);
+	}
+	if (bytes >> 64)
+		usage_error(what, "SIZE below 16 EiB", text);
+	if (f.find_first_not_of('0') != std::string::npos)
 		usage_error(what, "a whole number of bytes", text);
 	return static_cast<std::uint64_t>(bytes);
 }

@@ -65,6 +65,19 @@ std::vector<BenchConfig> expand_sweep(const std::map<std::string, std::string> &
 		for (const auto &[k, v] : options)
 			if (canon(k) == name)
 				lists.emplace_back(name, split(v));
+	// A bound before any point is built: a kilobyte of lists made a
+	// million points (minutes and gigabytes before the first run).
+	std::uint64_t points = 1;
+	std::string names, sizes;
+	for (const auto &[name, vals] : lists) {
+		points = std::min<std::uint64_t>(points * vals.size(), kMaxSweepPoints + 1);
+		names += fmt::format("{}--{}", names.empty() ? "" : ", ", name);
+		sizes += fmt::format("{}{}", sizes.empty() ? "" : " x ", vals.size());
+	}
+	if (points > kMaxSweepPoints)
+		throw UsageError(fmt::format("{}: {} values make more than the {} points one sweep may have; "
+					     "split it into several sweeps",
+					     names, sizes, kMaxSweepPoints));
 	std::vector<BenchConfig> out{base};
 	for (const auto &[name, vals] : lists) {
 		std::vector<BenchConfig> next;

@@ -3,6 +3,7 @@
 // rerun skips the points already in the file.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -14,7 +15,9 @@ namespace cowscope {
 
 // Every value may be a comma-separated list ("64M,256M"); the product of
 // all lists, in the order heap, write-ratio, writer, pattern, thp, folio,
-// children, spawn, read (later options vary fastest). Throws UsageError.
+// children, spawn, read (later options vary fastest). At most
+// kMaxSweepPoints points. Throws UsageError.
+inline constexpr std::uint64_t kMaxSweepPoints = 10000;
 std::vector<BenchConfig> expand_sweep(const std::map<std::string, std::string> &options);
 
 // The identity of a point in a results file: params_json without run-only
