@@ -137,7 +137,7 @@ FUZZ_SECONDS ?= 60
 $(FUZZ_BUILD)/CMakeCache.txt: $(SETUP_STAMP) CMakeLists.txt
 	$(Q)cmake -S . -B $(FUZZ_BUILD) -DCOWSCOPE_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
 		-DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
-		-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ $(COWSCOPE_CMAKE_FLAGS) >/dev/null
+		-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ $(CCACHE_FLAGS) $(COWSCOPE_CMAKE_FLAGS) >/dev/null
 
 fuzz-build: $(FUZZ_BUILD)/CMakeCache.txt
 	$(Q)cmake --build $(FUZZ_BUILD) -j $(JOBS) $(if $(V),-- VERBOSE=1)
