@@ -98,9 +98,9 @@ bool sample_line(std::string_view l)
 void scrape(std::string_view comm, Format f)
 {
 	SeriesSet set(4, 30);
-	std::vector<ProcSample> procs;
+	std::vector<ProcStats> procs;
 	for (pid_t p = 1; p <= 3; p++) {
-		ProcSample s;
+		ProcStats s;
 		s.pid = 100 + p;
 		s.ppid = p == 1 ? 1 : 101;
 		s.comm = std::string(comm.substr(0, 15 * static_cast<std::size_t>(p)));
