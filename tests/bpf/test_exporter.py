@@ -238,6 +238,10 @@ def case_port_in_use(args, tmp):
     check(r.returncode == 2 and "--serve: expected ADDR:PORT" in r.stderr, f"bad address: {r.returncode} {r.stderr}")
     r = subprocess.run([args.cowtrace, "--serve", "1", "--all", "--comm", "x"], capture_output=True, text=True)
     check(r.returncode == 2 and "exactly one target" in r.stderr, f"two targets: {r.returncode} {r.stderr}")
+    # beyond loopback only with TLS (refused before binding or loading BPF)
+    r = subprocess.run([args.cowtrace, "--serve", "0.0.0.0:0", "--all"], capture_output=True, text=True, timeout=60)
+    check(r.returncode == 2 and "not a loopback address, and there is no TLS" in r.stderr
+          and "vmevent" not in r.stderr, f"0.0.0.0 without TLS: {r.returncode} {r.stderr}")
     check(stop(exporter) == 0, "exporter exit status")
 
 

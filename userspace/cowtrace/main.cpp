@@ -308,7 +308,8 @@ int main(int argc, char **argv)
 					     "speedscope) to FILE; implies --sites")
 		->type_name("FILE");
 	app.add_option("--serve", a.serve, "serve /metrics for Prometheus (OpenMetrics when asked) on ADDR:PORT, "
-					   "loopback unless ADDR says otherwise; with -p PID [--children], --comm or --all")
+					   "loopback unless ADDR says otherwise (another address needs TLS: --web-config); "
+					   "with -p PID [--children], --comm or --all")
 		->type_name("[ADDR:]PORT");
 	app.add_option("--comm", a.comm, "with --serve: every process with this command name, also later ones")
 		->type_name("NAME");

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cmath>
 #include <cstdarg>
 #include <chrono>
 #include <cstring>
@@ -88,6 +89,64 @@ ListenAddr parse_listen(std::string_view t)
 	if (inet_pton(a.v6 ? AF_INET6 : AF_INET, a.host.c_str(), buf) != 1)
 		throw bad(a.v6 ? "not a numeric IPv6 address" : "not a numeric IPv4 address (names are not resolved)");
 	return a;
+}
+
+std::string check_exposure(const ListenAddr &addr, const WebConfig &web)
+{
+	if (!addr.loopback() && !web.tls())
+		throw cowscope::UsageError(fmt::format(
+			"--serve {}: not a loopback address, and there is no TLS: whoever reaches the port would read "
+			"the names and pids of the traced processes. Give --web-config FILE with tls_server_config "
+			"(and basic_auth_users or client certificates), or serve on 127.0.0.1 (cowtrace(1))",
+			addr.text()));
+	if (!addr.loopback() && web.users.empty() && web.client_auth != ClientAuth::RequireAndVerify)
+		return fmt::format("serving {} over TLS without authentication: whoever reaches the port reads the "
+				   "names and pids of the traced processes; add basic_auth_users or "
+				   "client_auth_type: RequireAndVerifyClientCert to the web config",
+				   addr.text());
+	if (!web.users.empty() && !web.tls())
+		return "basic auth without TLS: passwords cross the network in clear; add tls_server_config to "
+		       "the web config";
+	return "";
+}
+
+bool AuthThrottle::allowed(const std::string &addr, double now)
+{
+	auto it = seen_.find(addr);
+	if (it == seen_.end())
+		return true;
+	if (now - it->second.since >= window_s_) {
+		seen_.erase(it);
+		return true;
+	}
+	return it->second.fails < burst_;
+}
+
+double AuthThrottle::retry_after(const std::string &addr, double now) const
+{
+	auto it = seen_.find(addr);
+	if (it == seen_.end() || it->second.fails < burst_)
+		return 0;
+	return std::max(0.0, it->second.since + window_s_ - now);
+}
+
+void AuthThrottle::failed(const std::string &addr, double now)
+{
+	auto it = seen_.find(addr);
+	if (it != seen_.end() && now - it->second.since >= window_s_)
+		it->second = Entry{};
+	if (it == seen_.end()) {
+		if (seen_.size() >= max_) {
+			auto oldest = std::min_element(seen_.begin(), seen_.end(), [](const auto &a, const auto &b) {
+				return a.second.since < b.second.since;
+			});
+			seen_.erase(oldest);
+		}
+		it = seen_.emplace(addr, Entry{}).first;
+	}
+	if (it->second.fails == 0)
+		it->second.since = now;
+	it->second.fails++;
 }
 
 Route route(std::string_view method, std::string_view url)
@@ -204,6 +263,8 @@ struct HttpServer::Impl {
 	// that bcrypt (tens of ms by design) runs once per user and password,
 	// not per scrape (exporter-toolkit caches likewise)
 	std::map<std::string, Digest, std::less<>> accepted;
+	AuthThrottle throttle;
+	double retry_s = 0;	// the last Throttled answer's Retry-After
 
 	static void log(void *cls, const char *fm, va_list ap)
 	{
@@ -222,7 +283,7 @@ struct HttpServer::Impl {
 	}
 
 	static MHD_Result reply(MHD_Connection *c, unsigned code, const char *type, std::string_view body,
-				const char *allow = nullptr)
+				const char *allow = nullptr, const char *retry_after = nullptr)
 	{
 		MHD_Response *r = MHD_create_response_from_buffer(body.size(), const_cast<char *>(body.data()),
 								 MHD_RESPMEM_MUST_COPY);
@@ -231,6 +292,8 @@ struct HttpServer::Impl {
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 		if (allow)
 			MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+		if (retry_after)
+			MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
 		MHD_Result ret = MHD_queue_response(c, code, r);
 		MHD_destroy_response(r);
 		return ret;
@@ -266,27 +329,57 @@ struct HttpServer::Impl {
 		return "";
 	}
 
-	bool authorized(MHD_Connection *c)
+	// the client's address, as the throttle keys it ("" if MHD has none)
+	static std::string client_address(MHD_Connection *c)
+	{
+		const MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		if (!ci || !ci->client_addr)
+			return "";
+		char buf[INET6_ADDRSTRLEN] = "";
+		const sockaddr *sa = ci->client_addr;
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in *>(sa)->sin_addr, buf, sizeof buf);
+		else if (sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6 *>(sa)->sin6_addr, buf, sizeof buf);
+		return buf;
+	}
+
+	static double now_s()
+	{
+		return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+	}
+
+	enum class Auth { Ok, Denied, Throttled };
+
+	// Basic auth: a user and password remembered as right (a SHA-256, no
+	// crypt run), else checked by crypt(5) unless this address has
+	// guessed wrong too often (AuthThrottle).
+	Auth authorized(MHD_Connection *c)
 	{
 		if (web.users.empty())
-			return true;
+			return Auth::Ok;
 		char *pass = nullptr;
 		char *user = MHD_basic_auth_get_username_password(c, &pass);
-		bool ok = false;
+		Auth res = Auth::Denied;
 		if (user && pass) {
+			std::string both = fmt::format("{}:{}", user, pass);
+			Digest d{};
+			gnutls_hash_fast(GNUTLS_DIG_SHA256, both.data(), both.size(), d.data());
+			explicit_bzero(both.data(), both.size());
 			auto it = web.users.find(std::string_view(user));
-			if (it != web.users.end()) {
-				std::string both = fmt::format("{}:{}", user, pass);
-				Digest d{};
-				gnutls_hash_fast(GNUTLS_DIG_SHA256, both.data(), both.size(), d.data());
-				explicit_bzero(both.data(), both.size());
-				auto cached = accepted.find(it->first);
-				if (cached != accepted.end() && same_digest(cached->second, d)) {
-					ok = true;
-				} else if (password_matches(pass, it->second)) {
-					accepted[it->first] = d;
-					ok = true;
-				}
+			auto cached = it == web.users.end() ? accepted.end() : accepted.find(it->first);
+			std::string from = client_address(c);
+			double now = now_s();
+			if (cached != accepted.end() && same_digest(cached->second, d)) {
+				res = Auth::Ok;
+			} else if (!throttle.allowed(from, now)) {
+				res = Auth::Throttled;
+				retry_s = throttle.retry_after(from, now);
+			} else if (it != web.users.end() && password_matches(pass, it->second)) {
+				accepted[it->first] = d;
+				res = Auth::Ok;
+			} else {
+				throttle.failed(from, now);
 			}
 		}
 		if (pass) {
@@ -295,7 +388,7 @@ struct HttpServer::Impl {
 		}
 		if (user)
 			MHD_free(user);
-		return ok;
+		return res;
 	}
 
 	MHD_Result answer(MHD_Connection *c, const char *url, const char *method)
@@ -305,7 +398,14 @@ struct HttpServer::Impl {
 				     fmt::format("more than {} header fields\n", limits.max_headers));
 		if (std::string why = check_client_cert(c); !why.empty())
 			return reply(c, MHD_HTTP_FORBIDDEN, kText, why + "\n");
-		if (!authorized(c)) {
+		Auth auth = authorized(c);
+		if (auth == Auth::Throttled) {
+			std::string body = fmt::format("too many wrong passwords from this address: retry in {:.0f} s\n",
+						       std::ceil(retry_s));
+			return reply(c, MHD_HTTP_TOO_MANY_REQUESTS, kText, body, nullptr,
+				     std::to_string(static_cast<long>(std::ceil(retry_s))).c_str());
+		}
+		if (auth == Auth::Denied) {
 			static const char body[] = "unauthorized: this exporter needs a user and password\n";
 			MHD_Response *r = MHD_create_response_from_buffer(sizeof body - 1, const_cast<char *>(body),
 									 MHD_RESPMEM_PERSISTENT);

@@ -89,16 +89,11 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 		if (!root)
 			throw cowscope::Error(fmt::format("-p {}: no such process", cfg.pid));
 	}
+	std::string warn = check_exposure(cfg.addr, cfg.web);	// refuses plain HTTP beyond loopback
 	// bind first: a port in use fails before anything is traced
 	HttpServer http(cfg.addr, cfg.web, cfg.limits);
-	if (!cfg.addr.loopback() && !(cfg.web.tls() && !cfg.web.users.empty()))
-		std::fprintf(stderr, "cowtrace: warning: serving %s %s: whoever reaches this port reads the names and "
-				     "pids of the traced processes; give --web-config with TLS and basic_auth_users "
-				     "(cowtrace(1))\n", cfg.addr.text().c_str(),
-			     cfg.web.tls() ? "without basic auth" : "in plain HTTP without authentication");
-	if (!cfg.web.users.empty() && !cfg.web.tls())
-		std::fprintf(stderr, "cowtrace: warning: basic auth without TLS: passwords cross the network in clear; "
-				     "add tls_server_config to the web config\n");
+	if (!warn.empty())
+		std::fprintf(stderr, "cowtrace: warning: %s\n", warn.c_str());
 
 	opts.track_all = cfg.all;
 	opts.match_comm = cfg.comm;

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -19,8 +20,9 @@
 namespace cowtrace {
 
 // "127.0.0.1:9477", "[::1]:9477", "localhost:9477", ":9477" or "9477"
-// (loopback), "0.0.0.0:9477" (every interface: asked for explicitly).
-// Numeric addresses only. Throws UsageError naming --serve.
+// (loopback), "0.0.0.0:9477" (every interface: asked for explicitly, and
+// only with TLS: check_exposure). Numeric addresses only. Throws
+// UsageError naming --serve.
 struct ListenAddr {
 	std::string host;	// numeric, as given ("127.0.0.1" when omitted)
 	bool v6 = false;
@@ -29,6 +31,44 @@ struct ListenAddr {
 	bool loopback() const;	// 127.0.0.0/8 or ::1
 };
 ListenAddr parse_listen(std::string_view text);
+
+// Who can read what is served at `addr` with `web`: whoever reaches the
+// port reads the names and pids of the traced processes. A non-loopback
+// address without TLS throws UsageError (loopback only without
+// --web-config's tls_server_config); returns a warning (empty if none) for
+// TLS that nobody has to authenticate to (no basic_auth_users, no client
+// certificates required) and for basic auth without TLS.
+std::string check_exposure(const ListenAddr &addr, const WebConfig &web);
+
+// Password guessing, bounded: every password not yet seen to be right costs
+// a crypt(5) run (bcrypt: tens of milliseconds by design, on the one thread
+// that also answers scrapes). After `burst` wrong passwords from one
+// address, that address gets 429 (without a crypt run) until `window_s`
+// have passed since its first failure; a password already checked right
+// (remembered as a digest, no crypt run) is still let in. At most
+// `addresses` addresses are remembered; the one whose window ends first
+// makes room. Time is passed in (seconds, monotonic) to be testable.
+class AuthThrottle {
+public:
+	explicit AuthThrottle(unsigned burst = 10, double window_s = 60, std::size_t addresses = 4096)
+		: burst_(burst), window_s_(window_s), max_(addresses) {}
+	// may `addr` have a new password checked now?
+	bool allowed(const std::string &addr, double now);
+	// seconds until it may (0 when allowed)
+	double retry_after(const std::string &addr, double now) const;
+	void failed(const std::string &addr, double now);
+	std::size_t size() const { return seen_.size(); }
+
+private:
+	struct Entry {
+		unsigned fails = 0;
+		double since = 0;
+	};
+	unsigned burst_;
+	double window_s_;
+	std::size_t max_;
+	std::map<std::string, Entry, std::less<>> seen_;
+};
 
 // What one connection and all of them together may take. A request whose
 // line and headers do not fit head_bytes is answered 414 or 431 and closed;
