@@ -1,15 +1,15 @@
-// `cowscope ptes|diff --range START-END`: its parser is file-local to the
-// program (userspace/cowscope/main.cpp), so this target compiles that file
-// with its main() renamed and calls parse_range directly. The rules (the
-// program's --range help and cli.hpp): two hex numbers of at most 16 digits,
-// each with an optional 0x, joined by one '-', START < END; anything else
-// is a UsageError `--range: expected ..., got "TEXT"`; "" means no range.
-#define main cowscope_program_main
-#include "../../userspace/cowscope/main.cpp"
-#undef main
+// `cowscope ptes|diff --range START-END`: cli::parse_range (base/cli.hpp).
+// The rules: two hex numbers of at most 16 digits, each with an optional
+// 0x, joined by one '-', START < END; anything else is a UsageError
+// `--range: expected ..., got "TEXT"`; "" means no range. The reference
+// below reads the hex with std::from_chars, not the parser's own loop.
+#include <charconv>
 
+#include "cowscope/base/cli.hpp"
+#include "cowscope/base/error.hpp"
 #include "fuzz_util.hpp"
 
+using cowscope::UsageError;
 using fuzz::check;
 
 namespace {
@@ -18,19 +18,10 @@ bool hex_ref(std::string_view s, std::uint64_t &v)
 {
 	if (s.starts_with("0x") || s.starts_with("0X"))
 		s.remove_prefix(2);
-	if (s.empty() || s.size() > 16)
+	if (s.empty() || s.size() > 16 || s.front() == '-' || s.front() == '+')
 		return false;
-	v = 0;
-	for (char c : s) {
-		int d = c >= '0' && c <= '9'   ? c - '0'
-			: c >= 'a' && c <= 'f' ? c - 'a' + 10
-			: c >= 'A' && c <= 'F' ? c - 'A' + 10
-					       : -1;
-		if (d < 0)
-			return false;
-		v = v << 4 | static_cast<unsigned>(d);
-	}
-	return true;
+	auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, 16);
+	return ec == std::errc() && end == s.data() + s.size();
 }
 
 } // namespace
@@ -44,7 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 			    hex_ref(std::string_view(text).substr(dash + 1), b) && a < b;
 	std::pair<std::uint64_t, std::uint64_t> r;
 	try {
-		r = parse_range(text);
+		r = cowscope::cli::parse_range(text, "--range");
 	} catch (const UsageError &e) {
 		std::string_view m = e.what();
 		check(m.starts_with("--range: expected ") && fuzz::ends_with_got(m, text),

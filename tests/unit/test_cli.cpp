@@ -206,6 +206,20 @@ TEST(CliPid, AcceptedAndRejected)
 			<< "input \"" << s << "\"";
 }
 
+TEST(CliRange, AcceptedAndRejected)
+{
+	using R = std::pair<std::uint64_t, std::uint64_t>;
+	EXPECT_EQ(cli::parse_range("", "--range"), R(0, 0));
+	EXPECT_EQ(cli::parse_range("0x7f0000-0x7f8000", "--range"), R(0x7f0000, 0x7f8000));
+	EXPECT_EQ(cli::parse_range("10-0XfF", "--range"), R(0x10, 0xff));
+	EXPECT_EQ(cli::parse_range("0-ffffffffffffffff", "--range"), R(0, UINT64_MAX));
+	for (const char *s : {"5-5", "6-5", "0x-1", "1-", "-1", "1", "1--2", " 1-2", "1-2 ", "+1-2", "1-0x1ffffffffffffffff",
+			      "g-h", "1-2-3"})
+		EXPECT_EQ(message_of([&] { cli::parse_range(s, "--range"); }),
+			  expected("--range", "START-END in hex with START < END, like 0x7f0000-0x7f8000", s))
+			<< "input \"" << s << "\"";
+}
+
 // ---- run_main ------------------------------------------------------------
 
 namespace {

@@ -37,32 +37,6 @@ namespace {
 volatile sig_atomic_t g_stop = 0;
 void on_sigint(int) { g_stop = 1; }
 
-// Hex digits with an optional 0x: no blanks or signs (the rules of cli.hpp).
-std::uint64_t parse_hex(std::string s)
-{
-	if (s.starts_with("0x") || s.starts_with("0X"))
-		s.erase(0, 2);
-	if (s.empty() || s.size() > 16 || s.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
-		throw std::invalid_argument(s);
-	return std::stoull(s, nullptr, 16);
-}
-
-std::pair<std::uint64_t, std::uint64_t> parse_range(const std::string &s)
-{
-	if (s.empty())
-		return {0, 0};
-	auto dash = s.find('-');
-	try {
-		if (dash != std::string::npos) {
-			std::uint64_t a = parse_hex(s.substr(0, dash)), b = parse_hex(s.substr(dash + 1));
-			if (b > a)
-				return {a, b};
-		}
-	} catch (const std::exception &) {
-	}
-	cli::usage_error("--range", "START-END in hex with START < END, like 0x7f0000-0x7f8000", s);
-}
-
 // ---- maps -------------------------------------------------------------
 
 int cmd_maps(pid_t pid, const std::string &json_file)
@@ -111,7 +85,7 @@ int cmd_maps(pid_t pid, const std::string &json_file)
 
 int cmd_ptes(pid_t pid, const std::string &range, const std::string &json_file)
 {
-	auto [lo, hi] = parse_range(range);
+	auto [lo, hi] = cli::parse_range(range, "--range");
 	PageList pages = read_present(pid, lo, hi);
 	nlohmann::json arr = nlohmann::json::array();
 	for (const auto &p : pages)
@@ -218,7 +192,7 @@ int cmd_summary(pid_t pid, const std::string &json_file)
 int cmd_diff(pid_t parent, pid_t child, const std::string &range, unsigned width, bool pages,
 	     const std::string &json_file)
 {
-	auto [lo, hi] = parse_range(range);
+	auto [lo, hi] = cli::parse_range(range, "--range");
 	Diff d = diff_pids(parent, child, lo, hi);
 	std::string out = format_diff(d, width);
 	if (pages) {

@@ -161,6 +161,45 @@ pid_t parse_pid(std::string_view text, std::string_view what)
 	return static_cast<pid_t>(parse_count(text, what, 1, INT32_MAX, "a process id (a positive integer)"));
 }
 
+namespace {
+
+// hex digits with an optional 0x: no blanks or signs
+bool parse_hex(std::string_view s, std::uint64_t &v)
+{
+	if (s.starts_with("0x") || s.starts_with("0X"))
+		s.remove_prefix(2);
+	if (s.empty() || s.size() > 16)
+		return false;
+	v = 0;
+	for (char c : s) {
+		unsigned d;
+		if (c >= '0' && c <= '9')
+			d = static_cast<unsigned>(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			d = static_cast<unsigned>(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			d = static_cast<unsigned>(c - 'A' + 10);
+		else
+			return false;
+		v = v << 4 | d;
+	}
+	return true;
+}
+
+} // namespace
+
+std::pair<std::uint64_t, std::uint64_t> parse_range(std::string_view text, std::string_view what)
+{
+	if (text.empty())
+		return {0, 0};
+	std::size_t dash = text.find('-');
+	std::uint64_t a = 0, b = 0;
+	if (dash != std::string_view::npos && parse_hex(text.substr(0, dash), a) &&
+	    parse_hex(text.substr(dash + 1), b) && a < b)
+		return {a, b};
+	usage_error(what, "START-END in hex with START < END, like 0x7f0000-0x7f8000", text);
+}
+
 void add_json_option(CLI::App &app, std::string &file, std::string_view what)
 {
 	app.add_option("--json", file, fmt::format("write {} as JSON to FILE (-: the JSON alone on standard output, the "

@@ -34,6 +34,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "cowscope/base/error.hpp"
 
@@ -66,6 +67,9 @@ std::uint64_t parse_size(std::string_view text, std::string_view what);
 double parse_ratio(std::string_view text, std::string_view what);
 // A process id, 1..2147483647.
 pid_t parse_pid(std::string_view text, std::string_view what);
+// An address range "START-END": two hex numbers of at most 16 digits, each
+// with an optional 0x, START < END ({0, 0} for "": no range).
+std::pair<std::uint64_t, std::uint64_t> parse_range(std::string_view text, std::string_view what);
 
 // One --json convention for every program:
 //   --json FILE  the JSON goes to FILE (written atomically), the text to
