@@ -85,6 +85,13 @@ const volatile __u32 stack_hash_bits = 31;
 #define PF_VME		8	/* vmevent: a wp fault not yet resolved */
 #define PF_OFFCPU	16	/* vmevent: switched out in the middle of it */
 #define PF_TAINT	32	/* vmevent: a switch of the thread was not traced */
+#define PF_RSS_ANON	64	/* vmevent, tracepoint: the fault added an anonymous page to the rss */
+#define PF_RSS_OTHER	128	/* ... and changed another rss counter (a file page left) */
+#define PF_ZERO		256	/* fentry/kprobe: the fault's pte maps the zero page */
+#define PF_TP_COPIED	512	/* tracepoint: this fault's copy is counted */
+
+/* What a classified write-protect fault was. */
+enum wp_kind { WP_COPY, WP_REUSE, WP_ZERO };
 
 struct pend pending[COWTRACE_PEND_SLOTS];
 
@@ -420,8 +427,9 @@ static __always_inline void attr_stack(void *ctx, struct pend *p)
 	__sync_fetch_and_add(&stack_fail, 1);	/* every probed slot taken by others */
 }
 
-/* The fault recorded in `p` is classified: a copy or a reuse. */
-static __always_inline void attr_count(struct pend *p, __u32 tgid, bool copy)
+/* The fault recorded in `p` is classified: a copy, a reuse or a zero fill;
+ * `undo` (tracepoint method) takes back a copy counted before. */
+static __always_inline void attr_count(struct pend *p, __u32 tgid, enum wp_kind kind, bool undo)
 {
 	if (by_mapping) {
 		struct vma_key k = {.tgid = tgid, .start = p->vma};
@@ -434,9 +442,14 @@ static __always_inline void attr_count(struct pend *p, __u32 tgid, bool copy)
 			v = bpf_map_lookup_elem(&vmas, &k);
 		}
 		if (v) {
-			__sync_fetch_and_add(&v->wp_faults, 1);
-			if (copy)
+			if (undo)
+				__sync_fetch_and_add(&v->copies, -1);
+			else
+				__sync_fetch_and_add(&v->wp_faults, 1);
+			if (kind == WP_COPY)
 				__sync_fetch_and_add(&v->copies, 1);
+			else if (kind == WP_ZERO)
+				__sync_fetch_and_add(&v->zero_fills, 1);
 			else
 				__sync_fetch_and_add(&v->reuses, 1);
 		}
@@ -455,8 +468,12 @@ static __always_inline void attr_count(struct pend *p, __u32 tgid, bool copy)
 				return;
 			}
 		}
-		if (copy)
+		if (undo)
+			__sync_fetch_and_add(&v->copies, -1);
+		if (kind == WP_COPY)
 			__sync_fetch_and_add(&v->copies, 1);
+		else if (kind == WP_ZERO)
+			__sync_fetch_and_add(&v->zero_fills, 1);
 		else
 			__sync_fetch_and_add(&v->reuses, 1);
 	}
@@ -477,6 +494,21 @@ static __always_inline struct cow_counts *counts_of(__u32 tgid)
 static __always_inline struct pend *pend_of(__u32 tid)
 {
 	return &pending[tid & (COWTRACE_PEND_SLOTS - 1)];
+}
+
+/* Is the current thread still inside the user fault at `ip`? The user
+ * registers saved on entry hold the faulting ip, and orig_ax is -1 in an
+ * exception (the error code under FRED), a syscall number in a syscall. */
+static __always_inline bool in_fault_at(__u64 ip)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	long orig_ax;
+
+	if (!regs)
+		return false;
+	/* BTF pointer: direct (CO-RE relocated) loads, no helper call */
+	orig_ax = regs->orig_ax;
+	return regs->ip == ip && (orig_ax == -1 || orig_ax == X86_PF_WP_USER);
 }
 
 /* ---- tracepoint method ------------------------------------------------ */
@@ -530,27 +562,16 @@ static __always_inline int on_page_alloc(unsigned int order, unsigned int gfp)
 	if (p->tid != tid || !tid)
 		return 0;
 	if (p->flags & PF_TP_PENDING) {
-		/* Still in the fault that set it? The user registers saved on
-		 * entry hold the faulting ip, and orig_ax is -1 in an exception
-		 * (the error code under FRED), a syscall number in a syscall. */
-		struct pt_regs *regs =
-			(struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-		long orig_ax;
-
-		if (!regs)
+		if (!in_fault_at(p->ip))
 			return 0;
-		/* BTF pointer: direct (CO-RE relocated) loads, no helper call */
-		orig_ax = regs->orig_ax;
-		if (regs->ip != p->ip ||
-		    (orig_ax != -1 && orig_ax != X86_PF_WP_USER))
-			return 0;
-		p->flags = 0;	/* one copy per fault at most */
+		/* one copy per fault at most; a zero fill's rss_stat comes next */
+		p->flags = PF_TP_COPIED;
 		c = counts_of(id >> 32);
 		if (c)
 			c->cow_copies++;
 		/* the tracepoint method sees copies only: reuses are not attributed */
 		if (by_mapping || sites)
-			attr_count(p, id >> 32, true);
+			attr_count(p, id >> 32, WP_COPY, false);
 		return 0;
 	} else if (p->flags & PF_WINDOW) {
 		if (p->flags & PF_COPIED)
@@ -560,9 +581,63 @@ static __always_inline int on_page_alloc(unsigned int order, unsigned int gfp)
 		return 0;
 	}
 	c = counts_of(id >> 32);
-	if (c)
+	if (!c)
+		return 0;
+	if (p->flags & PF_ZERO)
+		c->zero_fills++;
+	else
 		c->cow_copies++;
 	return 0;
+}
+
+/* rss_stat (6.2 and later: every change of a process's rss counters; 6.1
+ * traces only the slow path, and a fault's changes go to the task's cache
+ * untraced). A write-protect fault that allocates a page copies it, unless
+ * the pte held no folio of the process's: the zero page. wp_page_copy then
+ * adds one page to MM_ANONPAGES and takes none out (a copy of an anonymous
+ * page changes no counter; one of a file page takes it out of MM_FILEPAGES
+ * or MM_SHMEMPAGES first). Only changes made inside the fault itself count
+ * (in_fault_at): a munmap the thread makes before its fault is resolved
+ * does not. The members are an unnamed enum (mm_types_task.h), the same
+ * since 2.6.34: MM_ANONPAGES is 1. */
+#define CT_MM_ANONPAGES 1
+
+static __always_inline int on_rss_stat(int member)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct pend *p = pend_of(tid);
+	struct cow_counts *c;
+	__u32 flags = p->flags;
+
+	if (p->tid != tid || !tid || !(flags & (PF_VME | PF_TP_COPIED)) || !in_fault_at(p->ip))
+		return 0;
+	if (member != CT_MM_ANONPAGES) {
+		p->flags = flags | PF_RSS_OTHER;
+		return 0;
+	}
+	if (flags & PF_VME) {
+		p->flags = flags | PF_RSS_ANON;
+		return 0;
+	}
+	/* tracepoint: the copy counted at the allocation was a zero fill */
+	p->flags = 0;
+	if (flags & PF_RSS_OTHER)
+		return 0;
+	c = counts_of(id >> 32);
+	if (c) {
+		c->cow_copies--;	/* per-CPU: the sum over CPUs stays right */
+		c->zero_fills++;
+	}
+	if (by_mapping || sites)
+		attr_count(p, id >> 32, WP_ZERO, true);
+	return 0;
+}
+
+SEC("tp_btf/rss_stat")
+int BPF_PROG(rss_stat, struct mm_struct *mm, int member)
+{
+	return on_rss_stat(member);
 }
 
 SEC("tp_btf/page_fault_user")
@@ -670,7 +745,7 @@ static __always_inline bool vme_now(__u64 *reuse, __u64 *alloc)
 static __always_inline void vme_resolve(struct pend *p, struct cow_counts *c, __u64 r, __u64 a)
 {
 	__u32 flags = p->flags;
-	bool copy;
+	enum wp_kind kind;
 
 	r += p->neg_reuse;
 	a += p->neg_alloc;
@@ -683,13 +758,23 @@ static __always_inline void vme_resolve(struct pend *p, struct cow_counts *c, __
 		c->unclassified++;
 		return;
 	}
-	copy = !r && a;
-	if (copy)
+	/* a page was allocated and none kept: copied, or, when the fault
+	 * added an anonymous page to the rss and took no file page out of it
+	 * (wp_page_copy with no old folio: the zero page), a zero fill */
+	if (r || !a)
+		kind = WP_REUSE;
+	else if ((flags & (PF_RSS_ANON | PF_RSS_OTHER)) == PF_RSS_ANON)
+		kind = WP_ZERO;
+	else
+		kind = WP_COPY;
+	if (kind == WP_COPY)
 		c->cow_copies++;
+	else if (kind == WP_ZERO)
+		c->zero_fills++;
 	else
 		c->cow_reuses++;
 	if (by_mapping || sites)
-		attr_count(p, p->tgid, copy);
+		attr_count(p, p->tgid, kind, false);
 }
 
 /* The slot pending[tid] of a tracked thread stays its own (tid, tgid and
@@ -819,6 +904,27 @@ int BPF_PROG(vme_switch, bool preempt, struct task_struct *prev, struct task_str
  * ends without a copy is not counted as a reuse by wp_exit(). */
 const volatile bool reuse_hook = false;
 
+/* x86 pte bits (arch/x86/include/asm/pgtable_types.h) and vm_flags */
+#define X86_PTE_PRESENT	(1ULL << 0)
+#define X86_PTE_SPECIAL	(1ULL << 9)	/* _PAGE_BIT_SOFTW1 */
+#define CT_VM_PFNMAP	0x00000400UL
+#define CT_VM_MIXEDMAP	0x10000000UL
+
+/* The pte do_wp_page was called for maps the zero page: present and
+ * special (no struct page behind it for vm_normal_page) in a mapping that
+ * is neither file-backed nor a raw PFN one, where only the zero page is
+ * mapped special. */
+static __always_inline bool wp_on_zero_page(struct vm_fault *vmf)
+{
+	__u64 pte = BPF_CORE_READ(vmf, orig_pte.pte);
+	struct vm_area_struct *vma = BPF_CORE_READ(vmf, vma);
+
+	if ((pte & (X86_PTE_PRESENT | X86_PTE_SPECIAL)) != (X86_PTE_PRESENT | X86_PTE_SPECIAL) || !vma)
+		return false;
+	return !BPF_CORE_READ(vma, vm_file) &&
+	       !(BPF_CORE_READ(vma, vm_flags) & (CT_VM_PFNMAP | CT_VM_MIXEDMAP));
+}
+
 static __always_inline int wp_enter(void *ctx, struct vm_fault *vmf)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -832,7 +938,7 @@ static __always_inline int wp_enter(void *ctx, struct vm_fault *vmf)
 	if (p->tid != (__u32)id)
 		p->vlo = p->vhi = 0;
 	p->ts = bpf_ktime_get_ns();
-	p->flags = PF_WINDOW;
+	p->flags = PF_WINDOW | (wp_on_zero_page(vmf) ? PF_ZERO : 0);
 	p->tid = (__u32)id;
 	if (by_mapping)
 		attr_vma_of(p, id >> 32, BPF_CORE_READ(vmf, vma));
@@ -861,7 +967,8 @@ static __always_inline int wp_exit(bool latency)
 	if (!reuse_hook && !(flags & PF_COPIED))
 		c->cow_reuses++;
 	if (by_mapping || sites)
-		attr_count(p, id >> 32, flags & PF_COPIED);
+		attr_count(p, id >> 32,
+			   !(flags & PF_COPIED) ? WP_REUSE : (flags & PF_ZERO) ? WP_ZERO : WP_COPY, false);
 	if (!latency)
 		return 0;
 	delta = bpf_ktime_get_ns() - p->ts;
@@ -899,7 +1006,10 @@ static __always_inline int copy_hit(void)
 
 	if (!c)
 		return 0;
-	c->cow_copies++;
+	if (p->flags & PF_ZERO)
+		c->zero_fills++;
+	else
+		c->cow_copies++;
 	p->flags |= PF_COPIED;
 	return 0;
 }

@@ -37,7 +37,7 @@ enum cowtrace_seg {
  * the fentry and kprobe methods (wp_page_reuse where it can be hooked, else
  * a do_wp_page that returned without a copy); the tracepoint method has no
  * hook at the end of a fault and leaves it 0: the loader then reports
- * wp_faults - cow_copies. */
+ * wp_faults - cow_copies - zero_fills. */
 struct cow_counts {
 	__u64 wp_faults;	/* write faults on present, write-protected pages */
 	__u64 cow_copies;	/* of those, the ones that copied a 4 KiB page */
@@ -46,6 +46,10 @@ struct cow_counts {
 				 * be told: the scheduler moved the thread during the
 				 * fault without a sched_switch event (seen on a
 				 * patched host kernel) */
+	__u64 zero_fills;	/* of those, writes to the shared zero page (or another
+				 * page the process had no folio of, a raw PFN
+				 * mapping): a fresh zeroed page, nothing copied and
+				 * nothing shared with another process */
 	__u64 thp_wp_faults;	/* write-protect faults on a huge PMD (fentry/kprobe) */
 	__u64 thp_fallbacks;	/* of those, split to 4 KiB and retried (fentry/kprobe) */
 	__u64 hist[COWTRACE_HIST_SLOTS]; /* do_wp_page latency (fexit only) */
@@ -87,6 +91,7 @@ struct vma_val {
 	__u64 wp_faults;
 	__u64 copies;
 	__u64 reuses;
+	__u64 zero_fills;
 	__u64 pgoff;		/* vm_pgoff (file offset in pages) */
 	__u32 seg;		/* enum cowtrace_seg */
 	__u32 flags;		/* low 32 bits of vm_flags */
@@ -108,6 +113,7 @@ struct stack_ips {
 struct site_val {
 	__u64 copies;
 	__u64 reuses;
+	__u64 zero_fills;
 };
 
 /* Cold per-process facts (BPF_MAP_TYPE_HASH keyed by tgid). */

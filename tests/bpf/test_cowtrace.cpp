@@ -32,6 +32,7 @@
 #include "cowscope/base/process.hpp"
 #include "cowscope/bench/folio.hpp"
 #include "cowscope/base/meta.hpp"
+#include "cowscope/proc/pagemap.hpp"
 #include "cowscope/trace/trace.hpp"
 
 namespace {
@@ -108,6 +109,64 @@ protected:
 	}
 	std::unique_ptr<cowtrace::Tracer> tracer;
 };
+
+// How many of `pages` pages from `p` map the shared zero page, by the
+// kernel's own account (pagemap, then KPF_ZERO_PAGE in /proc/kpageflags).
+std::uint64_t zero_mapped(const char *p, std::size_t pages)
+{
+	constexpr std::uint64_t kZeroPageFlag = 1ULL << 24;	// KPF_ZERO_PAGE
+	std::vector<cowscope::PagemapEntry> e(pages);
+	cowscope::Pagemap(getpid()).read(reinterpret_cast<std::uintptr_t>(p), pages, e.data());
+	cowscope::KpageFile flags("/proc/kpageflags");
+	std::uint64_t n = 0;
+	for (const auto &x : e) {
+		std::uint64_t f = 0;
+		if (x.present() && x.pfn() && flags.read(x.pfn(), 1, &f) == 1 && (f & kZeroPageFlag))
+			n++;
+	}
+	return n;
+}
+
+// The case: a process that never forks reads N fresh anonymous
+// pages (the kernel maps the shared zero page; where it boots with
+// pvm_no_zero_page=1 it allocates a writable page instead), then writes
+// each. Nothing is copied: every write-protect fault on the zero page is a
+// zero fill, never a copy, where the method tells them apart; where it
+// cannot (the plan says so), they are in the copies.
+TEST_F(Cowtrace, ZeroPageFillsAreNotCopies)
+{
+	constexpr std::size_t N = 2000;
+	auto [child, zero] = in_child([&] {
+		auto m = cowscope::Mapping::anonymous(N * kPage);
+		madvise(m.data(), m.size(), MADV_NOHUGEPAGE);
+		std::uint64_t sum = 0;
+		for (std::size_t i = 0; i < N; i++)
+			sum += static_cast<volatile char *>(m.data())[i * kPage];
+		std::uint64_t k = zero_mapped(m.data(), N);
+		for (std::size_t i = 0; i < N; i++)
+			m.data()[i * kPage] = static_cast<char>(1 + sum);
+		return k;
+	});
+	auto s = stats(child);
+	const bool told = tracer->plan().zero_fills_by() != nullptr;
+	std::printf("[ zero     ] N=%zu mapping the zero page after the reads: %lu; wp_faults=%lu cow_copies=%lu "
+		    "cow_reuses=%lu zero_fills=%lu unclassified=%lu (zero fills %s)\n",
+		    N, zero, s.wp_faults, s.cow_copies, s.cow_reuses, s.zero_fills, s.unclassified,
+		    told ? tracer->plan().zero_fills_by() : "not told apart");
+	if (zero == 0)
+		std::printf("[ zero     ] no read mapped the zero page (/proc/cmdline pvm_no_zero_page=1?): "
+			    "checking that none of the %zu writes is counted\n", N);
+	EXPECT_TRUE(zero == 0 || zero == N) << zero << " of " << N << " pages on the zero page";
+	EXPECT_EQ(s.wp_faults, s.cow_copies + s.cow_reuses + s.zero_fills + s.unclassified);
+	if (told) {
+		EXPECT_GE(s.zero_fills + s.unclassified, zero);
+		EXPECT_LE(s.zero_fills, zero + kSlack);
+		EXPECT_LE(s.cow_copies, kSlack) << "zero-page writes counted as copies";
+	} else {
+		EXPECT_EQ(s.zero_fills, 0U);
+		EXPECT_GE(s.cow_copies + s.unclassified, zero);
+	}
+}
 
 TEST_F(Cowtrace, ChildCopiesTheKPagesItWrites)
 {

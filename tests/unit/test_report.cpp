@@ -32,9 +32,10 @@ std::vector<ProcStats> two_procs()
 	a.pid = 100;
 	a.ppid = 1;
 	a.comm = "parent";
-	a.wp_faults = 50;
+	a.wp_faults = 54;
 	a.cow_copies = 30;
 	a.cow_reuses = 20;
+	a.zero_fills = 4;
 	a.thp_wp_faults = 2;
 	a.thp_fallbacks = 1;
 	a.latency_log2_ns[0] = 1;
@@ -67,7 +68,7 @@ Attribution attribution()
 {
 	Attribution a;
 	a.by_mapping = a.sites = true;
-	a.mappings = {{100, 0x1000, 0x5000, "heap", "", 40, 25, 15}, {100, 0, 0, "unknown", "", 2, 2, 0},
+	a.mappings = {{100, 0x1000, 0x5000, "heap", "", 44, 25, 15, 4}, {100, 0, 0, "unknown", "", 2, 2, 0},
 		      {101, 0x7f0000, 0x7f8000, "file-private", "/usr/lib/libc.so.6", 9, 9, 0}};
 	Site s1;
 	s1.pid = 100;
@@ -75,6 +76,7 @@ Attribution attribution()
 	s1.stackid = 77;
 	s1.copies = 25;
 	s1.reuses = 15;
+	s1.zero_fills = 4;
 	s1.frames = {frame(0x401000, "write_pages", "/bin/t"), frame(0x401200, "main", "/bin/t"),
 		     frame(0x7f0010, "", "")};
 	s1.unwound = 2;
@@ -129,6 +131,8 @@ TEST(ReportJson, ReadsBackWhatItWrote)
 	EXPECT_EQ(r.plan.reuse_hook, plan.reuse_hook);
 	EXPECT_EQ(r.plan.huge_hook, plan.huge_hook);
 	EXPECT_EQ(r.plan.latency, plan.latency);
+	EXPECT_STREQ(r.plan.zero_fills_by(), plan.zero_fills_by());
+	EXPECT_EQ(r.processes[0].zero_fills, 4U);
 	ASSERT_TRUE(r.attribution.has_value());
 	const Attribution &b = *r.attribution;
 	EXPECT_TRUE(b.by_mapping);
@@ -151,17 +155,20 @@ TEST(ReportJson, ReadsBackWhatItWrote)
 TEST(ReportJson, EveryMethodsPlanReadsBack)
 {
 	for (Method m : {Method::fentry, Method::kprobe, Method::vmevent, Method::tracepoint})
-		for (int hooks = 0; hooks < 4; hooks++) {
+		for (int hooks = 0; hooks < 8; hooks++) {
 			Plan p;
 			p.method = m;
 			bool windowed = m == Method::fentry || m == Method::kprobe;
 			p.copy_hook = windowed && (hooks & 1);
 			p.reuse_hook = windowed && (hooks & 2);
+			p.zero_hook = !windowed && (hooks & 4);
 			auto r = read_report(report_json(two_procs(), p, nullptr));
 			EXPECT_EQ(r.plan.method, m) << method_name(m);
 			EXPECT_EQ(r.plan.copy_hook, p.copy_hook) << method_name(m) << " hooks " << hooks;
 			EXPECT_EQ(r.plan.reuse_hook, p.reuse_hook) << method_name(m) << " hooks " << hooks;
 			EXPECT_EQ(r.plan.reuses_derived(), m == Method::tracepoint);
+			EXPECT_EQ(r.plan.zero_fills_by() != nullptr, windowed || (hooks & 4))
+				<< method_name(m) << " hooks " << hooks;
 		}
 }
 
@@ -246,17 +253,31 @@ TEST(ReportText, TableAndSitesAsBefore)
 	auto procs = two_procs();
 	std::string t = format_table(procs, fentry_plan());
 	EXPECT_EQ(t.substr(0, t.find('\n') + 1),
-		  "    PID    PPID COMM               WP_FAULTS  COW_COPIES  COW_REUSES METHOD    \n");
-	EXPECT_NE(t.find("   *101     100 child with spaces           9           9           0 fentry    \n"),
+		  "    PID    PPID COMM               WP_FAULTS  COW_COPIES  COW_REUSES  ZERO_FILLS METHOD    \n");
+	EXPECT_NE(t.find("   *101     100 child with spaces           9           9           0           0 fentry    \n"),
 		  std::string::npos)
 		<< t;
+	// a method that cannot tell zero-page fills apart shows "-" and says why
+	Plan old = fentry_plan();
+	old.method = Method::vmevent;
+	old.zero_hook = false;
+	std::string o = format_table(procs, old);
+	EXPECT_NE(o.find("           0           - vmevent"), std::string::npos) << o;
+	EXPECT_NE(o.find("ZERO_FILLS -: this method cannot tell writes to the shared zero page from copies"),
+		  std::string::npos)
+		<< o;
 	EXPECT_NE(t.find("pid 101: 1 write faults neither copy nor reuse"), std::string::npos) << t;
 	EXPECT_NE(t.find("do_wp_page latency, pid 100:\n"), std::string::npos) << t;
 	Attribution a = attribution();
 	std::string s = format_sites(a, procs, 5);
 	EXPECT_NE(s.find("copy sites of pid 100 (parent) (1 stacks, top 1):\n"
-			 "  #1   25 copies, 15 reuses, unwound 2 of 3 frames (frame-pointer walk left the mapped files)\n"
+			 "  #1   25 copies, 15 reuses, 4 zero fills, unwound 2 of 3 frames (frame-pointer walk left the "
+			 "mapped files)\n"
 			 "        =0  write_pages+0x1a (/bin/t) t.c:12\n"),
+		  std::string::npos)
+		<< s;
+	EXPECT_NE(s.find("zero-fill sites of pid 100 (parent) (1 stacks, top 1):\n"
+			 "  #1   4 zero fills, 25 copies, 15 reuses,"),
 		  std::string::npos)
 		<< s;
 	EXPECT_NE(s.find("copy sites, all processes merged"), std::string::npos) << s;

@@ -26,7 +26,7 @@ namespace {
 
 Counts counts_of(const ProcStats &s)
 {
-	return {s.wp_faults, s.cow_copies, s.cow_reuses};
+	return {s.wp_faults, s.cow_copies, s.cow_reuses, s.zero_fills};
 }
 
 void subtract(Counts &a, const Counts &b)
@@ -34,6 +34,7 @@ void subtract(Counts &a, const Counts &b)
 	a.wp_faults -= std::min(a.wp_faults, b.wp_faults);
 	a.cow_copies -= std::min(a.cow_copies, b.cow_copies);
 	a.cow_reuses -= std::min(a.cow_reuses, b.cow_reuses);
+	a.zero_fills -= std::min(a.zero_fills, b.zero_fills);
 }
 
 } // namespace
@@ -55,7 +56,8 @@ std::vector<pid_t> SeriesSet::update(const std::vector<ProcStats> &procs, double
 		if (it != series_.end()) {
 			const ProcStats &old = it->second.last;
 			bool reused = (old.exited && !s.exited) || s.wp_faults < old.wp_faults ||
-				      s.cow_copies < old.cow_copies || s.cow_reuses < old.cow_reuses;
+				      s.cow_copies < old.cow_copies || s.cow_reuses < old.cow_reuses ||
+				      s.zero_fills < old.zero_fills;
 			if (!reused) {
 				it->second.last = s;
 				if (s.exited && !it->second.exited_at)
@@ -314,6 +316,10 @@ void write_processes(Writer &w, const SeriesSet &set, const Exposition &e)
 		{"cowtrace_cow_reuses", "",
 		 "Copy-on-write faults by the process that reused the page in place (no other user left).",
 		 [](const ProcStats &s) { return s.cow_reuses; }},
+		{"cowtrace_zero_fills", "",
+		 "Write faults by the process on the shared zero page: a fresh zeroed page, nothing copied or "
+		 "shared (not in cowtrace_cow_copies; there when cowtrace_method's zero_fills_by is \"\").",
+		 [](const ProcStats &s) { return s.zero_fills; }},
 		{"cowtrace_cow_copied_bytes", "bytes", "Bytes copied by the process's copy-on-write faults "
 						       "(4096 per copy).",
 		 [](const ProcStats &s) { return s.cow_copies * kPageBytes; }},
@@ -334,6 +340,9 @@ void write_processes(Writer &w, const SeriesSet &set, const Exposition &e)
 		w.sample(l, t.cow_copies);
 		w.header("cowtrace_tree_cow_reuses", Kind::counter, "", "COW reuses of the traced process tree.");
 		w.sample(l, t.cow_reuses);
+		w.header("cowtrace_tree_zero_fills", Kind::counter, "",
+			 "Zero-page fills of the traced process tree (not copies).");
+		w.sample(l, t.zero_fills);
 		w.header("cowtrace_tree_cow_copied_bytes", Kind::counter, "bytes",
 			 "Bytes copied by COW faults of the traced process tree.");
 		w.sample(l, t.cow_copies * kPageBytes);
@@ -344,8 +353,9 @@ void write_processes(Writer &w, const SeriesSet &set, const Exposition &e)
 void write_tracer(Writer &w, const Exposition &e)
 {
 	w.header("cowtrace_method", Kind::info, "", "How cowtrace counts: the attach method and its sources.");
-	w.sample(fmt::format("method=\"{}\",copies_by=\"{}\",reuses_by=\"{}\",target=\"{}\"", escape_label(e.method),
-			     escape_label(e.copies_by), escape_label(e.reuses_by), escape_label(e.target)),
+	w.sample(fmt::format("method=\"{}\",copies_by=\"{}\",reuses_by=\"{}\",zero_fills_by=\"{}\",target=\"{}\"",
+			     escape_label(e.method), escape_label(e.copies_by), escape_label(e.reuses_by),
+			     escape_label(e.zero_fills_by), escape_label(e.target)),
 		 1);
 	if (e.bpf_stats) {
 		w.header("cowtrace_bpf_run_time_seconds", Kind::counter, "seconds",

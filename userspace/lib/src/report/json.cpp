@@ -34,7 +34,8 @@ json site_json(const Site &s)
 	json fr = json::array();
 	for (const Frame &f : s.frames)
 		fr.push_back(frame_json(f));
-	json j = {{"comm", s.comm}, {"copies", s.copies}, {"reuses", s.reuses}, {"stack", s.stackid >= 0},
+	json j = {{"comm", s.comm}, {"copies", s.copies}, {"reuses", s.reuses}, {"zero_fills", s.zero_fills},
+		  {"stack", s.stackid >= 0},
 		  {"stack_id", s.stackid}, {"frames", fr}, {"unwound", s.unwound}};
 	if (s.pid)
 		j["pid"] = s.pid;
@@ -46,7 +47,7 @@ json site_json(const Site &s)
 json mapping_json(const MappingStats &x)
 {
 	return {{"pid", x.pid}, {"start", hex(x.start)}, {"end", hex(x.end)}, {"label", x.label}, {"path", x.path},
-		{"wp_faults", x.wp_faults}, {"copies", x.copies}, {"reuses", x.reuses}};
+		{"wp_faults", x.wp_faults}, {"copies", x.copies}, {"reuses", x.reuses}, {"zero_fills", x.zero_fills}};
 }
 
 json errors_json(const AttrErrors &e)
@@ -62,9 +63,10 @@ json to_json(const ProcStats &s, const Plan &plan)
 	json j = {
 		{"pid", s.pid}, {"ppid", s.ppid}, {"comm", s.comm}, {"exited", s.exited},
 		{"wp_faults", s.wp_faults}, {"cow_copies", s.cow_copies}, {"cow_reuses", s.cow_reuses},
-		{"wp_unclassified", s.unclassified},
+		{"wp_unclassified", s.unclassified}, {"zero_fills", s.zero_fills},
 		{"method", method_name(plan.method)},
 		{"cow_copies_by", plan.copies_by()}, {"cow_reuses_by", plan.reuses_by()},
+		{"zero_fills_by", plan.zero_fills_by() ? json(plan.zero_fills_by()) : json(nullptr)},
 		{"cow_unit", kCowUnit},
 	};
 	if (plan.huge_hook) {
@@ -170,6 +172,7 @@ struct Reader {
 		s.cow_copies = get<std::uint64_t>(p, "cow_copies", where);
 		s.cow_reuses = get<std::uint64_t>(p, "cow_reuses", where);
 		s.unclassified = get_or<std::uint64_t>(p, "wp_unclassified", 0, where);
+		s.zero_fills = get_or<std::uint64_t>(p, "zero_fills", 0, where);	// since 0.4.0
 		s.thp_wp_faults = get_or<std::uint64_t>(p, "thp_wp_faults", 0, where);
 		s.thp_fallbacks = get_or<std::uint64_t>(p, "thp_fallbacks", 0, where);
 		if (p.contains("wp_latency_ns_log2")) {
@@ -197,6 +200,16 @@ struct Reader {
 		// the hooks, from how the figures were obtained
 		pl.copy_hook = hooked(p, "cow_copies_by", pl, &Plan::copy_hook, &Plan::copies_by, where);
 		pl.reuse_hook = hooked(p, "cow_reuses_by", pl, &Plan::reuse_hook, &Plan::reuses_by, where);
+		// null: zero fills not told apart (before 0.4.0: absent, likewise)
+		if (p.contains("zero_fills_by") && !p.at("zero_fills_by").is_null()) {
+			Plan told = pl;
+			told.zero_hook = true;
+			const std::string got = get<std::string>(p, "zero_fills_by", where);
+			if (got != told.zero_fills_by())
+				fail(where, fmt::format("\"zero_fills_by\" is \"{}\", not how the {} method tells them",
+							got, method_name(pl.method)));
+			pl.zero_hook = true;
+		}
 		return pl;
 	}
 
@@ -237,6 +250,7 @@ struct Reader {
 		x.comm = get<std::string>(s, "comm", where);
 		x.copies = get<std::uint64_t>(s, "copies", where);
 		x.reuses = get<std::uint64_t>(s, "reuses", where);
+		x.zero_fills = get_or<std::uint64_t>(s, "zero_fills", 0, where);
 		x.stackid = get_or<std::int32_t>(s, "stack_id", get<bool>(s, "stack", where) ? 0 : -1, where);
 		const json &fr = at(s, "frames", where);
 		for (std::size_t i = 0; i < fr.size(); i++)
@@ -256,6 +270,7 @@ struct Reader {
 		x.wp_faults = get<std::uint64_t>(m, "wp_faults", where);
 		x.copies = get<std::uint64_t>(m, "copies", where);
 		x.reuses = get<std::uint64_t>(m, "reuses", where);
+		x.zero_fills = get_or<std::uint64_t>(m, "zero_fills", 0, where);
 		return x;
 	}
 

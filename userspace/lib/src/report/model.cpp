@@ -106,6 +106,7 @@ std::vector<Site> merge_sites(const std::vector<Site> &by_pid)
 		}
 		it->second.copies += s.copies;
 		it->second.reuses += s.reuses;
+		it->second.zero_fills += s.zero_fills;
 		it->second.pids = static_cast<std::uint32_t>(pids.size());
 		if (it->second.comm != s.comm)
 			it->second.comm = "*";

@@ -40,6 +40,9 @@ struct MethodText {
 	const char *copies_by = nullptr, *copies_by_hooked = nullptr;
 	const char *reuses_by = nullptr, *reuses_by_hooked = nullptr;
 	bool reuses_derived = false;	// reuses = wp_faults - cow_copies (none counted)
+	// zero fills: always told (fentry/kprobe), or with Plan::zero_hook
+	const char *zero_fills_by = nullptr;
+	bool zero_fills_need_hook = false;
 	// methods without a window: the one line of describe(), {tp} being
 	// "tp_btf" or "tracepoint"
 	const char *summary = nullptr;
@@ -54,6 +57,7 @@ const MethodText kMethodText[] = {
 		.copies_by_hooked = "wp_page_copy",
 		.reuses_by = "do_wp_page returned without a copy",
 		.reuses_by_hooked = "wp_page_reuse",
+		.zero_fills_by = "do_wp_page's pte maps the zero page",
 	},
 	{
 		.method = Method::kprobe,
@@ -63,11 +67,15 @@ const MethodText kMethodText[] = {
 		.copies_by_hooked = "wp_page_copy",
 		.reuses_by = "do_wp_page returned without a copy",
 		.reuses_by_hooked = "wp_page_reuse",
+		.zero_fills_by = "do_wp_page's pte maps the zero page",
 	},
 	{
 		.method = Method::vmevent,
 		.copies_by = "vm events: pages allocated and no PGREUSE in the fault",
 		.reuses_by = "vm events: PGREUSE (or nothing allocated) in the fault",
+		.zero_fills_by = "a copy whose fault added an anonymous page to the rss and took no file page "
+				 "(tp_btf/rss_stat)",
+		.zero_fills_need_hook = true,
 		.summary = "vmevent: tp_btf/page_fault_user (P|W|U), tp_btf/page_fault_kernel, tp_btf/sched_switch; "
 			   "per-CPU PGREUSE/PGALLOC vm events over the faulting thread's on-CPU time decide "
 			   "reuse/copy",
@@ -75,10 +83,13 @@ const MethodText kMethodText[] = {
 	{
 		.method = Method::tracepoint,
 		.copies_by = "mm_page_alloc in the fault",
-		.reuses_by = "derived: wp_faults - cow_copies",
+		.reuses_by = "derived: wp_faults - cow_copies - zero_fills",
 		.reuses_derived = true,
+		.zero_fills_by = "a copy whose fault added an anonymous page to the rss and took no file page "
+				 "(tp_btf/rss_stat)",
+		.zero_fills_need_hook = true,
 		.summary = "tracepoint: {tp}/page_fault_user (P|W|U) + {tp}/mm_page_alloc (order 0, movable) in "
-			   "the same fault; reuses = wp_faults - cow_copies",
+			   "the same fault; reuses = wp_faults - cow_copies - zero_fills",
 	},
 };
 
@@ -97,7 +108,7 @@ std::string Plan::describe() const
 	const MethodText &m = text_of(method);
 	const char *tp = tp_btf ? "tp_btf" : "tracepoint";
 	if (!m.window)
-		return fmt::format(fmt::runtime(m.summary), fmt::arg("tp", tp));
+		return fmt::format(fmt::runtime(m.summary), fmt::arg("tp", tp)) + zero_text();
 	std::string s = fmt::format("{}: {}/do_wp_page window", method_name(method), m.window);
 	s += copy_hook ? fmt::format(", {}/wp_page_copy", m.window)
 		       : fmt::format(", wp_page_copy not attachable: {}/mm_page_alloc in window", tp);
@@ -105,7 +116,21 @@ std::string Plan::describe() const
 	s += reuse_hook ? fmt::format(", {}/wp_page_reuse", m.window) : ", reuses: do_wp_page exits without a copy";
 	if (latency)
 		s += ", fexit latency histogram";
-	return s;
+	return s + zero_text();
+}
+
+std::string Plan::zero_text() const
+{
+	if (zero_fills_by())
+		return method == Method::vmevent || method == Method::tracepoint ? "; tp_btf/rss_stat tells zero-page fills"
+										 : "; zero-page fills by the pte";
+	return "; zero-page fills not told apart (counted as copies: rss_stat before 6.2 misses them)";
+}
+
+const char *Plan::zero_fills_by() const
+{
+	const MethodText &m = text_of(method);
+	return m.zero_fills_need_hook && !zero_hook ? nullptr : m.zero_fills_by;
 }
 
 const char *Plan::copies_by() const

@@ -38,17 +38,21 @@ std::string latency_histograms(const std::vector<ProcStats> &procs)
 
 std::string format_table(const std::vector<ProcStats> &procs, const Plan &plan)
 {
-	std::string out = fmt::format("{:>7} {:>7} {:<16} {:>11} {:>11} {:>11} {:<10}\n", "PID", "PPID",
-				      "COMM", "WP_FAULTS", "COW_COPIES", "COW_REUSES", "METHOD");
+	std::string out = fmt::format("{:>7} {:>7} {:<16} {:>11} {:>11} {:>11} {:>11} {:<10}\n", "PID", "PPID",
+				      "COMM", "WP_FAULTS", "COW_COPIES", "COW_REUSES", "ZERO_FILLS", "METHOD");
 	for (const auto &p : procs)
-		out += fmt::format("{:>7} {:>7} {:<16} {:>11} {:>11} {:>11} {:<10}\n",
-				   fmt::format("{}{}", p.exited ? "*" : "", p.pid), p.ppid, p.comm,
-				   p.wp_faults, p.cow_copies, p.cow_reuses, method_name(plan.method));
+		out += fmt::format("{:>7} {:>7} {:<16} {:>11} {:>11} {:>11} {:>11} {:<10}\n",
+				   fmt::format("{}{}", p.exited ? "*" : "", p.pid), p.ppid, p.comm, p.wp_faults,
+				   p.cow_copies, p.cow_reuses, plan.zero_fills_by() ? fmt::to_string(p.zero_fills) : "-",
+				   method_name(plan.method));
 	for (const auto &p : procs)
 		if (p.unclassified)
 			out += fmt::format("pid {}: {} write faults neither copy nor reuse: the kernel moved the thread "
 					   "during the fault without a sched_switch event (not counted in COW_COPIES "
 					   "or COW_REUSES)\n", p.pid, p.unclassified);
+	if (!plan.zero_fills_by())
+		out += "ZERO_FILLS -: this method cannot tell writes to the shared zero page from copies on this "
+		       "kernel; they are in COW_COPIES\n";
 	if (plan.latency)
 		out += latency_histograms(procs);
 	return out;
@@ -60,16 +64,16 @@ std::string format_mappings(const Attribution &a, const std::vector<ProcStats> &
 	for (const ProcStats &p : procs) {
 		std::string body;
 		for (const MappingStats &m : a.mappings) {
-			if (m.pid != p.pid || (!m.copies && !m.reuses))
+			if (m.pid != p.pid || (!m.copies && !m.reuses && !m.zero_fills))
 				continue;
-			body += fmt::format("  {:<12} {:>12x}-{:<12x} {:>9} {:>9} {:>9}  {}\n", m.label, m.start, m.end,
-					    m.wp_faults, m.copies, m.reuses, m.path);
+			body += fmt::format("  {:<12} {:>12x}-{:<12x} {:>9} {:>9} {:>9} {:>10}  {}\n", m.label, m.start,
+					    m.end, m.wp_faults, m.copies, m.reuses, m.zero_fills, m.path);
 		}
 		if (body.empty())
 			continue;
-		out += fmt::format("mappings of pid {} ({}){}:\n  {:<12} {:>25} {:>9} {:>9} {:>9}  {}\n", p.pid,
-				   p.comm, p.exited ? ", exited" : "", "LABEL", "RANGE", "WP_FAULTS", "COPIES",
-				   "REUSES", "PATH");
+		out += fmt::format("mappings of pid {} ({}){}:\n  {:<12} {:>25} {:>9} {:>9} {:>9} {:>10}  {}\n",
+				   p.pid, p.comm, p.exited ? ", exited" : "", "LABEL", "RANGE", "WP_FAULTS", "COPIES",
+				   "REUSES", "ZERO_FILLS", "PATH");
 		out += body;
 	}
 	for (const Note &n : a.notes)
@@ -83,23 +87,31 @@ std::string format_mappings(const Attribution &a, const std::vector<ProcStats> &
 
 namespace {
 
-std::string format_site_list(const std::vector<Site> &list, bool copies, std::size_t top, const std::string &title)
+// What a list of sites is ranked by: copies, reuses or zero fills.
+struct SiteCount {
+	std::uint64_t Site::*n;
+	const char *name;
+};
+constexpr SiteCount kSiteCounts[] = {
+	{&Site::copies, "copies"}, {&Site::reuses, "reuses"}, {&Site::zero_fills, "zero fills"}};
+
+std::string format_site_list(const std::vector<Site> &list, const SiteCount &by, std::size_t top,
+			     const std::string &title)
 {
 	std::vector<const Site *> v;
 	for (const Site &s : list)
-		if (copies ? s.copies : s.reuses)
+		if (s.*by.n)
 			v.push_back(&s);
-	std::stable_sort(v.begin(), v.end(), [copies](const Site *x, const Site *y) {
-		return copies ? x->copies > y->copies : x->reuses > y->reuses;
-	});
+	std::stable_sort(v.begin(), v.end(), [&](const Site *x, const Site *y) { return x->*by.n > y->*by.n; });
 	if (v.empty())
 		return "";
 	std::string out = fmt::format("{} ({} stacks, top {}):\n", title, v.size(), std::min(top, v.size()));
 	for (std::size_t i = 0; i < v.size() && i < top; i++) {
 		const Site &s = *v[i];
-		out += fmt::format("  #{:<3} {} {}, {} {}", i + 1, copies ? s.copies : s.reuses,
-				   copies ? "copies" : "reuses", copies ? s.reuses : s.copies,
-				   copies ? "reuses" : "copies");
+		out += fmt::format("  #{:<3} {} {}", i + 1, s.*by.n, by.name);
+		for (const SiteCount &o : kSiteCounts)	// the others, where there are any
+			if (o.n != by.n && (s.*o.n || o.n != &Site::zero_fills))
+				out += fmt::format(", {} {}", s.*o.n, o.name);
 		if (s.pid == 0 && s.pids > 1)
 			out += fmt::format(", {} processes", s.pids);
 		if (s.stackid < 0) {
@@ -114,6 +126,14 @@ std::string format_site_list(const std::vector<Site> &list, bool copies, std::si
 	return out;
 }
 
+// "copy sites of ...", "reuse sites of ...", "zero-fill sites of ..."
+std::string format_site_lists(const std::vector<Site> &list, std::size_t top, const std::string &of)
+{
+	return format_site_list(list, kSiteCounts[0], top, "copy sites" + of) +
+	       format_site_list(list, kSiteCounts[1], top, "reuse sites" + of) +
+	       format_site_list(list, kSiteCounts[2], top, "zero-fill sites" + of);
+}
+
 } // namespace
 
 std::string format_sites(const Attribution &a, const std::vector<ProcStats> &procs, std::size_t top)
@@ -122,13 +142,10 @@ std::string format_sites(const Attribution &a, const std::vector<ProcStats> &pro
 	for (const ProcStats &p : procs) {
 		std::vector<Site> mine = a.sites_of(p.pid);
 		std::string who = fmt::format("pid {} ({}{})", p.pid, p.comm, p.exited ? ", exited" : "");
-		out += format_site_list(mine, true, top, "copy sites of " + who);
-		out += format_site_list(mine, false, top, "reuse sites of " + who);
+		out += format_site_lists(mine, top, " of " + who);
 	}
-	if (procs.size() > 1) {
-		out += format_site_list(a.merged, true, top, "copy sites, all processes merged");
-		out += format_site_list(a.merged, false, top, "reuse sites, all processes merged");
-	}
+	if (procs.size() > 1)
+		out += format_site_lists(a.merged, top, ", all processes merged");
 	out += "sites: frame 0 (=) is the faulting instruction, exact; later frames come from a "
 	       "frame-pointer walk, exact only through code built with frame pointers\n";
 	for (const Note &n : a.notes)

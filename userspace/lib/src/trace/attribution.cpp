@@ -92,6 +92,7 @@ std::vector<MappingStats> read_mappings(const Context &c)
 		m.wp_faults = v.wp_faults;
 		m.copies = v.copies;
 		m.reuses = v.reuses;
+		m.zero_fills = v.zero_fills;
 		m.path.assign(v.name, strnlen(v.name, sizeof(v.name)));
 		fill_path(m, c, parsed);
 		out.push_back(std::move(m));
@@ -160,6 +161,7 @@ void read_sites(Context &c, Attribution &a)
 		s.stackid = key.stackid;
 		s.copies = v.copies;
 		s.reuses = v.reuses;
+		s.zero_fills = v.zero_fills;
 		stack_ips st{};
 		__u32 sk = static_cast<__u32>(s.stackid);
 		if (s.stackid >= 0 && bpf_map_lookup_elem(sfd, &sk, &st) == 0) {

@@ -121,6 +121,23 @@ std::optional<std::int64_t> percpu_distance(const struct btf *btf, const char *f
 	return *ob - *oa;
 }
 
+// Does tracepoint rss_stat see every change of a process's rss counters?
+// Since 6.2 (rss counters as percpu_counter) it is called by every
+// add/inc/dec_mm_counter and takes (mm, member); before, a fault's changes
+// went to the task's cache untraced, and it took (mm, member, count).
+bool rss_stat_traces_every_change(const struct btf *btf)
+{
+	int id = btf__find_by_name_kind(btf, "btf_trace_rss_stat", BTF_KIND_TYPEDEF);
+	if (id <= 0)
+		return false;
+	const struct btf_type *t = btf__type_by_id(btf, btf__type_by_id(btf, id)->type);	// the pointer
+	if (!t || !btf_is_ptr(t))
+		return false;
+	t = btf__type_by_id(btf, t->type);
+	// void *data, struct mm_struct *mm, int member
+	return t && btf_is_func_proto(t) && btf_vlen(t) == 3;
+}
+
 // ---- the methods, in one table ----------------------------------------------
 //
 // What each method attaches. The programs loaded (select_programs) and the
@@ -160,6 +177,8 @@ struct MethodSpec {
 	AllocWindow alloc = AllocWindow::never;	// mm_page_alloc as a tracepoint
 	// attached when the plan has the hook
 	ProgRef copy_hook = nullptr, reuse_hook = nullptr, huge_hook = nullptr;
+	// tells zero-page fills from copies (Plan::zero_hook)
+	ProgRef zero_hook = nullptr;
 	// Does the kernel offer it? The plan if so.
 	std::optional<Plan> (*probe)(const ProbeEnv &) = nullptr;
 };
@@ -215,6 +234,8 @@ std::optional<Plan> probe_vmevent(const ProbeEnv &env)
 	Plan p;
 	p.method = Method::vmevent;
 	p.tp_btf = true;
+	p.zero_hook = rss_stat_traces_every_change(env.vmlinux);
+	vlog(fmt::format("probe: rss_stat traces every change (zero fills told apart): {}", p.zero_hook ? "yes" : "no"));
 	return p;
 }
 
@@ -224,6 +245,9 @@ std::optional<Plan> probe_tracepoint(const ProbeEnv &env)
 	Plan p;
 	p.method = Method::tracepoint;
 	p.tp_btf = env.tp_btf;
+	// the BTF-typed program only: rss_stat's classic event has no member
+	// field before 6.2 either, and the plain fault path has no tp_btf flavour
+	p.zero_hook = env.tp_btf && rss_stat_traces_every_change(env.vmlinux);
 	return p;
 }
 
@@ -249,12 +273,14 @@ const MethodSpec kMethods[] = {
 	{
 		.method = Method::vmevent,
 		.always = {&Progs::vme_fault_user, &Progs::vme_fault_kernel, &Progs::vme_switch},
+		.zero_hook = &Progs::rss_stat,
 		.probe = probe_vmevent,
 	},
 	{
 		.method = Method::tracepoint,
 		.fault_tp = kFaultTp,
 		.alloc = AllocWindow::always,
+		.zero_hook = &Progs::rss_stat,
 		.probe = probe_tracepoint,
 	},
 };
@@ -316,7 +342,7 @@ void select_programs(cowtrace_bpf *s, const Plan &p)
 	for (const MethodSpec &m : kMethods) {	// every method's programs off ...
 		for (ProgRef r : m.always)
 			set(r, false);
-		for (ProgRef r : {m.copy_hook, m.reuse_hook, m.huge_hook})
+		for (ProgRef r : {m.copy_hook, m.reuse_hook, m.huge_hook, m.zero_hook})
 			set(r, false);
 		if (m.fault_tp)
 			set_tp(*m.fault_tp, false);
@@ -335,6 +361,8 @@ void select_programs(cowtrace_bpf *s, const Plan &p)
 		set(m.reuse_hook, true);
 	if (p.huge_hook)
 		set(m.huge_hook, true);
+	if (p.zero_hook)
+		set(m.zero_hook, true);
 }
 
 std::vector<Plan> probe_plans(Method wanted, std::int64_t &vme_delta)

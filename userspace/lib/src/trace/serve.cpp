@@ -132,6 +132,7 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 	e.method = method_name(tracer.plan().method);
 	e.copies_by = tracer.plan().copies_by();
 	e.reuses_by = tracer.plan().reuses_by();
+	e.zero_fills_by = tracer.plan().zero_fills_by() ? tracer.plan().zero_fills_by() : "";
 	e.target = target;
 	e.tree = root && opts.follow_children;
 	if (root) {

@@ -165,6 +165,7 @@ ProcStats Session::sum(pid_t tgid, const cow_counts *per_cpu, const cow_info *in
 		s.cow_copies += c.cow_copies;
 		s.cow_reuses += c.cow_reuses;
 		s.unclassified += c.unclassified;
+		s.zero_fills += c.zero_fills;
 		s.thp_wp_faults += c.thp_wp_faults;
 		s.thp_fallbacks += c.thp_fallbacks;
 		for (int i = 0; i < kHistSlots; i++)
@@ -173,8 +174,10 @@ ProcStats Session::sum(pid_t tgid, const cow_counts *per_cpu, const cow_info *in
 	// The tracepoint method does not count reuses. A copy counted on one
 	// CPU may be read before the fault's count on another; never report a
 	// negative reuse.
-	if (plan_.reuses_derived())
-		s.cow_reuses = s.wp_faults > s.cow_copies ? s.wp_faults - s.cow_copies : 0;
+	if (plan_.reuses_derived()) {
+		std::uint64_t told = s.cow_copies + s.zero_fills;
+		s.cow_reuses = s.wp_faults > told ? s.wp_faults - told : 0;
+	}
 	if (info) {
 		s.ppid = static_cast<pid_t>(info->ppid);
 		s.exited = info->exited != 0;

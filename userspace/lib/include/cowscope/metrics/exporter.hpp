@@ -25,12 +25,13 @@ namespace cowtrace {
 inline constexpr std::uint64_t kPageBytes = 4096;	// one COW copy copies one 4 KiB page
 
 struct Counts {
-	std::uint64_t wp_faults = 0, cow_copies = 0, cow_reuses = 0;
+	std::uint64_t wp_faults = 0, cow_copies = 0, cow_reuses = 0, zero_fills = 0;
 	Counts &operator+=(const Counts &o)
 	{
 		wp_faults += o.wp_faults;
 		cow_copies += o.cow_copies;
 		cow_reuses += o.cow_reuses;
+		zero_fills += o.zero_fills;
 		return *this;
 	}
 };
@@ -100,6 +101,7 @@ std::string escape_help(std::string_view v);
 struct Exposition {
 	std::string method;	// the Plan's method name
 	std::string copies_by, reuses_by;	// how the Plan counts them
+	std::string zero_fills_by;	// "" when zero fills are not told apart (in copies)
 	std::string target;	// "-p 1234 --children", "--comm redis-server", "--all"
 	bool tree = false;	// --children: emit the tree totals
 	pid_t root_pid = 0;

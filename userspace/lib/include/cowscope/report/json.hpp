@@ -4,8 +4,8 @@
 //
 //   {"schema": 2,
 //    "processes": [{pid, ppid, comm, exited, wp_faults, cow_copies, cow_reuses,
-//                   wp_unclassified, method, cow_copies_by, cow_reuses_by,
-//                   cow_unit, [thp_wp_faults, thp_fallbacks],
+//                   wp_unclassified, zero_fills, method, cow_copies_by,
+//                   cow_reuses_by, zero_fills_by, cow_unit, [thp_wp_faults, thp_fallbacks],
 //                   [wp_latency_ns_log2], [mappings], [sites]}, ...],
 //    and with --by-mapping or --sites: "attribution_errors", "notes"; with
 //    --sites also "merged_sites", "symbolize_ms", "symbolized_addresses"}
@@ -23,6 +23,8 @@ namespace cowtrace {
 
 // The version of the schema below; a reader refuses newer ones. 2: always
 // an object (0.2.0 wrote a bare array of processes without attribution).
+// 0.4.0 added the fields zero_fills and zero_fills_by (processes,
+// mappings, sites): a record without them reads as 0 and "not told apart".
 inline constexpr int kSchema = 2;
 
 // One record, as read back.

@@ -30,6 +30,10 @@ struct Plan {
 	bool huge_hook = false;		// do_huge_pmd_wp_page attachable
 	bool latency = false;		// fexit histogram of do_wp_page latency
 	bool reuse_hook = false;	// wp_page_reuse attachable (fentry/kprobe)
+	// vmevent, tracepoint: rss_stat traces every rss change (6.2 and
+	// later), so zero-page fills are told from copies; fentry and kprobe
+	// always tell them (the pte at do_wp_page)
+	bool zero_hook = false;
 	std::string describe() const;	// one line for humans
 	// How each figure is obtained, for the JSON and -v: "wp_page_copy",
 	// "mm_page_alloc in do_wp_page", "mm_page_alloc in the fault";
@@ -37,6 +41,10 @@ struct Plan {
 	// "derived: wp_faults - cow_copies".
 	const char *copies_by() const;
 	const char *reuses_by() const;
+	// How zero-page fills are told from copies; nullptr where they are not
+	// (counted as copies).
+	const char *zero_fills_by() const;
+	std::string zero_text() const;	// describe()'s part on zero fills
 	// The method counts no reuses: they are wp_faults - cow_copies.
 	bool reuses_derived() const;
 };
@@ -53,6 +61,10 @@ struct ProcStats {
 	// the thread mid-fault without a sched_switch event); in no mapping
 	// or site either
 	std::uint64_t unclassified = 0;
+	// wp faults on the shared zero page (or a raw PFN mapping): a fresh
+	// zeroed page, nothing copied, nothing shared with another process.
+	// wp_faults = cow_copies + cow_reuses + zero_fills + unclassified.
+	std::uint64_t zero_fills = 0;
 	std::uint64_t thp_wp_faults = 0;
 	std::uint64_t thp_fallbacks = 0;
 	std::array<std::uint64_t, kHistSlots> latency_log2_ns{};
@@ -65,7 +77,7 @@ struct MappingStats {
 	std::uint64_t start = 0, end = 0;	// 0-0: VMA not found at the fault
 	std::string label;	// heap, stack, data, bss, mmap-anon, file-private, file-shared, text, other, unknown
 	std::string path;	// file mappings: the path (from /proc/PID/maps), else the file name
-	std::uint64_t wp_faults = 0, copies = 0, reuses = 0;
+	std::uint64_t wp_faults = 0, copies = 0, reuses = 0, zero_fills = 0;
 	bool operator==(const MappingStats &) const = default;
 };
 
@@ -88,7 +100,7 @@ struct Site {
 	pid_t pid = 0;	// 0 in merged lists
 	std::string comm;
 	std::int32_t stackid = -1;	// < 0: no stack recorded
-	std::uint64_t copies = 0, reuses = 0;
+	std::uint64_t copies = 0, reuses = 0, zero_fills = 0;
 	std::vector<Frame> frames;
 	// Frames resolved before the first address outside every mapped file
 	// (the frame-pointer walk went astray there, or ended), out of frames.size().
