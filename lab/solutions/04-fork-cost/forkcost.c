@@ -30,16 +30,6 @@
 static uint64_t *table;
 static char *scratch;
 
-static void *map(size_t bytes)
-{
-	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED) {
-		perror("mmap");
-		exit(1);
-	}
-	return p;
-}
-
 /* Solution: map the table on 2 MiB boundaries and ask for transparent
  * huge pages there: fork then copies one PMD entry per 2 MiB instead of
  * 512 PTEs (and takes one reference per huge page). The child never
@@ -47,7 +37,7 @@ static void *map(size_t bytes)
 static void *map_huge_aligned(size_t bytes)
 {
 	const size_t huge = 2 * MiB;
-	char *p = map(bytes + huge);
+	char *p = lab_map(bytes + huge);
 	char *aligned = (char *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
 	if (aligned > p)
 		munmap(p, aligned - p);
@@ -58,7 +48,7 @@ static void *map_huge_aligned(size_t bytes)
 static void setup(void)
 {
 	table = map_huge_aligned(TABLE_BYTES);
-	scratch = map(SCRATCH_BYTES);
+	scratch = lab_map(SCRATCH_BYTES);
 	if (madvise(table, TABLE_BYTES, MADV_HUGEPAGE) < 0)
 		perror("madvise(MADV_HUGEPAGE)");
 	madvise(scratch, SCRATCH_BYTES, MADV_NOHUGEPAGE);
@@ -83,10 +73,8 @@ int main(void)
 	for (int round = 0; round < ROUNDS; round++) {
 		scratch[round * 4096] ^= 1; /* the server's own work goes on */
 		pid_t child = lab_fork();
-		if (child < 0) {
-			perror("fork");
-			return 1;
-		}
+		if (child < 0)
+			lab_die("fork");
 		if (child == 0) {
 			/* The checker reads the first child's page tables here:
 			 * what fork() had to copy. */
@@ -98,15 +86,9 @@ int main(void)
 					_exit(3);
 			_exit(0);
 		}
-		int st;
-		if (waitpid(child, &st, 0) < 0) {
-			perror("waitpid");
+		/* Status 3: the child found a word of the table wrong. */
+		if (lab_reap(child, "the snapshot child") < 0)
 			return 1;
-		}
-		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-			fprintf(stderr, "round %d: the child could not check the table (status %#x)\n", round, st);
-			return 1;
-		}
 	}
 	printf("%d forks, each child checked the table\n", ROUNDS);
 	return 0;
