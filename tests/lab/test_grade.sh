@@ -55,7 +55,8 @@ has '^score: 0/1$' "score 0/1"
 
 # The reference solutions are patches (lab/solutions/NN-name.patch): each
 # applies to its starting file and shows as whole files; one that no
-# longer applies, or is missing, stops the grader before anything is built.
+# longer applies, changes none of its files or is missing stops the grader
+# before anything is built.
 for d in "$root"/lab/[0-9][0-9]-*/; do
 	ex=$(basename "$d")
 	expect 0 "--show-solution ${ex%%-*} applies lab/solutions/$ex.patch" "$grade" --show-solution "${ex%%-*}"
@@ -77,7 +78,13 @@ if grep -q '^score:' "$tmp/out"; then
 else
 	echo "  ok: nothing graded"
 fi
-expect 3 "a missing patch stops the grader" "$grade" --kernel "$kernel" --ex 2,3 --patches "$tmp/stale"
+mkdir -p "$tmp/elsewhere"
+printf -- '--- /dev/null\n+++ b/lab/03-reuse/extra.c\n@@ -0,0 +1 @@\n+int extra;\n' >"$tmp/elsewhere/03-reuse.patch"
+expect 3 "a patch that changes none of the exercise's files stops the grader" "$grade" --kernel "$kernel" --ex 3 --patches "$tmp/elsewhere"
+has 'changes none of lab/03-reuse/' "it says the patch changes none of them"
+mkdir -p "$tmp/partial"
+cp "$root/lab/solutions/02-what-copies.patch" "$tmp/partial/"
+expect 3 "a missing patch stops the grader" "$grade" --kernel "$kernel" --ex 2,3 --patches "$tmp/partial"
 has 'no patch for 03-reuse' "it names the exercise without a patch"
 
 mkdir -p "$tmp/nomod"
