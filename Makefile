@@ -14,7 +14,8 @@
 #   make vm-run CMD="..."                    make load / make unload (native)
 #   make grade      the lab course (lab/): build each exercise, check it in
 #                   the VM lab, print PASS/FAIL per exercise and score: N/M
-#                   (EX=3 or EX=1,3 for some; SOLUTIONS=1 grades lab/solutions)
+#                   (EX=3 or EX=1,3 for some; SOLUTIONS=1 grades the reference
+#                   solutions, the patches in lab/solutions/)
 #   make results    the reference experiments into results/<date>-<host>/
 #   make crosscheck four independent COW counts side by side (VM=1 adds the module's)
 #   make deb        the Debian packages into build/deb/ (cowscope, cowscope-dkms)

@@ -36,11 +36,7 @@ static void mark_records(struct record *r, size_t n)
 int main(void)
 {
 	const size_t bytes = RECORDS * sizeof(struct record);
-	struct record *table = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (table == MAP_FAILED) {
-		perror("mmap");
-		return 1;
-	}
+	struct record *table = lab_map(bytes);
 	/* 4 KiB pages, so that one page holds 64 records (README, "Hints"). */
 	madvise(table, bytes, MADV_NOHUGEPAGE);
 	for (size_t i = 0; i < RECORDS; i++) {
@@ -51,10 +47,8 @@ int main(void)
 	lab_range("table", table, bytes);
 
 	pid_t child = fork();
-	if (child < 0) {
-		perror("fork");
-		return 1;
-	}
+	if (child < 0)
+		lab_die("fork");
 	if (child == 0) {
 		lab_checkpoint("child-ready", 0);
 		mark_records(table, RECORDS);
@@ -68,15 +62,8 @@ int main(void)
 		}
 		_exit(0);
 	}
-	int st;
-	if (waitpid(child, &st, 0) < 0) {
-		perror("waitpid");
+	if (lab_reap(child, "the child") < 0)
 		return 1;
-	}
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		fprintf(stderr, "the child failed (status %#x)\n", st);
-		return 1;
-	}
 	printf("child %d marked the records\n", (int)child);
 	return 0;
 }

@@ -11,8 +11,8 @@ lab_start
 parent=$LAB_PID
 lab_wait parent-writes 60
 child=$CP_CHILD
-range=$(lab_range_of buffer)
-[ -n "$range" ] || lab_fail "the program did not report its buffer (lab_range)" "no buffer" "lab_range(\"buffer\", ...)"
+lab_range_of buffer
+range=$RANGE
 if lab_alive "$child"; then
 	echo "at \"parent-writes\" the child $child is still running; cowscope diff of the buffer:"
 	lab_diff "$parent" "$child" "$range"
@@ -20,21 +20,13 @@ if lab_alive "$child"; then
 else
 	echo "at \"parent-writes\" the child $child has exited"
 fi
-lab_pfns "$parent" "$range" "$LAB_WORK/before" || lab_fail "cannot read the parent's PFNs from the module" "no PFNs" "-"
-lab_go
-lab_wait parent-wrote 60
-lab_pfns "$parent" "$range" "$LAB_WORK/after" || lab_fail "cannot read the parent's PFNs from the module" "no PFNs" "-"
-lab_go
+lab_pfns_across "$parent" "$range" parent-wrote
 lab_end
 # Join by address: kept (same PFN) and copied (new PFN), even/odd pages.
-start=$(echo "$range" | cut -d- -f1)
-awk -v start="$start" '
-	function hex(s,   i, c, v) { v = 0; s = tolower(s); sub(/^0x/, "", s)
-		for (i = 1; i <= length(s); i++) { c = index("0123456789abcdef", substr(s, i, 1)) - 1; v = v * 16 + c }
-		return v }
+awk '
 	NR == FNR { pfn[$1] = $2; next }
-	($1 in pfn) { page = (hex($1) - hex(start)) / 4096; k = (pfn[$1] == $2)
-		kept += k; copied += !k; if (page % 2) { okept += k; ocopied += !k } else { ekept += k; ecopied += !k } }
+	($1 in pfn) { k = (pfn[$1] == $2)
+		kept += k; copied += !k; if ($4 % 2) { okept += k; ocopied += !k } else { ekept += k; ecopied += !k } }
 	END { printf "%d %d %d %d %d %d\n", kept, copied, ekept, ecopied, okept, ocopied }
 ' "$LAB_WORK/before" "$LAB_WORK/after" >"$LAB_WORK/kept"
 read -r kept copied ekept ecopied okept ocopied <"$LAB_WORK/kept"

@@ -24,27 +24,19 @@
 #define PAGES 1024
 #define PAGE 4096
 
-static void die(const char *what)
-{
-	perror(what);
-	exit(1);
-}
-
 int main(void)
 {
-	char *buf = mmap(NULL, PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (buf == MAP_FAILED)
-		die("mmap");
+	char *buf = lab_map(PAGES * PAGE);
 	madvise(buf, PAGES * PAGE, MADV_NOHUGEPAGE); /* 4 KiB pages */
 	memset(buf, 'a', PAGES * PAGE);
 	lab_range("buffer", buf, PAGES * PAGE);
 
 	int done[2], bye[2];
 	if (pipe(done) < 0 || pipe(bye) < 0)
-		die("pipe");
+		lab_die("pipe");
 	pid_t child = fork();
 	if (child < 0)
-		die("fork");
+		lab_die("fork");
 	if (child == 0) {
 		close(done[0]);
 		close(bye[1]);
@@ -73,14 +65,9 @@ int main(void)
 	lab_checkpoint("parent-wrote", child);
 
 	if (write(bye[1], "q", 1) != 1)
-		die("write");
-	int st;
-	if (waitpid(child, &st, 0) < 0)
-		die("waitpid");
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		fprintf(stderr, "the child failed (status %#x)\n", st);
+		lab_die("write");
+	if (lab_reap(child, "the child") < 0)
 		return 1;
-	}
 	for (int p = 0; p < PAGES * PAGE; p++)
 		if (buf[p] != 'p') {
 			fprintf(stderr, "byte %d of the buffer is '%c', not the parent's 'p'\n", p, buf[p]);

@@ -30,23 +30,13 @@
 static uint64_t *table;
 static char *scratch;
 
-static void *map(size_t bytes)
-{
-	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED) {
-		perror("mmap");
-		exit(1);
-	}
-	return p;
-}
-
 /* Allocate the table and the scratch area. Like many servers (Redis
  * warns about transparent huge pages at start), this one turned huge
  * pages off for its memory. */
 static void setup(void)
 {
-	table = map(TABLE_BYTES);
-	scratch = map(SCRATCH_BYTES);
+	table = lab_map(TABLE_BYTES);
+	scratch = lab_map(SCRATCH_BYTES);
 	madvise(table, TABLE_BYTES, MADV_NOHUGEPAGE);
 	madvise(scratch, SCRATCH_BYTES, MADV_NOHUGEPAGE);
 }
@@ -68,10 +58,8 @@ int main(void)
 	for (int round = 0; round < ROUNDS; round++) {
 		scratch[round * 4096] ^= 1; /* the server's own work goes on */
 		pid_t child = lab_fork();
-		if (child < 0) {
-			perror("fork");
-			return 1;
-		}
+		if (child < 0)
+			lab_die("fork");
 		if (child == 0) {
 			/* The checker reads the first child's page tables here:
 			 * what fork() had to copy. */
@@ -83,15 +71,9 @@ int main(void)
 					_exit(3);
 			_exit(0);
 		}
-		int st;
-		if (waitpid(child, &st, 0) < 0) {
-			perror("waitpid");
+		/* Status 3: the child found a word of the table wrong. */
+		if (lab_reap(child, "the snapshot child") < 0)
 			return 1;
-		}
-		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-			fprintf(stderr, "round %d: the child could not check the table (status %#x)\n", round, st);
-			return 1;
-		}
 	}
 	printf("%d forks, each child checked the table\n", ROUNDS);
 	return 0;

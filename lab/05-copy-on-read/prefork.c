@@ -55,12 +55,7 @@ __attribute__((noinline)) static void obj_put(struct object *o)
 
 static void build_objects(void)
 {
-	arena = mmap(NULL, OBJECTS * sizeof(struct object), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		     -1, 0);
-	if (arena == MAP_FAILED) {
-		perror("mmap");
-		exit(1);
-	}
+	arena = lab_map(OBJECTS * sizeof(struct object));
 	madvise(arena, OBJECTS * sizeof(struct object), MADV_NOHUGEPAGE); /* 4 KiB pages */
 	for (int i = 0; i < OBJECTS; i++) {
 		arena[i].refcnt = 1; /* the interpreter's own reference */
@@ -92,10 +87,8 @@ int main(void)
 	pid_t workers[WORKERS];
 	for (int w = 0; w < WORKERS; w++) {
 		workers[w] = fork();
-		if (workers[w] < 0) {
-			perror("fork");
-			return 1;
-		}
+		if (workers[w] < 0)
+			lab_die("fork");
 		if (workers[w] == 0) {
 			for (int r = 0; r < REQUESTS; r++)
 				if (serve_request() != want)
@@ -107,11 +100,9 @@ int main(void)
 		}
 	}
 	int failed = 0;
-	for (int w = 0; w < WORKERS; w++) {
-		int st;
-		if (waitpid(workers[w], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+	for (int w = 0; w < WORKERS; w++)
+		if (lab_reap(workers[w], "a worker") < 0)
 			failed++;
-	}
 	if (failed) {
 		fprintf(stderr, "%d worker(s) answered wrong or died\n", failed);
 		return 1;

@@ -31,8 +31,9 @@ mode_folio() { awk '{ n[$3]++ } END { for (f in n) if (n[f] > best) { best = n[f
 lab_start
 parent=$LAB_PID
 lab_wait populated 60
-range=$(lab_range_of buffer)
-lab_pfns "$parent" "$range" "$LAB_WORK/populated" || lab_fail "cannot read the PTEs from the module" "no PTEs" "-"
+lab_range_of buffer
+range=$RANGE
+lab_pfns "$parent" "$range" "$LAB_WORK/populated"
 in64=$(awk '$3 == "64K"' "$LAB_WORK/populated" | wc -l)
 echo "populated: $in64 of 256 pages in 64 KiB folios ($(awk '{ n[$3]++ } END { for (f in n) printf "%s %d  ", f, n[f] }' "$LAB_WORK/populated"))"
 [ "$in64" -ge 240 ] || lab_fail "the kernel gave the buffer no 64 KiB folios ($in64 of 256 pages): the experiment cannot run" \
@@ -47,24 +48,15 @@ lab_go
 lab_wait child-wrote 60
 lab_diff "$parent" "$child" "$range"
 m_copied=$D_COPIED
-lab_pfns "$child" "$range" "$LAB_WORK/child" || lab_fail "cannot read the PTEs from the module" "no PTEs" "-"
+lab_pfns "$child" "$range" "$LAB_WORK/child"
 # The child's pages at the 16 it wrote: the first page of each folio.
-start=$(echo "$range" | cut -d- -f1)
-awk -v start="$start" '
-	function hex(s,   i, c, v) { v = 0; s = tolower(s); sub(/^0x/, "", s)
-		for (i = 1; i <= length(s); i++) { c = index("0123456789abcdef", substr(s, i, 1)) - 1; v = v * 16 + c }
-		return v }
-	(hex($1) - hex(start)) % 65536 == 0' "$LAB_WORK/child" >"$LAB_WORK/child-written"
+awk '$4 % 16 == 0' "$LAB_WORK/child" >"$LAB_WORK/child-written"
 m_child_folio=$(mode_folio "$LAB_WORK/child-written")
 echo "2. the child wrote 16 pages: it has copied $m_copied, $D_SHARED still shared"
 echo "3. the child's copies sit in ${m_child_folio} KiB folios"
 lab_go
 lab_wait child-exited 60
-lab_pfns "$parent" "$range" "$LAB_WORK/before" || lab_fail "cannot read the PTEs from the module" "no PTEs" "-"
-lab_go
-lab_wait parent-wrote 60
-lab_pfns "$parent" "$range" "$LAB_WORK/after" || lab_fail "cannot read the PTEs from the module" "no PTEs" "-"
-lab_go
+lab_pfns_across "$parent" "$range" parent-wrote
 lab_end
 m_kept=$(awk 'NR == FNR { pfn[$1] = $2; next } ($1 in pfn) && pfn[$1] == $2' "$LAB_WORK/before" "$LAB_WORK/after" | wc -l)
 m_parent_folio=$(mode_folio "$LAB_WORK/after")

@@ -43,11 +43,7 @@ int main(void)
 		perror("sched_setaffinity");
 
 	/* 64 KiB-aligned, so that every folio can be a whole 64 KiB one. */
-	char *raw = mmap(NULL, BYTES + FOLIO, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (raw == MAP_FAILED) {
-		perror("mmap");
-		return 1;
-	}
+	char *raw = lab_map(BYTES + FOLIO);
 	char *buf = (char *)(((uintptr_t)raw + FOLIO - 1) & ~(uintptr_t)(FOLIO - 1));
 	if (madvise(buf, BYTES, MADV_HUGEPAGE) < 0)
 		perror("madvise(MADV_HUGEPAGE)");
@@ -56,10 +52,8 @@ int main(void)
 	lab_checkpoint("populated", 0);
 
 	pid_t child = fork();
-	if (child < 0) {
-		perror("fork");
-		return 1;
-	}
+	if (child < 0)
+		lab_die("fork");
 	if (child == 0) {
 		lab_checkpoint("forked", 0);
 		for (size_t off = 0; off < BYTES; off += FOLIO)
@@ -67,11 +61,8 @@ int main(void)
 		lab_checkpoint("child-wrote", 0);
 		_exit(0);
 	}
-	int st;
-	if (waitpid(child, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		fprintf(stderr, "the child failed\n");
+	if (lab_reap(child, "the child") < 0)
 		return 1;
-	}
 	lab_checkpoint("child-exited", child);
 	for (size_t off = 0; off < BYTES; off += PAGE)
 		buf[off] = 'p'; /* the parent writes every page */

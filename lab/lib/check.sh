@@ -101,14 +101,36 @@ lab_diff_segments() {
 		awk 'NR > 2 && NF == 8 && $1 != "total" && $4 > 0 { print $1, $4 }'
 }
 
-# lab_pfns PID RANGE FILE: "vaddr pfn folio" of each present page in RANGE.
+# lab_pfns PID RANGE FILE: "vaddr pfn folio page" of each present page in
+# RANGE (page: its index in RANGE, 0 for the first); fails the exercise
+# when the module cannot show PID's pages.
 lab_pfns() {
-	echo "$1" >/proc/cowscope/track || return 1
-	echo "$2" >"/proc/cowscope/$1/range" || return 1
-	grep -v '^#' "/proc/cowscope/$1/ptes" | awk '{ print $1, $2, $6 }' >"$3"
+	{ echo "$1" >/proc/cowscope/track && echo "$2" >"/proc/cowscope/$1/range"; } 2>/dev/null ||
+		lab_fail "cannot read the PTEs of process $1 from the module (/proc/cowscope/$1)" "no PTEs" "-"
+	grep -v '^#' "/proc/cowscope/$1/ptes" | awk -v start="${2%%-*}" '
+		function hex(s,   i, c, v) { v = 0; s = tolower(s); sub(/^0x/, "", s)
+			for (i = 1; i <= length(s); i++) { c = index("0123456789abcdef", substr(s, i, 1)) - 1; v = v * 16 + c }
+			return v }
+		{ printf "%s %s %s %d\n", $1, $2, $6, (hex($1) - hex(start)) / 4096 }' >"$3"
 }
 
-# lab_range_of NAME: the "0xSTART-0xEND" the program gave lab_range(NAME, ...).
+# lab_pfns_across PID RANGE NAME: PID's pages of RANGE (as lab_pfns gives
+# them) at the checkpoint lab_wait saw last, into $LAB_WORK/before, and
+# at checkpoint NAME, into $LAB_WORK/after: what kept its PFN (reused in
+# place) and what got a new one (copied) in between. Lets the program go
+# on from both checkpoints.
+lab_pfns_across() {
+	lab_pfns "$1" "$2" "$LAB_WORK/before"
+	lab_go
+	lab_wait "$3" 60
+	lab_pfns "$1" "$2" "$LAB_WORK/after"
+	lab_go
+}
+
+# lab_range_of NAME: the "0xSTART-0xEND" the program gave lab_range(NAME,
+# ...) into RANGE; fails the exercise when it gave none.
 lab_range_of() {
-	awk -v n="$1" '$1 == "RANGE" && $2 == n { print $3; exit }' "$LAB_EVENTS"
+	RANGE=$(awk -v n="$1" '$1 == "RANGE" && $2 == n { print $3; exit }' "$LAB_EVENTS")
+	[ -n "$RANGE" ] || lab_fail "the program did not report its $1 (lab_range)" "no $1" \
+		"lab_range(\"$1\", ...) where the starting file has it"
 }

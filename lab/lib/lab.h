@@ -1,4 +1,4 @@
-/* lab.h: the two calls an exercise uses to let its checker look at it.
+/* lab.h: the calls an exercise uses to let its checker look at it:
  *
  *   lab_checkpoint(name, child)  tell the checker "I reached NAME" (with my
  *                                pid and CHILD's, 0 for none) and wait until
@@ -9,6 +9,19 @@
  *                                it can look at just those pages.
  *   lab_fork()                   fork(), timed: the parent reports how long
  *                                the fork() call took (exercise 4).
+ *
+ * and the few the programs share to stay short:
+ *
+ *   lab_map(bytes)               mmap() BYTES of private anonymous memory,
+ *                                readable and writable (page-aligned, not
+ *                                touched yet); exits when it cannot.
+ *   lab_reap(child, who)         waitpid() for CHILD; 0 when it exited with
+ *                                status 0, else -1 after a line on standard
+ *                                error saying how WHO ended.
+ *   lab_die(what)                "lab: WHAT: <why>" (errno's reason) on
+ *                                standard error, and exit with status 99
+ *                                (_exit: a child's copy of the parent's
+ *                                unflushed stdio buffers is not written).
  *
  * Under the grader (in the VM lab) the environment names LAB_EVENTS, a file
  * where each event is appended as one line, and LAB_CONTROL, a path prefix:
@@ -28,7 +41,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,6 +135,35 @@ static inline pid_t lab_fork(void)
 		}
 	}
 	return pid;
+}
+
+static inline void *lab_map(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		lab_die("mmap");
+	return p;
+}
+
+static inline int lab_reap(pid_t child, const char *who)
+{
+	int st;
+	while (waitpid(child, &st, 0) < 0) {
+		if (errno != EINTR) {
+			fprintf(stderr, "waitpid for %s (%d): %s\n", who, (int)child, strerror(errno));
+			return -1;
+		}
+	}
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	if (WIFEXITED(st))
+		fprintf(stderr, "%s (%d) exited with status %d\n", who, (int)child, WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		fprintf(stderr, "%s (%d) was killed by signal %d (%s)\n", who, (int)child, WTERMSIG(st),
+			strsignal(WTERMSIG(st)));
+	else
+		fprintf(stderr, "%s (%d) ended with wait status %#x\n", who, (int)child, st);
+	return -1;
 }
 
 #endif

@@ -5,7 +5,9 @@
 # and the grader's own failures say what went wrong with a nonzero exit:
 # an exercise that does not build (scored 0, the compiler's errors shown),
 # a checker that runs past its limit, the module missing, a VM that never
-# finishes. Three VM boots in all (solutions, starting files, the hang).
+# finishes, a solution patch that is missing or no longer applies (never
+# graded as the starting file). Three VM boots in all (solutions, starting
+# files, the hang).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 kernel=${1:-6.12}
@@ -50,6 +52,40 @@ expect 1 "an exercise that does not build scores 0" "$grade" --kernel "$kernel" 
 has 'does not build' "it says the exercise does not build"
 has "undeclared_thing" "it shows the compiler's error"
 has '^score: 0/1$' "score 0/1"
+
+# The reference solutions are patches (lab/solutions/NN-name.patch): each
+# applies to its starting file and shows as whole files; one that no
+# longer applies, changes none of its files or is missing stops the grader
+# before anything is built.
+for d in "$root"/lab/[0-9][0-9]-*/; do
+	ex=$(basename "$d")
+	expect 0 "--show-solution ${ex%%-*} applies lab/solutions/$ex.patch" "$grade" --show-solution "${ex%%-*}"
+	has "^==> lab/$ex/[^ ]+, as the reference solution" "it prints the solved file"
+done
+mkdir -p "$tmp/stale"
+# The solution's patch with one line it removes changed, as if the
+# starting file had moved on since the patch was made.
+sed 's/^-\t\tr\[i\]\.flag = /-\t\tr[i].flag |= /' "$root/lab/solutions/02-what-copies.patch" >"$tmp/stale/02-what-copies.patch"
+if cmp -s "$root/lab/solutions/02-what-copies.patch" "$tmp/stale/02-what-copies.patch"; then
+	echo "  FAIL: the stale patch for exercise 2 could not be made (lab/solutions/02-what-copies.patch changed?)"
+	fails=$((fails + 1))
+fi
+expect 3 "a patch that no longer applies stops the grader" "$grade" --kernel "$kernel" --ex 2 --patches "$tmp/stale"
+has 'stale/02-what-copies.patch does not apply to lab/02-what-copies/' "it names the patch and the exercise"
+has 'FAILED' "it shows patch's own words"
+if grep -q '^score:' "$tmp/out"; then
+	echo "  FAIL: a patch that does not apply was graded:"; sed 's/^/    | /' "$tmp/out"; fails=$((fails + 1))
+else
+	echo "  ok: nothing graded"
+fi
+mkdir -p "$tmp/elsewhere"
+printf -- '--- /dev/null\n+++ b/lab/03-reuse/extra.c\n@@ -0,0 +1 @@\n+int extra;\n' >"$tmp/elsewhere/03-reuse.patch"
+expect 3 "a patch that changes none of the exercise's files stops the grader" "$grade" --kernel "$kernel" --ex 3 --patches "$tmp/elsewhere"
+has 'changes none of lab/03-reuse/' "it says the patch changes none of them"
+mkdir -p "$tmp/partial"
+cp "$root/lab/solutions/02-what-copies.patch" "$tmp/partial/"
+expect 3 "a missing patch stops the grader" "$grade" --kernel "$kernel" --ex 2,3 --patches "$tmp/partial"
+has 'no patch for 03-reuse' "it names the exercise without a patch"
 
 mkdir -p "$tmp/nomod"
 ln -s "$build/bin" "$tmp/nomod/bin"
