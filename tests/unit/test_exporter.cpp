@@ -36,9 +36,10 @@ ProcStats proc(pid_t pid, std::uint64_t copies, bool exited = false, std::string
 	s.ppid = 1;
 	s.comm = std::move(comm);
 	s.exited = exited;
-	s.wp_faults = copies + 1;
+	s.wp_faults = copies + 3;
 	s.cow_copies = copies;
 	s.cow_reuses = 1;
+	s.zero_fills = 2;
 	return s;
 }
 
@@ -48,6 +49,7 @@ Exposition expo()
 	e.method = "vmevent";
 	e.copies_by = "vm events";
 	e.reuses_by = "PGREUSE";
+	e.zero_fills_by = "rss_stat";
 	e.target = "--all";
 	return e;
 }
@@ -103,8 +105,13 @@ TEST(ExporterFormat, PrometheusText)
 		  std::string::npos) << t;
 	EXPECT_NE(t.find("cowtrace_wp_faults_total{pid=\"42\""), std::string::npos);
 	EXPECT_NE(t.find("cowtrace_cow_reuses_total{pid=\"42\""), std::string::npos);
+	// zero fills: their own counter, not in the copies or the copied bytes
+	EXPECT_NE(t.find("# TYPE cowtrace_zero_fills_total counter\n"), std::string::npos) << t;
+	EXPECT_NE(t.find("cowtrace_zero_fills_total{pid=\"42\",ppid=\"1\",comm=\"re\\\"dis\\\\x\\ny\"} 2\n"),
+		  std::string::npos) << t;
 	EXPECT_NE(t.find("# TYPE cowtrace_method_info gauge\ncowtrace_method_info{method=\"vmevent\""),
 		  std::string::npos) << t;
+	EXPECT_NE(t.find("zero_fills_by=\"rss_stat\",target=\"--all\"} 1\n"), std::string::npos) << t;
 	EXPECT_NE(t.find("cowtrace_series 1\n"), std::string::npos);
 	EXPECT_NE(t.find("cowtrace_series_dropped_total{reason=\"exited\"} 0\n"), std::string::npos);
 	EXPECT_EQ(t.find("# EOF"), std::string::npos);
@@ -136,6 +143,8 @@ TEST(ExporterFormat, OpenMetrics)
 		  std::string::npos) << t;
 	EXPECT_NE(t.find("cowtrace_bpf_runs_total{program=\"vme_fault_user\"} 3\n"), std::string::npos);
 	EXPECT_NE(t.find("cowtrace_tree_cow_copies_total{root_pid=\"42\",root_comm=\"worker\"} 7\n"),
+		  std::string::npos) << t;
+	EXPECT_NE(t.find("cowtrace_tree_zero_fills_total{root_pid=\"42\",root_comm=\"worker\"} 2\n"),
 		  std::string::npos) << t;
 	EXPECT_EQ(t.size() - t.rfind("# EOF\n"), 6u);	// ends with # EOF
 	EXPECT_EQ(count(t, "# EOF"), 1u);
