@@ -375,7 +375,11 @@ TEST_F(Cowtrace, Folio64KCopiesAndReusesMatchPagemap)
 	// every write-protect fault of the phase is classified, and they are the
 	// phase's faults
 	EXPECT_GE(dcopy + dreuse + kSlack, dwp);
-	EXPECT_LE(dcopy + dreuse, dwp);
+	// vmevent resolves a fault at the thread's next fault or switch-out: a
+	// fault counted in wp_faults before p0 but still pending then is
+	// classified in this phase (1 of 6 runs here: 1025 reuses for 1024
+	// faults). One such fault per thread, and this process faults on one.
+	EXPECT_LE(dcopy + dreuse, dwp + 1);
 	EXPECT_GE(dwp + kSlack, df);
 	EXPECT_LE(dwp, df + kSlack);
 }
