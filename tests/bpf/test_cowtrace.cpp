@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cowscope/base/fd.hpp"
@@ -715,6 +716,34 @@ TEST_F(Attribution, NoSymbolsAtAllGivesMarkedAddresses)
 			marked = true;
 	EXPECT_TRUE(marked) << parent.dump(1);
 	EXPECT_EQ(mapping_copies(parent, "heap") >= 30, true) << parent.dump(1);
+}
+
+// Symbolization is by file: each (file, offset) once, whichever process it
+// came from. A shell that runs cowtrace_brief 4 times, then 40 times: ten
+// times the processes, each with its copies at write_brief_pages, and
+// nearly the same addresses to symbolize (by process it was ten times).
+TEST_F(Attribution, SymbolizesEachFileOffsetOnce)
+{
+	if (access((bin_dir() + "/cowtrace_brief").c_str(), X_OK) != 0)
+		GTEST_SKIP() << "no cowtrace_brief beside the test";
+	auto runs = [&](int n) {
+		auto j = run("/bin/sh", fmt::format("-c 'i=0; while [ $i -lt {} ]; do {}/cowtrace_brief 2>/dev/null; "
+						    "i=$((i+1)); done'",
+						    n, bin_dir()));
+		std::size_t briefs = 0;
+		for (const auto &p : j["processes"])
+			if (p["comm"] == "cowtrace_brief" && leaf_of(p, "write_brief_pages"))
+				briefs++;
+		std::uint64_t addrs = j.value("symbolized_addresses", std::uint64_t{0});
+		std::printf("[ by file  ] %d runs: %zu processes, %zu with their copies at write_brief_pages, %lu "
+			    "addresses symbolized in %.1f ms\n",
+			    n, j["processes"].size(), briefs, addrs, j.value("symbolize_ms", 0.0));
+		EXPECT_EQ(briefs, static_cast<std::size_t>(n)) << "each child's copies resolve to write_brief_pages";
+		return addrs;
+	};
+	std::uint64_t few = runs(4), many = runs(40);
+	EXPECT_GT(few, 0U);
+	EXPECT_LE(many, 2 * few + 20) << "symbolized addresses grew with the processes, not the files";
 }
 
 TEST_F(Attribution, ProcessOfAMillisecondResolves)

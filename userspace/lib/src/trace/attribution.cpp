@@ -103,7 +103,8 @@ std::vector<MappingStats> read_mappings(const Context &c)
 	return out;
 }
 
-// Symbolizes each (pid, address) once, with one Dwfl per ProcMemory.
+// The frames of each stack, through the Symbolizer (each mapped file once,
+// each (file, offset) once, whichever process it came from).
 class Resolver {
 public:
 	explicit Resolver(Context &c) : c_(c) {}
@@ -113,36 +114,18 @@ public:
 		auto mem = c_.memory_of(pid);
 		if (!mem)
 			c_.no_maps.insert(pid);
-		ProcSymbols *ps = nullptr;
-		if (mem) {
-			auto &slot = syms_[mem.get()];
-			if (!slot)
-				slot = std::make_unique<ProcSymbols>(*mem);
-			ps = slot.get();
-		}
-		std::vector<Frame> out;
-		for (int i = 0; i < COWTRACE_STACK_DEPTH && ips[i]; i++) {
-			auto ck = std::make_pair(pid, ips[i] ^ (i ? 0 : 1ULL << 63));	// frame 0 is no return address
-			auto it = cache_.find(ck);
-			if (it == cache_.end()) {
-				Frame f;
-				f.ip = ips[i];
-				if (ps)
-					f = ps->resolve(ips[i], i > 0, guessed_);
-				it = cache_.emplace(ck, f).first;
-			}
-			out.push_back(it->second);
-		}
-		return out;
+		else
+			keep_.insert(mem);	// the Symbolizer keys its parsed maps by it
+		static_assert(sizeof(__u64) == sizeof(std::uint64_t));
+		return sym_.frames(mem.get(), reinterpret_cast<const std::uint64_t *>(ips), COWTRACE_STACK_DEPTH);
 	}
-	std::size_t addresses() const { return cache_.size(); }
-	const std::set<std::string> &guessed() const { return guessed_; }
+	std::size_t addresses() const { return sym_.resolved(); }
+	const std::set<std::string> &guessed() const { return sym_.guessed(); }
 
 private:
 	Context &c_;
-	std::map<const ProcMemory *, std::unique_ptr<ProcSymbols>> syms_;
-	std::map<std::pair<pid_t, std::uint64_t>, Frame> cache_;
-	std::set<std::string> guessed_;
+	Symbolizer sym_;
+	std::set<std::shared_ptr<const ProcMemory>> keep_;
 };
 
 void read_sites(Context &c, Attribution &a)
