@@ -525,11 +525,12 @@ protected:
 			(void)!system(("rm -rf " + dir).c_str());
 	}
 	// Run cowtrace --by-mapping --sites over `target`; the JSON.
-	nlohmann::json run(const std::string &target, const std::string &args, std::string *out = nullptr)
+	nlohmann::json run(const std::string &target, const std::string &args, std::string *out = nullptr,
+			   const std::string &opts = "")
 	{
 		std::string json = dir + "/out.json", fold = dir + "/out.folded";
-		auto r = cli("--by-mapping --sites 20 --folded " + fold + " --json " + json + method_arg() + " -- " +
-			     target + " " + args);
+		auto r = cli("--by-mapping --sites 20 --folded " + fold + " --json " + json + method_arg() + opts +
+			     " -- " + target + " " + args);
 		if (out)
 			*out = r.out;
 		EXPECT_EQ(r.rc, 0) << r.out;
@@ -729,7 +730,8 @@ TEST_F(Attribution, SymbolizesEachFileOffsetOnce)
 	auto runs = [&](int n) {
 		auto j = run("/bin/sh", fmt::format("-c 'i=0; while [ $i -lt {} ]; do {}/cowtrace_brief 2>/dev/null; "
 						    "i=$((i+1)); done'",
-						    n, bin_dir()));
+						    n, bin_dir()),
+			 nullptr, " --per-process");
 		std::size_t briefs = 0;
 		for (const auto &p : j["processes"])
 			if (p["comm"] == "cowtrace_brief" && leaf_of(p, "write_brief_pages"))
@@ -744,6 +746,41 @@ TEST_F(Attribution, SymbolizesEachFileOffsetOnce)
 	std::uint64_t few = runs(4), many = runs(40);
 	EXPECT_GT(few, 0U);
 	EXPECT_LE(many, 2 * few + 20) << "symbolized addresses grew with the processes, not the files";
+}
+
+// A process that forks many children without exec (a shell's subshells,
+// as a server's workers): one family row with their counts; the record
+// keeps every process's counts, the sites of the 20 with the most copies,
+// and the family's stacks merged.
+TEST_F(Attribution, ForkedChildrenGroupedInAFamily)
+{
+	constexpr int kChildren = 30;
+	std::string text;
+	auto j = run("/bin/sh", fmt::format("-c 'i=0; while [ $i -lt {} ]; do (i=$i); i=$((i+1)); done'", kChildren),
+		     &text);
+	ASSERT_TRUE(j.contains("families")) << j.dump(1).substr(0, 2000);
+	ASSERT_EQ(j["families"].size(), 1U);
+	const auto &f = j["families"][0];
+	std::uint64_t sum = 0, with_sites = 0, members = 0;
+	for (const auto &p : j["processes"]) {
+		with_sites += p.contains("sites");
+		if (p["ppid"] == f["root"]) {
+			members++;
+			sum += p["cow_copies"].get<std::uint64_t>();
+		}
+	}
+	std::printf("[ family   ] root %d: %lu processes, %lu copies (p50 %lu, max %lu); %lu processes with sites\n",
+		    f["root"].get<int>(), f["processes"].get<std::uint64_t>(), f["cow_copies"].get<std::uint64_t>(),
+		    f["copies_per_process"]["p50"].get<std::uint64_t>(),
+		    f["copies_per_process"]["max"].get<std::uint64_t>(), with_sites);
+	EXPECT_EQ(f["processes"], kChildren);
+	EXPECT_EQ(members, static_cast<std::uint64_t>(kChildren));
+	EXPECT_EQ(f["cow_copies"].get<std::uint64_t>(), sum);
+	EXPECT_GT(sum, 0U);
+	EXPECT_EQ(with_sites, 20U) << "per-process sites only for the 20 shown";
+	EXPECT_FALSE(f["sites"].empty());
+	EXPECT_NE(text.find("families (forked without exec"), std::string::npos) << text;
+	EXPECT_NE(text.find("more processes are in these families"), std::string::npos) << text;
 }
 
 TEST_F(Attribution, ProcessOfAMillisecondResolves)

@@ -283,3 +283,80 @@ TEST(ReportText, TableAndSitesAsBefore)
 	EXPECT_NE(s.find("copy sites, all processes merged"), std::string::npos) << s;
 	EXPECT_EQ(folded(a, procs), "child_with_spaces;memset;write_pages 9\nparent;[unknown];main;write_pages 25\n");
 }
+
+// Families: processes forked without exec under the process they forked
+// from; exec'd ones and untraced parents start their own; copies per member.
+TEST(ReportFamilies, ForkedWithoutExecUnderTheirRoot)
+{
+	auto p = [](pid_t pid, pid_t ppid, std::uint64_t copies, std::uint32_t execs, const char *comm) {
+		ProcStats s;
+		s.pid = pid;
+		s.ppid = ppid;
+		s.cow_copies = copies;
+		s.wp_faults = copies + 1;
+		s.cow_reuses = 1;
+		s.execs = execs;
+		s.comm = comm;
+		return s;
+	};
+	// 10 (exec'd, its parent 1 untraced) forks backends 11..15 (12 forks
+	// 16 without exec: still 10's family); 20 was exec'd by 10 and forks 21
+	std::vector<ProcStats> procs = {p(10, 1, 5, 1, "postgres"),   p(11, 10, 10, 0, "postgres"),
+					p(12, 10, 20, 0, "postgres"), p(13, 10, 30, 0, "postgres"),
+					p(14, 10, 40, 0, "postgres"), p(15, 10, 100, 0, "postgres"),
+					p(16, 12, 1, 0, "helper"),    p(20, 10, 7, 1, "sh"),
+					p(21, 20, 3, 0, "sh")};
+	auto f = families(procs);
+	ASSERT_EQ(f.size(), 1U);	// 20's family has one member: below min_members
+	EXPECT_EQ(f[0].root, 10);
+	EXPECT_EQ(f[0].root_comm, "postgres");
+	EXPECT_EQ(f[0].comm, "*");	// a helper among the postgres backends
+	EXPECT_EQ(f[0].members, (std::vector<pid_t>{11, 12, 13, 14, 15, 16}));
+	EXPECT_EQ(f[0].cow_copies, 201U);
+	EXPECT_EQ(f[0].wp_faults, 207U);
+	EXPECT_DOUBLE_EQ(f[0].copies_mean, 201.0 / 6);
+	EXPECT_EQ(f[0].copies_p50, 20U);	// nearest rank of 1 10 20 30 40 100
+	EXPECT_EQ(f[0].copies_p99, 100U);
+	EXPECT_EQ(f[0].copies_max, 100U);
+	auto one = families(procs, 1);
+	ASSERT_EQ(one.size(), 2U);
+	EXPECT_EQ(one[1].root, 20);
+	EXPECT_EQ(one[1].members, (std::vector<pid_t>{21}));
+	// shown one by one: all up to `top`, else the top by copies and the roots
+	EXPECT_EQ(shown_processes(procs, f, false, 9).size(), 9U);
+	auto shown = shown_processes(procs, f, false, 2);
+	std::vector<pid_t> pids;
+	for (const auto &s : shown)
+		pids.push_back(s.pid);
+	EXPECT_EQ(pids, (std::vector<pid_t>{10, 14, 15}));
+	EXPECT_EQ(shown_processes(procs, f, true, 2).size(), 9U);
+	// the record: families, and per-process sites only for the shown
+	Grouping g{f, {10, 14, 15}, 1};
+	Attribution a;
+	a.sites = true;
+	Site s;
+	s.pid = 12;
+	s.comm = "postgres";
+	s.stackid = 1;
+	s.copies = 20;
+	s.frames = {frame(0x401000, "ExecScan", "/usr/lib/postgresql/15/bin/postgres")};
+	a.sites_by_pid = {s};
+	s.pid = 13;
+	s.copies = 30;
+	a.sites_by_pid.push_back(s);
+	a.merged = merge_sites(a.sites_by_pid);
+	auto j = report_json(procs, Plan{}, &a, g);
+	ASSERT_EQ(j["families"].size(), 1U);
+	EXPECT_EQ(j["families"][0]["processes"], 6);
+	EXPECT_EQ(j["families"][0]["sites"].size(), 1U);
+	EXPECT_EQ(j["families"][0]["sites"][0]["copies"], 50);
+	EXPECT_EQ(j["families"][0]["sites"][0]["processes"], 2);
+	EXPECT_FALSE(j["processes"][2].contains("sites"));	// 12: counts only
+	EXPECT_TRUE(j["processes"][0].contains("sites"));
+	EXPECT_EQ(read_report(j).processes, procs);	// every process's counts read back
+	std::string t = format_families(f, Plan{}, 4);
+	EXPECT_NE(t.find("     10 postgres         *                     6         207         201           6"),
+		  std::string::npos)
+		<< t;
+	EXPECT_NE(t.find("33.5 20 100 100\n(4 more processes are in these families"), std::string::npos) << t;
+}

@@ -51,6 +51,7 @@ struct Args {
 	bool by_mapping = false;
 	std::string sites;		// --sites [N]: N ("" for the default)
 	std::size_t top = 0;		// 0: no --sites
+	bool per_process = false;
 	std::string folded;
 	std::vector<std::string> cmd;
 	double seconds = 0;
@@ -79,6 +80,9 @@ ProcFacts proc_facts(pid_t pid)
 	return {status->tgid, status->ppid, stat->comm};
 }
 
+// Processes listed one by one (beside their families) without --per-process.
+constexpr std::size_t kShownProcesses = 20;
+
 // Attribution (--by-mapping, --sites) only in the final dump: symbolizing
 // is not free, and it happens after the run, never in the fault path.
 void emit(const Args &a, cowtrace::Tracer &t, bool final_dump, bool stamp)
@@ -89,10 +93,18 @@ void emit(const Args &a, cowtrace::Tracer &t, bool final_dump, bool stamp)
 		attr = t.attribution();
 	}
 	auto procs = t.snapshot();
+	// many processes: one row per family, the top ones by copies one by one
+	cowtrace::Grouping g;
+	g.families = cowtrace::families(procs);
+	auto shown = cowtrace::shown_processes(procs, g.families, a.per_process, kShownProcesses);
+	for (const auto &p : shown)
+		g.detailed.push_back(p.pid);
+	std::sort(g.detailed.begin(), g.detailed.end());
+	g.sites_top = a.per_process ? 0 : a.top;
 	if (attr && !a.folded.empty())
 		cowscope::write_file_atomic(a.folded, cowtrace::folded(*attr, procs));
 	if (!a.json.empty()) {
-		auto j = cowtrace::report_json(procs, t.plan(), attr ? &*attr : nullptr);
+		auto j = cowtrace::report_json(procs, t.plan(), attr ? &*attr : nullptr, g);
 		if (a.json == "-") {
 			std::cout << (final_dump && a.interval.empty() ? j.dump(2) : j.dump()) << std::endl;
 			return;	// stdout is the JSON
@@ -105,11 +117,14 @@ void emit(const Args &a, cowtrace::Tracer &t, bool final_dump, bool stamp)
 		std::strftime(buf, sizeof buf, "%H:%M:%S", std::localtime(&now));
 		std::cout << buf << "\n";
 	}
-	std::cout << cowtrace::format_table(procs, t.plan());
+	std::cout << cowtrace::format_table(shown, t.plan());
+	std::cout << cowtrace::format_families(g.families, t.plan(), procs.size() - shown.size());
 	if (attr && a.by_mapping)
-		std::cout << cowtrace::format_mappings(*attr, procs);
-	if (attr && a.top)
-		std::cout << cowtrace::format_sites(*attr, procs, a.top);
+		std::cout << cowtrace::format_mappings(*attr, shown);
+	if (attr && a.top) {
+		std::cout << cowtrace::format_sites(*attr, shown, a.top);
+		std::cout << cowtrace::format_family_sites(*attr, g.families, a.top);
+	}
 	std::cout << std::flush;
 }
 
@@ -298,6 +313,9 @@ int main(int argc, char **argv)
 	app.add_option("-m,--method", a.method, "attach method: auto, fentry, kprobe, vmevent, tracepoint");
 	app.add_flag("-v,--verbose", a.verbose, "print what the kernel probes found");
 	app.add_flag("--bpf-stats", a.bpf_stats, "at exit, print run_time_ns and run_cnt summed over the programs");
+	app.add_flag("--per-process", a.per_process,
+		     "list every process one by one (default: the 20 with the most copies, and a row per family of "
+		     "processes forked without exec)");
 	app.add_flag("--by-mapping", a.by_mapping,
 		     "split copies and reuses of each process by mapping (heap, stack, data, bss, mmap-anon, "
 		     "file-private PATH, ...)");

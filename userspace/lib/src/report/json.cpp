@@ -3,6 +3,7 @@
 // back what is written).
 #include "cowscope/report/json.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstdlib>
 
@@ -63,7 +64,7 @@ json to_json(const ProcStats &s, const Plan &plan)
 	json j = {
 		{"pid", s.pid}, {"ppid", s.ppid}, {"comm", s.comm}, {"exited", s.exited},
 		{"wp_faults", s.wp_faults}, {"cow_copies", s.cow_copies}, {"cow_reuses", s.cow_reuses},
-		{"wp_unclassified", s.unclassified}, {"zero_fills", s.zero_fills},
+		{"wp_unclassified", s.unclassified}, {"zero_fills", s.zero_fills}, {"execs", s.execs},
 		{"method", method_name(plan.method)},
 		{"cow_copies_by", plan.copies_by()}, {"cow_reuses_by", plan.reuses_by()},
 		{"zero_fills_by", plan.zero_fills_by() ? json(plan.zero_fills_by()) : json(nullptr)},
@@ -86,11 +87,47 @@ json to_json(const ProcStats &s, const Plan &plan)
 
 json report_json(const std::vector<ProcStats> &procs, const Plan &plan, const Attribution *a)
 {
+	Grouping all;
+	for (const ProcStats &p : procs)
+		all.detailed.push_back(p.pid);
+	std::sort(all.detailed.begin(), all.detailed.end());
+	return report_json(procs, plan, a, all);
+}
+
+namespace {
+
+json family_json(const Family &f, const Attribution *a, std::size_t sites_top)
+{
+	json j = {{"root", f.root}, {"root_comm", f.root_comm}, {"comm", f.comm}, {"processes", f.members.size()},
+		  {"exited", f.exited}, {"wp_faults", f.wp_faults}, {"cow_copies", f.cow_copies},
+		  {"cow_reuses", f.cow_reuses}, {"zero_fills", f.zero_fills}, {"wp_unclassified", f.unclassified},
+		  {"copies_per_process",
+		   {{"mean", f.copies_mean}, {"p50", f.copies_p50}, {"p99", f.copies_p99}, {"max", f.copies_max}}},
+		  {"members", f.members}};
+	if (a && a->sites) {
+		j["sites"] = json::array();
+		for (const Site &s : family_sites(*a, f)) {
+			if (sites_top && j["sites"].size() >= sites_top)
+				break;
+			j["sites"].push_back(site_json(s));
+		}
+	}
+	return j;
+}
+
+} // namespace
+
+json report_json(const std::vector<ProcStats> &procs, const Plan &plan, const Attribution *a, const Grouping &g)
+{
 	if (a && !a->by_mapping && !a->sites)
 		a = nullptr;
 	json arr = json::array();
 	for (const ProcStats &p : procs) {
 		json j = to_json(p, plan);
+		if (!std::binary_search(g.detailed.begin(), g.detailed.end(), p.pid)) {
+			arr.push_back(std::move(j));
+			continue;
+		}
 		if (a && a->by_mapping) {
 			j["mappings"] = json::array();
 			for (const MappingStats &m : a->mappings_of(p.pid))
@@ -104,6 +141,11 @@ json report_json(const std::vector<ProcStats> &procs, const Plan &plan, const At
 		arr.push_back(std::move(j));
 	}
 	json out = {{"schema", kSchema}, {"processes", std::move(arr)}};
+	if (!g.families.empty()) {
+		out["families"] = json::array();
+		for (const Family &f : g.families)
+			out["families"].push_back(family_json(f, a, g.sites_top));
+	}
 	if (!a)
 		return out;
 	out["attribution_errors"] = errors_json(a->errors);
@@ -112,8 +154,11 @@ json report_json(const std::vector<ProcStats> &procs, const Plan &plan, const At
 		out["notes"].push_back(n.text());
 	if (a->sites) {
 		out["merged_sites"] = json::array();
-		for (const Site &s : a->merged)
+		for (const Site &s : a->merged) {
+			if (g.sites_top && out["merged_sites"].size() >= g.sites_top)
+				break;
 			out["merged_sites"].push_back(site_json(s));
+		}
 		out["symbolize_ms"] = a->symbolize_ms;
 		out["symbolized_addresses"] = a->addresses;
 	}
@@ -173,6 +218,7 @@ struct Reader {
 		s.cow_reuses = get<std::uint64_t>(p, "cow_reuses", where);
 		s.unclassified = get_or<std::uint64_t>(p, "wp_unclassified", 0, where);
 		s.zero_fills = get_or<std::uint64_t>(p, "zero_fills", 0, where);	// since 0.4.0
+		s.execs = get_or<std::uint32_t>(p, "execs", 0, where);	// since 0.4.0
 		s.thp_wp_faults = get_or<std::uint64_t>(p, "thp_wp_faults", 0, where);
 		s.thp_fallbacks = get_or<std::uint64_t>(p, "thp_fallbacks", 0, where);
 		if (p.contains("wp_latency_ns_log2")) {
@@ -299,13 +345,16 @@ struct Reader {
 			a.notes.push_back(*note);
 		}
 		a.sites = j.contains("merged_sites");
-		a.by_mapping = !procs.empty() && procs[0].contains("mappings");
+		a.by_mapping = std::any_of(procs.begin(), procs.end(),
+					   [](const json &p) { return p.is_object() && p.contains("mappings"); });
+		// a process grouped in a family (not shown one by one) has its
+		// counts without mappings or sites
 		for (std::size_t i = 0; i < procs.size(); i++) {
 			std::string where = fmt::format("processes[{}]", i);
-			if (a.by_mapping)
+			if (a.by_mapping && procs[i].contains("mappings"))
 				for (const json &m : at(procs[i], "mappings", where))
 					a.mappings.push_back(mapping(m, where + ", mappings"));
-			if (a.sites)
+			if (a.sites && procs[i].contains("sites"))
 				for (const json &s : at(procs[i], "sites", where))
 					a.sites_by_pid.push_back(site(s, where + ", sites"));
 		}

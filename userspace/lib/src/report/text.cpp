@@ -162,6 +162,36 @@ std::string format_sites(const Attribution &a, const std::vector<ProcStats> &pro
 	return out;
 }
 
+std::string format_families(const std::vector<Family> &fams, const Plan &plan, std::size_t hidden)
+{
+	if (fams.empty())
+		return "";
+	std::string out = fmt::format("families (forked without exec, by the process they forked from):\n"
+				      "{:>7} {:<16} {:<16} {:>6} {:>11} {:>11} {:>11} {:>11}  {}\n",
+				      "ROOT", "ROOT_COMM", "COMM", "PROCS", "WP_FAULTS", "COW_COPIES", "COW_REUSES",
+				      "ZERO_FILLS", "COPIES/PROC mean p50 p99 max");
+	for (const Family &f : fams)
+		out += fmt::format("{:>7} {:<16} {:<16} {:>6} {:>11} {:>11} {:>11} {:>11}  {:.1f} {} {} {}\n", f.root,
+				   f.root_comm, f.comm, f.members.size(), f.wp_faults, f.cow_copies, f.cow_reuses,
+				   plan.zero_fills_by() ? fmt::to_string(f.zero_fills) : "-", f.copies_mean, f.copies_p50,
+				   f.copies_p99, f.copies_max);
+	if (hidden)
+		out += fmt::format("({} more processes are in these families, not in the table above: --per-process "
+				   "lists each)\n",
+				   hidden);
+	return out;
+}
+
+std::string format_family_sites(const Attribution &a, const std::vector<Family> &fams, std::size_t top)
+{
+	std::string out;
+	for (const Family &f : fams)
+		out += format_site_lists(family_sites(a, f), top,
+					 fmt::format(" of the family of {} ({}: {} processes)", f.root, f.root_comm,
+						     f.members.size()));
+	return out;
+}
+
 std::string folded(const Attribution &a, const std::vector<ProcStats> &procs)
 {
 	std::map<pid_t, std::string> comm;

@@ -181,6 +181,7 @@ ProcStats Session::sum(pid_t tgid, const cow_counts *per_cpu, const cow_info *in
 	if (info) {
 		s.ppid = static_cast<pid_t>(info->ppid);
 		s.exited = info->exited != 0;
+		s.execs = info->execs;
 		s.comm.assign(info->comm, strnlen(info->comm, sizeof(info->comm)));
 	}
 	return s;

@@ -4,9 +4,11 @@
 //
 //   {"schema": 2,
 //    "processes": [{pid, ppid, comm, exited, wp_faults, cow_copies, cow_reuses,
-//                   wp_unclassified, zero_fills, method, cow_copies_by,
+//                   wp_unclassified, zero_fills, execs, method, cow_copies_by,
 //                   cow_reuses_by, zero_fills_by, cow_unit, [thp_wp_faults, thp_fallbacks],
 //                   [wp_latency_ns_log2], [mappings], [sites]}, ...],
+//    "families" (forked without exec: root, counts, copies per process,
+//    members, and with --sites their merged "sites"),
 //    and with --by-mapping or --sites: "attribution_errors", "notes"; with
 //    --sites also "merged_sites", "symbolize_ms", "symbolized_addresses"}
 #pragma once
@@ -43,6 +45,18 @@ nlohmann::json to_json(const ProcStats &s, const Plan &plan);
 // The JSON of a session: `a` null, or with neither by_mapping nor sites,
 // writes no attribution.
 nlohmann::json report_json(const std::vector<ProcStats> &procs, const Plan &plan, const Attribution *a);
+// How a record of many processes is grouped: the families, with their
+// stacks merged (top sites_top each); per-process mappings and sites only
+// for the `detailed` pids (the processes shown one by one), and the stacks
+// merged over every process cut to sites_top. Every process keeps its
+// counts. Readers derive the families from the processes (families()).
+struct Grouping {
+	std::vector<Family> families;
+	std::vector<pid_t> detailed;	// sorted
+	std::size_t sites_top = 0;
+};
+nlohmann::json report_json(const std::vector<ProcStats> &procs, const Plan &plan, const Attribution *a,
+			   const Grouping &g);
 // The record `j` (report_json's output), checked; throws cowscope::Error
 // naming `what` ("--from-trace FILE") and what is wrong.
 Report read_report(const nlohmann::json &j, const std::string &what = "cowtrace record");

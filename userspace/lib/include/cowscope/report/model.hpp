@@ -68,8 +68,36 @@ struct ProcStats {
 	std::uint64_t thp_wp_faults = 0;
 	std::uint64_t thp_fallbacks = 0;
 	std::array<std::uint64_t, kHistSlots> latency_log2_ns{};
+	std::uint32_t execs = 0;	// exec()s seen while tracked
 	bool operator==(const ProcStats &) const = default;
 };
+
+// Processes forked without exec, grouped under the process they forked
+// from (its root: the nearest ancestor that exec'd, or whose parent is not
+// traced): a server's workers, PostgreSQL's backends of a postmaster, a
+// pool's children. The root is not a member.
+struct Family {
+	pid_t root = 0;
+	std::string root_comm;
+	std::string comm;	// the members' comm, "*" when they differ
+	std::vector<pid_t> members;	// by pid
+	std::size_t exited = 0;
+	std::uint64_t wp_faults = 0, cow_copies = 0, cow_reuses = 0, zero_fills = 0, unclassified = 0;
+	// copies per member: mean, p50, p99 (nearest rank), max
+	double copies_mean = 0;
+	std::uint64_t copies_p50 = 0, copies_p99 = 0, copies_max = 0;
+	bool operator==(const Family &) const = default;
+};
+
+// The families of `procs` with at least `min_members` members, most copies
+// first (pure: from pid, ppid and execs).
+std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t min_members = 2);
+
+// The processes shown one by one: all with `per_process` or when there are
+// at most `top`, else the `top` with the most copies (then faults) and the
+// roots of `fams`, in the order of `procs`.
+std::vector<ProcStats> shown_processes(const std::vector<ProcStats> &procs, const std::vector<Family> &fams,
+				       bool per_process, std::size_t top);
 
 // --by-mapping: one VMA of one process, as seen at its first fault.
 struct MappingStats {
@@ -153,5 +181,7 @@ struct Attribution {
 // Merge per-process sites over every process by their frames' names
 // (Attribution::merged), most copies first.
 std::vector<Site> merge_sites(const std::vector<Site> &by_pid);
+// The same over the members of one family.
+std::vector<Site> family_sites(const Attribution &a, const Family &f);
 
 } // namespace cowtrace

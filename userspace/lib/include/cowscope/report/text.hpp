@@ -17,4 +17,11 @@ std::string format_mappings(const Attribution &a, const std::vector<ProcStats> &
 std::string format_sites(const Attribution &a, const std::vector<ProcStats> &procs, std::size_t top);
 std::string folded(const Attribution &a, const std::vector<ProcStats> &procs);
 
+// The families (processes forked without exec, by their root): one line
+// each with the copies per member; `hidden` processes not in the table
+// above it are said to be in them.
+std::string format_families(const std::vector<Family> &fams, const Plan &plan, std::size_t hidden);
+// --sites N: each family's stacks merged over its members, top N.
+std::string format_family_sites(const Attribution &a, const std::vector<Family> &fams, std::size_t top);
+
 } // namespace cowtrace
