@@ -13,6 +13,7 @@
 #include "cowscope/proc/maps.hpp"
 #include "cowscope/proc/pagemap.hpp"
 #include "cowscope/proc/stat.hpp"
+#include "cowscope/view/diff.hpp"
 #include "cowscope/view/view.hpp"
 #include "target.hpp"
 
@@ -89,7 +90,6 @@ void check_target(pid_t pid)
 					pid));
 	if (stat->gone())
 		throw Error(fmt::format("process {} exited (a zombie: its memory is gone)", pid));
-	Shape s;
 }
 
 // One VMA's PTE tables (2 MiB blocks with a present page, less the
@@ -98,9 +98,6 @@ void check_target(pid_t pid)
 // than kNearPfns away).
 void count_tables(const Pagemap &pm, pid_t pid, const VmaShape &v, Shape &s)
 {
-	// PTE tables: 2 MiB blocks with a present page, less the PMD-mapped
-	// ones. Scatter: of the virtually adjacent present pages, how many
-	// pairs are physically apart (PFNs more than kNearPfns away).
 	std::uint64_t blocks = 0, last = ~0ull, prev_pfn = 0, prev_addr = ~0ull;
 	walk_pagemap(pm, pid, v.start, v.end, [&](std::uint64_t a, const PagemapEntry *e, std::size_t n) {
 		for (std::size_t i = 0; i < n; i++) {
@@ -159,6 +156,7 @@ Shape read_shape(pid_t pid, bool with_module)
 {
 	auto t0 = std::chrono::steady_clock::now();
 	check_target(pid);
+	Shape s;
 	s.pid = pid;
 	s.vmas = vma_shapes(proc::parse_smaps(read_proc(pid, "smaps")));
 	if (s.vmas.empty()) {
@@ -176,6 +174,7 @@ Shape read_shape(pid_t pid, bool with_module)
 		std::uint64_t ptes = v.ptes();
 		(v.cow_writable ? s.ptes_cow_writable : s.ptes_other) += ptes;
 		s.huge_pmds += v.huge_pmds();
+		s.anon_kb += v.anonymous_kb;
 		if (v.rss_kb == 0)
 			continue;
 		count_tables(pm, pid, v, s);
