@@ -518,6 +518,23 @@ TEST(WebConfig, ParsesExporterToolkitKeys)
 	EXPECT_EQ(c.describe(), "TLS, client certificates required, basic auth (2 users)");
 	EXPECT_TRUE(c.cert_pem.empty());	// parse reads no file
 
+	// each client_auth_type cowtrace takes, to its ClientAuth
+	const struct {
+		const char *type;
+		ClientAuth auth;
+		const char *ca;
+	} auths[] = {{"NoClientCert", ClientAuth::None, ""},
+		     {"VerifyClientCertIfGiven", ClientAuth::VerifyIfGiven, "  client_ca_file: ca.crt\n"},
+		     {"RequireAndVerifyClientCert", ClientAuth::RequireAndVerify, "  client_ca_file: ca.crt\n"}};
+	for (const auto &a : auths)
+		EXPECT_EQ(parse_web_config(fmt::format("tls_server_config:\n  cert_file: c\n  key_file: k\n"
+							"  client_auth_type: {}\n{}",
+							a.type, a.ca),
+					   "web.yml")
+				  .client_auth,
+			  a.auth)
+			<< a.type;
+
 	WebConfig empty = parse_web_config("", "web.yml");
 	EXPECT_FALSE(empty.tls());
 	EXPECT_TRUE(empty.users.empty());
