@@ -114,8 +114,9 @@ sysctl -q kernel.bpf_stats_enabled="$old_stats"
 sleepers=$!
 for _ in $(seq 100); do [ "$(pgrep -c -x cowsleeper)" -ge 1000 ] && break; sleep 0.1; done
 start_srv --comm cowsleeper --max-series 2000
-python3 - "$port" "$pages" "$copies" "$tmp/runs" "$srv" <<'PY'
+PYTHONPATH="$(dirname "$0")" python3 - "$port" "$pages" "$copies" "$tmp/runs" "$srv" <<'PY'
 import os, socket, statistics as st, sys, time
+from scrapes import timed_scrapes
 from collections import defaultdict
 port, pages, copies, runs, srv = sys.argv[1:]
 pages = int(pages)
@@ -141,9 +142,6 @@ def show(name, d, target):
           else " (no target: includes the per-switch program over windows of different lengths)"))
 show("fault_progs", flt, True)
 show("all_progs", tot, False)
-def cpu_ms():
-    f = open(f"/proc/{srv}/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) * 1e3 / os.sysconf("SC_CLK_TCK")
 def scrape():
     """One GET /metrics over a raw socket (no client library overhead): the body."""
     with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as c:
@@ -152,22 +150,17 @@ def scrape():
         while chunk := c.recv(1 << 20):
             data += chunk
     return data.split(b"\r\n\r\n", 1)[1].decode()
-client, server, series = [], [], None
-c0 = cpu_ms()
-for i in range(51):
-    t0 = time.perf_counter()
-    body = scrape()
-    dt = (time.perf_counter() - t0) * 1e3
+server, prev = [], [None]
+def server_time(i, body):
+    """the exporter's own figure, cowtrace_scrape_duration_seconds: the
+    first one's is the previous scrape's, skipped"""
     for l in body.splitlines():
-        if l.startswith("cowtrace_series "):
-            series = int(float(l.split()[1]))
         if l.startswith("cowtrace_scrape_duration_seconds "):
-            prev = float(l.split()[1]) * 1e3
-    if i:  # the first one's figure is the previous scrape's: skip it
-        client.append(dt)
-        server.append(prev)
-cpu = (cpu_ms() - c0) / 51
-client.sort(); server.sort()
+            prev[0] = float(l.split()[1]) * 1e3
+    if i:
+        server.append(prev[0])
+client, series, cpu, body = timed_scrapes(scrape, srv, server_time)
+server.sort()
 print(f"scrape_series={series} scrape_bytes={len(body)} scrapes={len(client)}")
 print(f"scrape_ms_server_median={st.median(server):.2f} p90={server[int(0.9 * len(server))]:.2f} "
       f"scrape_cpu_ms_mean={cpu:.2f} (the exporter's user+system CPU per scrape: what the load does not inflate)")
@@ -184,12 +177,10 @@ command -v openssl >/dev/null || skip "no openssl for the TLS figures"
 printf 'tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n' >"$tmp/web.yml"
 stop_srv
 start_srv --comm cowsleeper --max-series 2000 --web-config "$tmp/web.yml"
-python3 - "$port" "$tmp/tls.crt" "$srv" <<'PY'
+PYTHONPATH="$(dirname "$0")" python3 - "$port" "$tmp/tls.crt" "$srv" <<'PY'
 import http.client, os, socket, ssl, statistics as st, sys, time
+from scrapes import timed_scrapes
 port, ca, srv = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-def cpu_ms():
-    f = open(f"/proc/{srv}/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) * 1e3 / os.sysconf("SC_CLK_TCK")
 ctx = ssl.create_default_context(cafile=ca)
 def fresh():
     """GET /metrics on a new TLS connection (handshake included): the body."""
@@ -210,19 +201,7 @@ def kept():
     r = conn.getresponse()
     return r.read().decode()
 def run(name, scrape):
-    times, series = [], None
-    c0 = cpu_ms()
-    for i in range(51):
-        t0 = time.perf_counter()
-        body = scrape()
-        dt = (time.perf_counter() - t0) * 1e3
-        for l in body.splitlines():
-            if l.startswith("cowtrace_series "):
-                series = int(float(l.split()[1]))
-        if i:
-            times.append(dt)
-    cpu = (cpu_ms() - c0) / 51
-    times.sort()
+    times, series, cpu, _ = timed_scrapes(scrape, srv)
     m = st.median(times)
     print(f"{name}_median={m:.2f} p90={times[int(0.9 * len(times))]:.2f} max={times[-1]:.2f} series={series} "
           f"cpu_ms_mean={cpu:.2f} target<10 {'ok' if m < 10 and series and series >= 1000 else 'MISSED'}")

@@ -578,36 +578,34 @@ def sockets_of(pid):
 
 
 def abusers(port, stop_ev, out):
-    """The 8 MB header, the endless request line, the slow loris: threads."""
-    def big_header():
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
-                c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (8 << 20) + b"\r\n\r\n")
-                out["8MB header"] = c.recv(64)
-        except OSError as e:
-            out["8MB header"] = f"{type(e).__name__}"
+    """The 8 MB header, the endless request line, the slow loris: threads,
+    each on a connection of its own; out[name]: what it got back, or the
+    name of the error that ended it."""
+    def big_header(c):
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (8 << 20) + b"\r\n\r\n")
+        return c.recv(64)
 
-    def endless_line():
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
-                for _ in range(64):  # 4 MiB of request line, no end
-                    c.sendall(b"GET /" + b"a" * (64 << 10))
-                out["endless line"] = c.recv(64)
-        except OSError as e:
-            out["endless line"] = f"{type(e).__name__}"
+    def endless_line(c):
+        for _ in range(64):  # 4 MiB of request line, no end
+            c.sendall(b"GET /" + b"a" * (64 << 10))
+        return c.recv(64)
 
-    def slow_loris():
+    def slow_loris(c):
+        head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 100
+        i = 0
+        while not stop_ev.wait(0.2):
+            c.sendall(head[i % len(head):i % len(head) + 1])
+            i += 1
+        return f"{i} bytes sent, still open"
+
+    def attempt(name, talk):
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
-                head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 100
-                i = 0
-                while not stop_ev.wait(0.2):
-                    c.sendall(head[i % len(head):i % len(head) + 1])
-                    i += 1
-                out["slow loris"] = f"{i} bytes sent, still open"
+                out[name] = talk(c)
         except OSError as e:
-            out["slow loris"] = f"{type(e).__name__}"
-    ts = [threading.Thread(target=f) for f in (big_header, endless_line, slow_loris)]
+            out[name] = f"{type(e).__name__}"
+    ts = [threading.Thread(target=attempt, args=a)
+          for a in (("8MB header", big_header), ("endless line", endless_line), ("slow loris", slow_loris))]
     for t in ts:
         t.start()
     return ts

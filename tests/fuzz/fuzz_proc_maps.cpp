@@ -46,12 +46,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 			one(*m, text, text);
 		return 0;
 	}
-	std::vector<proc::MapsEntry> v;
-	try {
-		v = proc::parse_maps(text);
-	} catch (const Error &) {
+	const auto got = fuzz::accepted([&] { return proc::parse_maps(text); });
+	if (!got)
 		return 0;
-	}
+	const std::vector<proc::MapsEntry> &v = *got;
 	for (const auto &m : v)
 		one(m, text, m.head + m.path);
 	return 0;

@@ -22,12 +22,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 		(void)proc::parse_kb_fields(text);
 		return 0;
 	}
-	std::vector<proc::SmapsEntry> smaps;
-	try {
-		smaps = proc::parse_smaps(text);
-	} catch (const Error &) {
+	const auto got = fuzz::accepted([&] { return proc::parse_smaps(text); });
+	if (!got)
 		return 0;
-	}
+	const std::vector<proc::SmapsEntry> &smaps = *got;
 	for (const auto &e : smaps) {
 		check(e.vma.start <= e.vma.end, "smaps: a VMA with start > end", text);
 		check(e.vma.perms.size() == 4, "smaps: a VMA without four permission letters", text, e.vma.perms);

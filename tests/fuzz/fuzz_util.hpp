@@ -1,14 +1,18 @@
 // What every fuzz target shares: a property check that stops the run with
-// the failing input (libFuzzer keeps it as a crash artifact), and an
-// independent UTF-8 check (the exporter's output must be valid UTF-8).
+// the failing input (libFuzzer keeps it as a crash artifact), a parser's
+// result or its allowed rejection (accepted), and an independent UTF-8
+// check (the exporter's output must be valid UTF-8).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <string_view>
+
+#include "cowscope/base/error.hpp"
 
 namespace fuzz {
 
@@ -33,6 +37,18 @@ inline void check(bool ok, const char *what, std::string_view input, std::string
 {
 	if (!ok)
 		fail(what, input, detail);
+}
+
+// What parse() returns, or nullopt when it refuses its input with a
+// cowscope::Error, the rejection a parser's contract allows; any other
+// exception escapes (libFuzzer reports it).
+template <class Parse> auto accepted(Parse &&parse) -> std::optional<decltype(parse())>
+{
+	try {
+		return parse();
+	} catch (const cowscope::Error &) {
+		return std::nullopt;
+	}
 }
 
 // RFC 3629 UTF-8: shortest forms only, no surrogates, nothing above U+10FFFF.

@@ -16,58 +16,64 @@ using fuzz::check;
 
 namespace {
 
+// The rows `v` of `view`, printed as `again` the module's way and parsed
+// again by `parse`: as many rows, each `same` as before.
+template <class Row, class Parse, class Same>
+void reads_back(const char *view, const std::string &text, const std::vector<Row> &v, const std::string &again,
+		Parse &&parse, Same &&same)
+{
+	const auto w = parse(again);
+	if (w.size() != v.size())
+		fuzz::fail(fmt::format("{}: printed and parsed again, the row count differs", view).c_str(), text);
+	for (std::size_t i = 0; i < v.size(); i++)
+		if (!same(w[i], v[i]))
+			fuzz::fail(fmt::format("{}: a row differs when printed and parsed again", view).c_str(), text,
+				   again);
+}
+
 void maps(const std::string &text)
 {
-	std::vector<MapsEntry> v;
-	try {
-		v = parse_maps(text);
-	} catch (const Error &) {
+	const auto got = fuzz::accepted([&] { return parse_maps(text); });
+	if (!got)
 		return;
-	}
+	const std::vector<MapsEntry> &v = *got;
 	std::string again = "# start-end perms label present writable cow shared\n";
 	for (const auto &m : v)
 		again += fmt::format("{:x}-{:x} {} {} {} {} {} {}\n", m.start, m.end, m.perms, m.label, m.present,
 				     m.writable, m.cow, m.shared);
-	const auto w = parse_maps(again);
-	check(w.size() == v.size(), "maps: printed and parsed again, the row count differs", text);
-	for (std::size_t i = 0; i < v.size(); i++)
-		check(w[i].start == v[i].start && w[i].end == v[i].end && w[i].perms == v[i].perms &&
-			      w[i].label == v[i].label && w[i].present == v[i].present &&
-			      w[i].writable == v[i].writable && w[i].cow == v[i].cow && w[i].shared == v[i].shared,
-		      "maps: a row differs when printed and parsed again", text, again);
+	reads_back("maps", text, v, again, [](const std::string &t) { return parse_maps(t); },
+		   [](const MapsEntry &a, const MapsEntry &b) {
+			   return a.start == b.start && a.end == b.end && a.perms == b.perms && a.label == b.label &&
+				  a.present == b.present && a.writable == b.writable && a.cow == b.cow &&
+				  a.shared == b.shared;
+		   });
 }
 
 void ptes(const std::string &text)
 {
-	std::vector<PteLine> v;
-	try {
-		v = parse_ptes(text);
-	} catch (const Error &) {
+	const auto got = fuzz::accepted([&] { return parse_ptes(text); });
+	if (!got)
 		return;
-	}
+	const std::vector<PteLine> &v = *got;
 	std::string again = "# vaddr pfn flags ref map folio\n";
 	for (const auto &p : v) {
 		check(p.folio_order <= COWSCOPE_MAX_FOLIO_ORDER, "ptes: a folio order beyond 2M", text);
 		again += fmt::format("{:#x} {:x} {} {} {}{} {}\n", p.vaddr, p.pfn, p.flags, p.ref,
 				     p.map_average ? "~" : "", p.map, folio_size_name(p.folio_order));
 	}
-	const auto w = parse_ptes(again);
-	check(w.size() == v.size(), "ptes: printed and parsed again, the row count differs", text);
-	for (std::size_t i = 0; i < v.size(); i++)
-		check(w[i].vaddr == v[i].vaddr && w[i].pfn == v[i].pfn && w[i].flags == v[i].flags &&
-			      w[i].ref == v[i].ref && w[i].map == v[i].map && w[i].map_average == v[i].map_average &&
-			      w[i].folio_order == v[i].folio_order,
-		      "ptes: a row differs when printed and parsed again", text, again);
+	reads_back("ptes", text, v, again, [](const std::string &t) { return parse_ptes(t); },
+		   [](const PteLine &a, const PteLine &b) {
+			   return a.vaddr == b.vaddr && a.pfn == b.pfn && a.flags == b.flags && a.ref == b.ref &&
+				  a.map == b.map && a.map_average == b.map_average && a.folio_order == b.folio_order;
+		   });
 }
 
 void summary(const std::string &text)
 {
-	std::vector<SummaryRow> v;
-	try {
-		v = parse_summary(text);
-	} catch (const Error &) {
+	const auto got = fuzz::accepted([&] { return parse_summary(text); });
+	if (!got)
 		return;
-	}
+	const std::vector<SummaryRow> &v = *got;
 	std::string again;
 	for (const auto &r : v) {
 		again += fmt::format("{} {} {} {} {} {} {}", r.label, r.present, r.writable, r.cow, r.shared,
@@ -76,22 +82,18 @@ void summary(const std::string &text)
 			again += fmt::format(" {}", n);
 		again += "\n";
 	}
-	const auto w = parse_summary(again);
-	check(w.size() == v.size(), "summary: printed and parsed again, the row count differs", text);
-	for (std::size_t i = 0; i < v.size(); i++)
-		check(w[i].label == v[i].label && w[i].present == v[i].present && w[i].cow == v[i].cow &&
-			      w[i].folio == v[i].folio,
-		      "summary: a row differs when printed and parsed again", text, again);
+	reads_back("summary", text, v, again, [](const std::string &t) { return parse_summary(t); },
+		   [](const SummaryRow &a, const SummaryRow &b) {
+			   return a.label == b.label && a.present == b.present && a.cow == b.cow && a.folio == b.folio;
+		   });
 }
 
 void version(const std::string &text)
 {
-	ModuleInfo m;
-	try {
-		m = parse_module_info(text);
-	} catch (const Error &) {
+	const auto got = fuzz::accepted([&] { return parse_module_info(text); });
+	if (!got)
 		return;
-	}
+	const ModuleInfo &m = *got;
 	const std::string again = fmt::format("abi {}\nversion {}\nmapcount {}\n", m.abi, m.version,
 					      m.mapcount_average ? "folio-average" : "per-page");
 	if (m.version.find('\n') == std::string::npos) {
@@ -107,12 +109,10 @@ void version(const std::string &text)
 
 void folio(const std::string &text)
 {
-	unsigned o;
-	try {
-		o = parse_folio_size(text);
-	} catch (const Error &) {
+	const auto got = fuzz::accepted([&] { return parse_folio_size(text); });
+	if (!got)
 		return;
-	}
+	const unsigned o = *got;
 	check(o <= COWSCOPE_MAX_FOLIO_ORDER && folio_size_name(o) == text,
 	      "folio: an accepted size is not the name of its order", text);
 }

@@ -12,18 +12,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fails=0
 
-expect() {
-	local want=$1 what=$2; shift 2
-	"$@" >"$tmp/out" 2>&1
-	local got=$?
-	if [ "$got" = "$want" ]; then
-		echo "  ok: $what (exit $got)"
-	else
-		echo "  FAIL: $what: expected exit $want, got $got; output:"
-		sed 's/^/    | /' "$tmp/out" | tail -n 20
-		fails=$((fails + 1))
-	fi
-}
+. "$root/tests/lib/expect.sh"
 
 printf '#!/bin/sh\necho harness-selftest passing\nexit 0\n' >"$tmp/selftest_pass.sh"
 printf '#!/bin/sh\necho harness-selftest failing on purpose\nexit 1\n' >"$tmp/selftest_fail.sh"
@@ -38,15 +27,15 @@ expect 0 "a passing test passes" "$vm" --kernel "$kernel" --no-module --add "$tm
 expect 1 "a failing test fails the suite" "$vm" --kernel "$kernel" --no-module --add "$tmp/selftest_pass.sh" --add "$tmp/selftest_fail.sh" --filter 'selftest_*' test
 expect 1 "a suite where everything skips is no pass" "$vm" --kernel "$kernel" --no-module --add "$tmp/selftest_skip.sh" --filter 'selftest_skip*' test
 expect 2 "a kernel panic is 'never finished'" "$vm" --kernel "$kernel" --no-module --add "$tmp/selftest_panic.sh" --filter 'selftest_panic*' test
-grep -q 'last 40 console lines' "$tmp/out" || { echo "  FAIL: no console tail after a panic"; fails=$((fails + 1)); }
-grep -q 'Kernel panic' "$tmp/out" || { echo "  FAIL: the console tail does not show the panic"; fails=$((fails + 1)); }
+has 'last 40 console lines' "the console's tail after a panic"
+has 'Kernel panic' "the console's tail shows the panic"
 expect 1 "a kernel report on the console fails a suite that passed" "$vm" --kernel "$kernel" --no-module --add "$tmp/selftest_report.sh" --filter 'selftest_report*' test
-grep -q 'vm:   | .*BUG: harness-selftest: a kernel report on purpose' "$tmp/out" || { echo "  FAIL: the report is not quoted"; fails=$((fails + 1)); }
+has 'vm:   \| .*BUG: harness-selftest: a kernel report on purpose' "the report is quoted"
 expect 2 "a hang hits the hard timeout" "$vm" --kernel "$kernel" --no-module --timeout 20 --add "$tmp/selftest_hang.sh" --filter 'selftest_hang*' test
 expect 2 "a kernel that never reaches /init is retried, then 'never finished'" "$vm" --kernel "$kernel" --no-module --timeout 60 --append "rdinit=/nonexistent" run true
-grep -q 'died before /init (attempt 2' "$tmp/out" || { echo "  FAIL: no retry of a boot that died before /init"; fails=$((fails + 1)); }
+has 'died before /init \(attempt 2' "a boot that died before /init is retried"
 expect 3 "run passes the command's exit status through" "$vm" --kernel "$kernel" --no-module run 'echo hello; exit 3'
-grep -qx hello "$tmp/out" || { echo "  FAIL: run did not print the command's output"; fails=$((fails + 1)); }
+has '^hello$' "run prints the command's output"
 expect 2 "a bad --kernel is a usage error" "$vm" --kernel 5.10 run true
 
 [ $fails -eq 0 ] && echo "VM harness self-test: all passed" || echo "VM harness self-test: $fails failed"

@@ -68,37 +68,41 @@ TEST(BenchArgs, ParsesEveryOption)
 
 TEST(BenchArgs, EveryBadInputNamesTheOptionAndForm)
 {
-	EXPECT_EQ(usage_message({{"heap", "banana"}}),
-		  "--heap: expected SIZE like 64M (a number with an optional K, M, G or T suffix), got \"banana\"");
-	EXPECT_EQ(usage_message({{"heap", "-1M"}}).rfind("--heap: expected SIZE", 0), 0u);
-	EXPECT_EQ(usage_message({{"write-ratio", "1.5"}}),
-		  "--write-ratio: expected a ratio from 0 to 1 like 0.25, got \"1.5\"");
-	EXPECT_EQ(usage_message({{"write-ratio", "-0.1"}}),
-		  "--write-ratio: expected a ratio from 0 to 1 like 0.25, got \"-0.1\"");
-	EXPECT_EQ(usage_message({{"writer", "me"}}), "--writer: expected child, parent or both, got \"me\"");
-	EXPECT_EQ(usage_message({{"pattern", "zigzag"}}),
-		  "--pattern: expected seq, random or stride:N (N >= 1 pages), got \"zigzag\"");
-	EXPECT_EQ(usage_message({{"children", "0"}}),
-		  "--children: expected a whole number from 1 to 1024, got \"0\"");
-	EXPECT_EQ(usage_message({{"children", "2x"}}),
-		  "--children: expected a whole number from 1 to 1024, got \"2x\"");
-	EXPECT_EQ(usage_message({{"children", "-1"}}),
-		  "--children: expected a whole number from 1 to 1024, got \"-1\"");
-	EXPECT_EQ(usage_message({{"thp", "sometimes"}}),
-		  "--thp: expected never, madvise, always or system, got \"sometimes\"");
-	EXPECT_EQ(usage_message({{"spawn", "clone"}}),
-		  "--spawn: expected fork, vfork, posix_spawn or fork-exec, got \"clone\"");
-	EXPECT_EQ(usage_message({{"repeat", "0"}}),
-		  "--repeat: expected a whole number from 1 to 1000000, got \"0\"");
-	EXPECT_EQ(usage_message({{"pte-state", "dirty"}}),
-		  "--pte-state: expected writable or readonly, got \"dirty\"");
-	EXPECT_EQ(usage_message({{"timeout", "0"}}),
-		  "--timeout: expected SECONDS greater than 0, like 60 or 0.5, got \"0\"");
-	EXPECT_EQ(usage_message({{"read", "maybe"}}), "--read: expected true or false, got \"maybe\"");
-	EXPECT_EQ(usage_message({{"populate", "spiral"}}), "--populate: expected seq or random, got \"spiral\"");
-	EXPECT_EQ(usage_message({{"settle", "soon"}}).rfind("--settle: expected SECONDS", 0), 0u);
-	EXPECT_EQ(usage_message({{"settle", "-1"}}).rfind("--settle: expected SECONDS from 0", 0), 0u);
-	EXPECT_EQ(usage_message({{"colour", "red"}}).rfind("unknown option \"colour\"", 0), 0u);
+	// option, value, the whole message
+	const struct {
+		const char *option, *value, *message;
+	} exact[] = {
+		{"heap", "banana",
+		 "--heap: expected SIZE like 64M (a number with an optional K, M, G or T suffix), got \"banana\""},
+		{"write-ratio", "1.5", "--write-ratio: expected a ratio from 0 to 1 like 0.25, got \"1.5\""},
+		{"write-ratio", "-0.1", "--write-ratio: expected a ratio from 0 to 1 like 0.25, got \"-0.1\""},
+		{"writer", "me", "--writer: expected child, parent or both, got \"me\""},
+		{"pattern", "zigzag", "--pattern: expected seq, random or stride:N (N >= 1 pages), got \"zigzag\""},
+		{"children", "0", "--children: expected a whole number from 1 to 1024, got \"0\""},
+		{"children", "2x", "--children: expected a whole number from 1 to 1024, got \"2x\""},
+		{"children", "-1", "--children: expected a whole number from 1 to 1024, got \"-1\""},
+		{"thp", "sometimes", "--thp: expected never, madvise, always or system, got \"sometimes\""},
+		{"spawn", "clone", "--spawn: expected fork, vfork, posix_spawn or fork-exec, got \"clone\""},
+		{"repeat", "0", "--repeat: expected a whole number from 1 to 1000000, got \"0\""},
+		{"pte-state", "dirty", "--pte-state: expected writable or readonly, got \"dirty\""},
+		{"timeout", "0", "--timeout: expected SECONDS greater than 0, like 60 or 0.5, got \"0\""},
+		{"read", "maybe", "--read: expected true or false, got \"maybe\""},
+		{"populate", "spiral", "--populate: expected seq or random, got \"spiral\""},
+	};
+	for (const auto &c : exact)
+		EXPECT_EQ(usage_message({{c.option, c.value}}), c.message) << c.option << " " << c.value;
+	// option, value, how the message starts
+	const struct {
+		const char *option, *value, *start;
+	} starts[] = {
+		{"heap", "-1M", "--heap: expected SIZE"},
+		{"settle", "soon", "--settle: expected SECONDS"},
+		{"settle", "-1", "--settle: expected SECONDS from 0"},
+		{"colour", "red", "unknown option \"colour\""},
+	};
+	for (const auto &c : starts)
+		EXPECT_EQ(usage_message({{c.option, c.value}}).rfind(c.start, 0), 0u)
+			<< c.option << " " << c.value << ": " << usage_message({{c.option, c.value}});
 	EXPECT_NE(usage_message({{"heap", "100T"}}).find("pages cowbench supports"), std::string::npos);
 }
 

@@ -89,6 +89,17 @@ bool offers(std::uint64_t b)
 	return std::find(o.begin(), o.end(), b) != o.end();
 }
 
+// Why a test of 64K folios cannot run here, "" when it can: it needs root
+// (the sysfs controls, PFNs) and a kernel that offers 64K anonymous folios.
+std::string no_64k_folios()
+{
+	if (::geteuid() != 0)
+		return "needs root (sysfs controls, PFNs)";
+	if (!offers(65536))
+		return "this kernel does not offer 64K anonymous folios";
+	return "";
+}
+
 using cowscope::testing::bin_dir;
 
 std::string cowbench() { return bin_dir() + "/cowbench"; }
@@ -290,10 +301,8 @@ TEST(Folio, GuardsOfTwoProcessesTakeTurns)
 
 TEST(FolioE2E, Heap64KGets64KFolios)
 {
-	if (::geteuid() != 0)
-		GTEST_SKIP() << "needs root (sysfs controls, PFNs)";
-	if (!offers(65536))
-		GTEST_SKIP() << "this kernel does not offer 64K anonymous folios";
+	if (auto why = no_64k_folios(); !why.empty())
+		GTEST_SKIP() << why;
 	SysfsKeeper keep;
 	BenchConfig c = config_from_options({{"heap", "32M"}, {"write-ratio", "0.5"}, {"folio", "64K"}, {"repeat", "2"}});
 	BenchResult r = run_bench(c);
@@ -339,10 +348,8 @@ TEST(FolioE2E, FourKNeedsNoRootAndGetsNoLargeFolios)
 // fault count must tell the same story.
 TEST(FolioE2E, PartialChildWriteMatchesPagemap)
 {
-	if (::geteuid() != 0)
-		GTEST_SKIP() << "needs root (sysfs controls, PFNs)";
-	if (!offers(65536))
-		GTEST_SKIP() << "this kernel does not offer 64K anonymous folios";
+	if (auto why = no_64k_folios(); !why.empty())
+		GTEST_SKIP() << why;
 	SysfsKeeper keep;
 	FolioProbeConfig pc;
 	pc.heap = 16u << 20;
@@ -417,8 +424,8 @@ TEST(FolioCli, BadInputIsRefusedBeforeAnything)
 
 TEST(FolioCli, ControlsRestoredAfterNormalAndErrorExit)
 {
-	if (::geteuid() != 0 || !offers(65536))
-		GTEST_SKIP() << "needs root and 64K folios";
+	if (auto why = no_64k_folios(); !why.empty())
+		GTEST_SKIP() << why;
 	if (access(cowbench().c_str(), X_OK) != 0)
 		GTEST_SKIP() << "cowbench not built next to this test";
 	SysfsKeeper keep;
@@ -472,8 +479,8 @@ int wait_status(pid_t p)
 
 TEST(FolioCli, ControlsRestoredAfterSigintSigtermAndDoubleSignal)
 {
-	if (::geteuid() != 0 || !offers(65536))
-		GTEST_SKIP() << "needs root and 64K folios";
+	if (auto why = no_64k_folios(); !why.empty())
+		GTEST_SKIP() << why;
 	if (access(cowbench().c_str(), X_OK) != 0)
 		GTEST_SKIP() << "cowbench not built next to this test";
 	SysfsKeeper keep;

@@ -5,6 +5,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -35,6 +36,14 @@ template <class F> std::string message_of(F &&f)
 	return "(nothing thrown)";
 }
 
+// kRejectedByAll and the inputs one kind rejects too.
+std::vector<std::string> rejected(std::initializer_list<const char *> more)
+{
+	std::vector<std::string> bad = kRejectedByAll;
+	bad.insert(bad.end(), more.begin(), more.end());
+	return bad;
+}
+
 std::string expected(const std::string &what, const std::string &form, const std::string &text)
 {
 	return what + ": expected " + form + ", got \"" + text + "\"";
@@ -54,10 +63,7 @@ TEST(CliCount, Accepted)
 
 TEST(CliCount, RejectedWithTheMessage)
 {
-	std::vector<std::string> bad = kRejectedByAll;
-	for (const char *s : {"1.5", "1.", ".5", "1K", "2x", "18446744073709551616"})
-		bad.push_back(s);
-	for (const auto &s : bad)
+	for (const auto &s : rejected({"1.5", "1.", ".5", "1K", "2x", "18446744073709551616"}))
 		EXPECT_EQ(message_of([&] { cli::parse_count(s, "--n", 0, UINT64_MAX); }),
 			  expected("--n", "a whole number from 0 to 18446744073709551615", s))
 			<< "input \"" << s << "\"";
@@ -78,10 +84,7 @@ TEST(CliReal, AcceptedAndRejected)
 	} ok[] = {{"0", 0}, {"1", 1}, {"0.5", 0.5}, {".5", 0.5}, {"1.", 1}, {"10.25", 10.25}, {"007.5", 7.5}};
 	for (const auto &c : ok)
 		EXPECT_DOUBLE_EQ(cli::parse_real(c.in, "--x", 0, 100), c.out) << c.in;
-	std::vector<std::string> bad = kRejectedByAll;
-	for (const char *s : {"0.5x", "1K", "101", "100.01"})
-		bad.push_back(s);
-	for (const auto &s : bad)
+	for (const auto &s : rejected({"0.5x", "1K", "101", "100.01"}))
 		EXPECT_EQ(message_of([&] { cli::parse_real(s, "--x", 0, 100); }),
 			  expected("--x", "a number from 0 to 100", s))
 			<< "input \"" << s << "\"";
@@ -94,10 +97,7 @@ TEST(CliSeconds, AcceptedAndRejected)
 	EXPECT_DOUBLE_EQ(cli::parse_seconds("60", "--timeout"), 60);
 	EXPECT_DOUBLE_EQ(cli::parse_seconds("0.001", "--timeout"), 0.001);
 	EXPECT_DOUBLE_EQ(cli::parse_seconds("86400", "--timeout"), 86400);
-	std::vector<std::string> bad = kRejectedByAll;
-	for (const char *s : {"0", "0.0", "86400.5", "1s", "5m"})
-		bad.push_back(s);
-	for (const auto &s : bad)
+	for (const auto &s : rejected({"0", "0.0", "86400.5", "1s", "5m"}))
 		EXPECT_EQ(message_of([&] { cli::parse_seconds(s, "--timeout"); }),
 			  expected("--timeout", "SECONDS greater than 0, like 60 or 0.5", s))
 			<< "input \"" << s << "\"";
@@ -124,11 +124,8 @@ TEST(CliSize, Accepted)
 TEST(CliSize, Rejected)
 {
 	const std::string form = "SIZE like 64M (a number with an optional K, M, G or T suffix)";
-	std::vector<std::string> bad = kRejectedByAll;
-	for (const char *s : {"M", "K", "64Q", "64MiBB", "64 M", "64M ", "iB", "1iB", "1B", "1..5M", "-1K",
-			      "+5M", "0x10K", "1e3K"})
-		bad.push_back(s);
-	for (const auto &s : bad) {
+	for (const auto &s : rejected({"M", "K", "64Q", "64MiBB", "64 M", "64M ", "iB", "1iB", "1B", "1..5M",
+					   "-1K", "+5M", "0x10K", "1e3K"})) {
 		EXPECT_EQ(message_of([&] { cli::parse_size(s, "--heap"); }), expected("--heap", form, s))
 			<< "input \"" << s << "\"";
 		EXPECT_EQ(message_of([&] { parse_size(s, "--heap"); }), expected("--heap", form, s))
@@ -179,10 +176,7 @@ TEST(CliRatio, AcceptedAndRejected)
 		EXPECT_DOUBLE_EQ(cli::parse_ratio(c.in, "--write-ratio"), c.out) << c.in;
 		EXPECT_DOUBLE_EQ(parse_ratio(c.in, "--write-ratio"), c.out) << c.in << " (units.hpp)";
 	}
-	std::vector<std::string> bad = kRejectedByAll;
-	for (const char *s : {"1.01", "2", "0.5x", "-0.1"})
-		bad.push_back(s);
-	for (const auto &s : bad) {
+	for (const auto &s : rejected({"1.01", "2", "0.5x", "-0.1"})) {
 		EXPECT_EQ(message_of([&] { cli::parse_ratio(s, "--write-ratio"); }),
 			  expected("--write-ratio", "a ratio from 0 to 1 like 0.25", s))
 			<< "input \"" << s << "\"";
@@ -197,10 +191,7 @@ TEST(CliPid, AcceptedAndRejected)
 	EXPECT_EQ(cli::parse_pid("1", "PID"), 1);
 	EXPECT_EQ(cli::parse_pid("4194304", "PID"), 4194304);
 	EXPECT_EQ(cli::parse_pid("2147483647", "PID"), INT32_MAX);
-	std::vector<std::string> bad = kRejectedByAll;
-	for (const char *s : {"0", "00", "2147483648", "1.0", "12abc"})
-		bad.push_back(s);
-	for (const auto &s : bad)
+	for (const auto &s : rejected({"0", "00", "2147483648", "1.0", "12abc"}))
 		EXPECT_EQ(message_of([&] { cli::parse_pid(s, "-p"); }),
 			  expected("-p", "a process id (a positive integer)", s))
 			<< "input \"" << s << "\"";

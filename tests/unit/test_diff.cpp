@@ -21,10 +21,15 @@ constexpr std::uint32_t RW = COWSCOPE_F_ANON | COWSCOPE_F_WRITE | COWSCOPE_F_VMA
 // A heap of n pages right after fork: every page shared and write-protected.
 void after_fork(unsigned n, PageList &parent, PageList &child)
 {
-	for (unsigned i = 0; i < n; i++) {
-		parent.push_back(page_rec(HEAP + i * P, 1000 + i, COW));
-		child.push_back(page_rec(HEAP + i * P, 1000 + i, COW));
-	}
+	forked_heap(n, HEAP, 1000, COW, 0, parent, child);
+}
+
+// The child writes pages 0..n-1: it gets new PFNs with W set; the parent
+// keeps the old ones, still write-protected.
+void child_copies(unsigned n, PageList &child)
+{
+	for (unsigned i = 0; i < n; i++)
+		child[i] = page_rec(HEAP + i * P, 5000 + i, RW);
 }
 
 } // namespace
@@ -51,10 +56,7 @@ TEST(Diff, ChildWritesAQuarterThenParentReuses)
 {
 	PageList p, c;
 	after_fork(16, p, c);
-	// The child writes pages 0..3: it gets new PFNs with W set; the parent
-	// keeps the old ones, still write-protected.
-	for (unsigned i = 0; i < 4; i++)
-		c[i] = page_rec(HEAP + i * P, 5000 + i, RW);
+	child_copies(4, c);
 	Diff d = diff_pages(p, c);
 	EXPECT_EQ(d.total.copied, 4u);
 	EXPECT_EQ(d.total.shared, 12u);
@@ -150,8 +152,7 @@ TEST(Format, TableAndJsonCarryTheCounts)
 {
 	PageList p, c;
 	after_fork(16, p, c);
-	for (unsigned i = 0; i < 4; i++)
-		c[i] = page_rec(HEAP + i * P, 5000 + i, RW);
+	child_copies(4, c);
 	Diff d = diff_pages(p, c);
 	d.parent = 100;
 	d.child = 101;

@@ -28,10 +28,7 @@ PageRecord rec(std::uint64_t vaddr, std::uint64_t pfn, std::uint32_t flags, unsi
 // naturally aligned) right after fork: all shared.
 void after_fork_64k(unsigned folios, PageList &parent, PageList &child)
 {
-	for (unsigned i = 0; i < folios * 16; i++) {
-		parent.push_back(rec(HEAP + i * P, 0x10000 + i, COW, 4));
-		child.push_back(rec(HEAP + i * P, 0x10000 + i, COW, 4));
-	}
+	forked_heap(folios * 16, HEAP, 0x10000, COW, 4, parent, child);
 }
 
 } // namespace

@@ -13,9 +13,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <future>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -62,6 +64,13 @@ std::size_t count(const std::string &hay, const std::string &needle)
 	return n;
 }
 
+// Every one of `parts` somewhere in the exposition `t`.
+void expect_in(const std::string &t, std::initializer_list<std::string_view> parts)
+{
+	for (std::string_view p : parts)
+		EXPECT_NE(t.find(p), std::string::npos) << "missing \"" << p << "\" in:\n" << t;
+}
+
 } // namespace
 
 TEST(ExporterFormat, EscapesLabelValues)
@@ -97,23 +106,19 @@ TEST(ExporterFormat, PrometheusText)
 	set.update({proc(42, 7, false, "re\"dis\\x\ny")}, 0);
 	Exposition e = expo();
 	std::string t = format_metrics(set, e, Format::prometheus);
-	EXPECT_NE(t.find("# HELP cowtrace_cow_copies_total "), std::string::npos) << t;
-	EXPECT_NE(t.find("# TYPE cowtrace_cow_copies_total counter\n"), std::string::npos) << t;
-	EXPECT_NE(t.find("cowtrace_cow_copies_total{pid=\"42\",ppid=\"1\",comm=\"re\\\"dis\\\\x\\ny\"} 7\n"),
-		  std::string::npos) << t;
-	EXPECT_NE(t.find("cowtrace_cow_copied_bytes_total{pid=\"42\",ppid=\"1\",comm=\"re\\\"dis\\\\x\\ny\"} 28672\n"),
-		  std::string::npos) << t;
-	EXPECT_NE(t.find("cowtrace_wp_faults_total{pid=\"42\""), std::string::npos);
-	EXPECT_NE(t.find("cowtrace_cow_reuses_total{pid=\"42\""), std::string::npos);
-	// zero fills: their own counter, not in the copies or the copied bytes
-	EXPECT_NE(t.find("# TYPE cowtrace_zero_fills_total counter\n"), std::string::npos) << t;
-	EXPECT_NE(t.find("cowtrace_zero_fills_total{pid=\"42\",ppid=\"1\",comm=\"re\\\"dis\\\\x\\ny\"} 2\n"),
-		  std::string::npos) << t;
-	EXPECT_NE(t.find("# TYPE cowtrace_method_info gauge\ncowtrace_method_info{method=\"vmevent\""),
-		  std::string::npos) << t;
-	EXPECT_NE(t.find("zero_fills_by=\"rss_stat\",target=\"--all\"} 1\n"), std::string::npos) << t;
-	EXPECT_NE(t.find("cowtrace_series 1\n"), std::string::npos);
-	EXPECT_NE(t.find("cowtrace_series_dropped_total{reason=\"exited\"} 0\n"), std::string::npos);
+	expect_in(t, {"# HELP cowtrace_cow_copies_total ",
+		      "# TYPE cowtrace_cow_copies_total counter\n",
+		      "cowtrace_cow_copies_total{pid=\"42\",ppid=\"1\",comm=\"re\\\"dis\\\\x\\ny\"} 7\n",
+		      "cowtrace_cow_copied_bytes_total{pid=\"42\",ppid=\"1\",comm=\"re\\\"dis\\\\x\\ny\"} 28672\n",
+		      "cowtrace_wp_faults_total{pid=\"42\"",
+		      "cowtrace_cow_reuses_total{pid=\"42\"",
+		      // zero fills: their own counter, not in the copies or the copied bytes
+		      "# TYPE cowtrace_zero_fills_total counter\n",
+		      "cowtrace_zero_fills_total{pid=\"42\",ppid=\"1\",comm=\"re\\\"dis\\\\x\\ny\"} 2\n",
+		      "# TYPE cowtrace_method_info gauge\ncowtrace_method_info{method=\"vmevent\"",
+		      "zero_fills_by=\"rss_stat\",target=\"--all\"} 1\n",
+		      "cowtrace_series 1\n",
+		      "cowtrace_series_dropped_total{reason=\"exited\"} 0\n"});
 	EXPECT_EQ(t.find("# EOF"), std::string::npos);
 	EXPECT_EQ(t.find("cowtrace_bpf_run"), std::string::npos);	// bpf_stats off
 	EXPECT_EQ(t.find("cowtrace_tree_"), std::string::npos);	// not --children
@@ -132,20 +137,15 @@ TEST(ExporterFormat, OpenMetrics)
 	e.root_pid = 42;
 	e.root_comm = "worker";
 	std::string t = format_metrics(set, e, Format::openmetrics);
-	EXPECT_NE(t.find("# TYPE cowtrace_cow_copies counter\n# HELP cowtrace_cow_copies "), std::string::npos) << t;
-	EXPECT_NE(t.find("# TYPE cowtrace_cow_copied_bytes counter\n# UNIT cowtrace_cow_copied_bytes bytes\n"),
-		  std::string::npos) << t;
-	EXPECT_NE(t.find("# TYPE cowtrace_method info\n"), std::string::npos);
-	EXPECT_NE(t.find("cowtrace_method_info{method=\"vmevent\""), std::string::npos);
-	EXPECT_NE(t.find("cowtrace_bpf_run_time_seconds_total{program=\"vme_fault_user\"} 1.500000000\n"),
-		  std::string::npos) << t;
-	EXPECT_NE(t.find("cowtrace_bpf_run_time_seconds_total{program=\"on_fork\"} 0.000002000\n"),
-		  std::string::npos) << t;
-	EXPECT_NE(t.find("cowtrace_bpf_runs_total{program=\"vme_fault_user\"} 3\n"), std::string::npos);
-	EXPECT_NE(t.find("cowtrace_tree_cow_copies_total{root_pid=\"42\",root_comm=\"worker\"} 7\n"),
-		  std::string::npos) << t;
-	EXPECT_NE(t.find("cowtrace_tree_zero_fills_total{root_pid=\"42\",root_comm=\"worker\"} 2\n"),
-		  std::string::npos) << t;
+	expect_in(t, {"# TYPE cowtrace_cow_copies counter\n# HELP cowtrace_cow_copies ",
+		      "# TYPE cowtrace_cow_copied_bytes counter\n# UNIT cowtrace_cow_copied_bytes bytes\n",
+		      "# TYPE cowtrace_method info\n",
+		      "cowtrace_method_info{method=\"vmevent\"",
+		      "cowtrace_bpf_run_time_seconds_total{program=\"vme_fault_user\"} 1.500000000\n",
+		      "cowtrace_bpf_run_time_seconds_total{program=\"on_fork\"} 0.000002000\n",
+		      "cowtrace_bpf_runs_total{program=\"vme_fault_user\"} 3\n",
+		      "cowtrace_tree_cow_copies_total{root_pid=\"42\",root_comm=\"worker\"} 7\n",
+		      "cowtrace_tree_zero_fills_total{root_pid=\"42\",root_comm=\"worker\"} 2\n"});
 	EXPECT_EQ(t.size() - t.rfind("# EOF\n"), 6u);	// ends with # EOF
 	EXPECT_EQ(count(t, "# EOF"), 1u);
 	EXPECT_EQ(t.find("_total counter"), std::string::npos);	// family names have no _total
@@ -517,6 +517,23 @@ TEST(WebConfig, ParsesExporterToolkitKeys)
 	EXPECT_EQ(c.users.at("prometheus"), hash);
 	EXPECT_EQ(c.describe(), "TLS, client certificates required, basic auth (2 users)");
 	EXPECT_TRUE(c.cert_pem.empty());	// parse reads no file
+
+	// each client_auth_type cowtrace takes, to its ClientAuth
+	const struct {
+		const char *type;
+		ClientAuth auth;
+		const char *ca;
+	} auths[] = {{"NoClientCert", ClientAuth::None, ""},
+		     {"VerifyClientCertIfGiven", ClientAuth::VerifyIfGiven, "  client_ca_file: ca.crt\n"},
+		     {"RequireAndVerifyClientCert", ClientAuth::RequireAndVerify, "  client_ca_file: ca.crt\n"}};
+	for (const auto &a : auths)
+		EXPECT_EQ(parse_web_config(fmt::format("tls_server_config:\n  cert_file: c\n  key_file: k\n"
+							"  client_auth_type: {}\n{}",
+							a.type, a.ca),
+					   "web.yml")
+				  .client_auth,
+			  a.auth)
+			<< a.type;
 
 	WebConfig empty = parse_web_config("", "web.yml");
 	EXPECT_FALSE(empty.tls());

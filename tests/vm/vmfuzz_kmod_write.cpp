@@ -52,6 +52,7 @@
 #include <cstring>
 #include <mutex>
 #include <random>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -280,6 +281,21 @@ long do_write(int fd, const std::string &in, bool edge, std::size_t cut)
 	return n < 0 ? -errno : n;
 }
 
+// The rules a write to either file keeps before its own: an empty write
+// does nothing or is refused, one over kMaxInput is refused, one whose
+// buffer ends early (`edge`) faults. Whether `got` keeps them; nullopt when
+// none applies and the file's own rules decide.
+std::optional<bool> shared_rules(const std::string &in, bool edge, long got)
+{
+	if (in.empty())
+		return got == 0 || got == -EINVAL;
+	if (in.size() > kMaxInput)
+		return got == -EINVAL;
+	if (edge)
+		return got == -EFAULT;
+	return std::nullopt;
+}
+
 const char *err_name(long e)
 {
 	return e >= 0 ? "ok" : strerrorname_np(static_cast<int>(-e));
@@ -318,12 +334,8 @@ void track_writer()
 		bool neg = false;
 		const long pid = track_model(in, &neg);
 		bool ok;
-		if (in.empty())
-			ok = got == 0 || got == -EINVAL;
-		else if (in.size() > kMaxInput)
-			ok = got == -EINVAL;
-		else if (edge)
-			ok = got == -EFAULT;
+		if (const auto c = shared_rules(in, edge, got))
+			ok = *c;
 		else if (pid < 0)
 			ok = got == -EINVAL;
 		else if (static_cast<unsigned long>(pid) > g_pid_max)	// above pid_max: no such process, or
@@ -383,12 +395,8 @@ void range_writer()
 									"the same file gave " + err_name(again));
 				break;
 			}
-			if (in.empty())
-				ok = got == 0 || got == -EINVAL;
-			else if (in.size() > kMaxInput)
-				ok = got == -EINVAL;
-			else if (edge)
-				ok = got == -EFAULT;
+			if (const auto c = shared_rules(in, edge, got))
+				ok = *c;
 			else
 				ok = valid ? got == static_cast<long>(in.size()) : got == -EINVAL;
 			if (!ok) {

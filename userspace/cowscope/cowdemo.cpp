@@ -331,126 +331,113 @@ void show_diff(pid_t parent, pid_t child, std::uint64_t lo, std::uint64_t hi, co
 	g_json[key] = diff_json(d);
 }
 
-void step_cow(std::uint64_t heap_bytes)
-{
-	heading("3. Right after fork: the heap is shared");
-	// A malloc'd buffer on the brk heap (not a separate mmap), touched page by
-	// page so that every page is present before the fork.
-	::mallopt(M_MMAP_THRESHOLD, 1 << 30);
-	const std::uint64_t n = heap_bytes / P;
-	char *buf = static_cast<char *>(std::aligned_alloc(P, n * P));
-	if (!buf)
-		throw Error("cannot allocate the demo buffer");
-	::madvise(buf, n * P, MADV_NOHUGEPAGE);  // 4 KiB pages, one record each
-	for (std::uint64_t i = 0; i < n; i++)
-		buf[i * P] = static_cast<char>(i | 1);
-	const auto base = reinterpret_cast<std::uint64_t>(buf);
-	const pid_t parent = ::getpid();
+// The COW step's buffer and processes, which each of its stages reads.
+struct CowStep {
+	char *buf = nullptr;
+	std::uint64_t n = 0, base = 0;
+	pid_t parent = 0, child = 0;
+	std::vector<size_t> written; // the pages the child writes
+	size_t sample_copied = 0, sample_shared = 0;
 
-	// The child writes every 4th group of pages (25%), in groups as wide as
-	// one character of the heap strip so the pattern shows.
-	const std::uint64_t group = std::max<std::uint64_t>(1, n / 64);
-	std::vector<size_t> written;
-	for (std::uint64_t i = 0; i < n; i++)
-		if ((i / group) % 4 == 0)
-			written.push_back(i);
-	const size_t sample_copied = 0, sample_shared = std::min<size_t>(group, n - 1);
-
-	Pipe to_child, to_parent;
-	pid_t child = ::fork();
-	if (child < 0)
-		throw SysError("fork");
-	if (child == 0) {
-		try {
-			to_parent.put<char>('r');
-			to_child.get<char>();  // 'w': write 25%
-			for (size_t i : written)
-				buf[i * P] = 'c';
-			to_parent.put<char>('w');
-			to_child.get<char>();  // 'q' (or EOF): done
-		} catch (...) {
-		}
-		_exit(0);
+	std::vector<Page> pages(pid_t pid) const { return read_pages(pid, base, n); }
+	void samples(const std::vector<Page> &par, const std::vector<Page> &chi) const
+	{
+		sample_table({sample_copied, sample_shared}, par, chi, base);
 	}
-	Child kid(child);	// killed and reaped should the demo fail midway
-	to_parent.get<char>();
-	std::vector<Page> par0 = read_pages(parent, base, n), chi0 = read_pages(child, base, n);
+	void diff(const char *key) const { show_diff(parent, child, base, base + n * P, key); }
+};
+
+// Right after fork: what the two processes share.
+Counts report_after_fork(const CowStep &s, const std::vector<Page> &par0, const std::vector<Page> &chi0)
+{
 	say(fmt::format("  parent {} forked child {}; demo buffer {} = {} pages at {:#x} (heap)\n",
-			parent, child, format_size(n * P), n, base));
+			s.parent, s.child, format_size(s.n * P), s.n, s.base));
 	say(g_module ? "  two sample pages, from /proc/cowscope/PID/pagemap:\n"
 		     : "  two sample pages, from /proc/PID/pagemap + /proc/kpagecount (no module: "
 		       "no W bit, no refcount):\n");
-	sample_table({sample_copied, sample_shared}, par0, chi0, base);
+	s.samples(par0, chi0);
 	Counts c0 = compare(par0, chi0);
 	say(fmt::format("  whole buffer: {} of {} pages share one physical page (same PFN); "
 			"write-protected in both: {}; mapcount 2: {}\n",
-			c0.shared, n, g_module ? std::to_string(c0.wp_both) : "?", c0.two_maps));
+			c0.shared, s.n, g_module ? std::to_string(c0.wp_both) : "?", c0.two_maps));
 	notice("fork() did not copy the heap: it copied the page tables and pointed both "
 	       "processes at the same physical pages (same PFN, mapcount 2), clearing the "
 	       "write bit W in both so that the first write traps. refcount can read one "
 	       "more than mapcount while the kernel holds a page in a per-CPU batch.");
-	show_diff(parent, child, base, base + n * P, "after_fork");
+	s.diff("after_fork");
+	return c0;
+}
 
-	heading("4. The child writes 25% of the heap: copy on write");
-	to_child.put<char>('w');
-	to_parent.get<char>();
-	std::vector<Page> par1 = read_pages(parent, base, n), chi1 = read_pages(child, base, n);
-	sample_table({sample_copied, sample_shared}, par1, chi1, base);
+// After the child wrote its pages: which it copied.
+Counts report_child_write(const CowStep &s, const std::vector<Page> &chi0, const std::vector<Page> &par1,
+			  const std::vector<Page> &chi1)
+{
+	s.samples(par1, chi1);
 	Counts c1 = compare(par1, chi1);
 	std::uint64_t child_moved = 0;
-	for (size_t i : written)
+	for (size_t i : s.written)
 		child_moved += chi1[i].pfn != chi0[i].pfn;
 	say(fmt::format("  child wrote {} pages: {} now have a new PFN in the child; buffer: "
 			"{} copied, {} still shared\n",
-			written.size(), child_moved, c1.copied, c1.shared));
+			s.written.size(), child_moved, c1.copied, c1.shared));
 	notice("Each first write by the child took a page fault: the kernel saw a "
 	       "write-protected page still mapped twice, so it gave the child a fresh copy "
 	       "(new PFN, W set). The parent keeps the original, still write-protected but "
 	       "now mapped once (map 1). The pages nobody wrote are still shared.");
-	show_diff(parent, child, base, base + n * P, "after_child_write");
+	s.diff("after_child_write");
+	return c1;
+}
 
-	say("\n  Now the parent writes the same pages the child copied, and one page the\n"
-	    "  child still shares:\n");
-	for (size_t i : written)
-		buf[i * P] = 'p';
-	buf[sample_shared * P] = 'p';
-	std::vector<Page> par2 = read_pages(parent, base, n), chi2 = read_pages(child, base, n);
-	sample_table({sample_copied, sample_shared}, par2, chi2, base);
-	// A page the parent did not reuse was copied again. Where it sat in a
-	// large folio (> 4 KiB, the module's folio size) that is the kernel's
-	// rule, not a contradiction: 6.12 never reuses a page of a large folio
-	// on a write fault, even when no one else maps it; 7.3 does once no
-	// other process maps any page of the folio.
+// The parent's writes to the pages the child copied: reused in place or
+// copied again (and of those, how many sat in large folios, by order).
+struct Rewrite {
 	std::uint64_t reused = 0, reused_w = 0, recopied = 0, recopied_large = 0;
 	std::map<unsigned, std::uint64_t> recopied_orders;
-	for (size_t i : written)
+	bool shared_copied = false; // the sample page still shared with the child
+};
+
+// A page the parent did not reuse was copied again. Where it sat in a
+// large folio (> 4 KiB, the module's folio size) that is the kernel's
+// rule, not a contradiction: 6.12 never reuses a page of a large folio
+// on a write fault, even when no one else maps it; 7.3 does once no
+// other process maps any page of the folio.
+Rewrite count_rewrite(const CowStep &s, const std::vector<Page> &par1, const std::vector<Page> &par2)
+{
+	Rewrite r;
+	for (size_t i : s.written)
 		if (par2[i].pfn == par1[i].pfn) {
-			reused++;
-			reused_w += (par2[i].flags & COWSCOPE_F_WRITE) != 0;
+			r.reused++;
+			r.reused_w += (par2[i].flags & COWSCOPE_F_WRITE) != 0;
 		} else {
-			recopied++;
+			r.recopied++;
 			if (par1[i].folio_order > 0) {
-				recopied_large++;
-				recopied_orders[par1[i].folio_order]++;
+				r.recopied_large++;
+				r.recopied_orders[par1[i].folio_order]++;
 			}
 		}
-	const bool shared_copied = par2[sample_shared].pfn != par1[sample_shared].pfn;
+	r.shared_copied = par2[s.sample_shared].pfn != par1[s.sample_shared].pfn;
+	return r;
+}
+
+void report_parent_write(const CowStep &s, const Rewrite &r)
+{
 	say(fmt::format("  parent wrote {} pages the child had copied: {} kept their PFN (reused in "
 			"place){}{}; page {} (still shared) {}\n",
-			written.size(), reused,
-			g_module ? fmt::format(", {} now W", reused_w) : std::string(),
-			recopied ? fmt::format("; {} were copied again{}", recopied,
-					       recopied_large == recopied ? " (all in large folios)"
-					       : recopied_large ? fmt::format(" ({} in large folios)", recopied_large)
-								: "")
-				 : std::string(),
-			sample_shared, shared_copied ? "was copied: new PFN in the parent" : "kept its PFN"));
+			s.written.size(), r.reused,
+			g_module ? fmt::format(", {} now W", r.reused_w) : std::string(),
+			r.recopied ? fmt::format("; {} were copied again{}", r.recopied,
+						 r.recopied_large == r.recopied ? " (all in large folios)"
+						 : r.recopied_large
+							 ? fmt::format(" ({} in large folios)", r.recopied_large)
+							 : "")
+				   : std::string(),
+			s.sample_shared, r.shared_copied ? "was copied: new PFN in the parent" : "kept its PFN"));
 	notice("Reuse: when the parent's write fault finds the page mapped only once (the "
 	       "child already has its copy), the kernel just sets W again: no copy. A page "
 	       "still shared with the child is copied, whichever process writes first.");
-	if (recopied_large) {
+	if (r.recopied_large) {
 		std::string sizes;
-		for (auto [order, count] : recopied_orders)
+		for (auto [order, count] : r.recopied_orders)
 			sizes += fmt::format("{}{} in {} folios", sizes.empty() ? "" : ", ", count,
 					     format_size(P << order));
 		notice(fmt::format(
@@ -462,36 +449,113 @@ void step_cow(std::uint64_t heap_bytes)
 			"any page of the folio. `cowscope ptes PID` shows "
 			"each page's folio size; docs/lab.md, \"Large folios across fork\", has the "
 			"experiment page by page.",
-			recopied_large, sizes));
+			r.recopied_large, sizes));
 	}
-	if (recopied > recopied_large)
+	if (r.recopied > r.recopied_large)
 		notice(fmt::format(
 			"{} of them sat in 4 KiB pages and were copied all the same: the kernel reuses "
 			"a page only when it can tell that no one else holds it, and a passing extra "
 			"reference (the page still in another CPU's LRU batch, or in the swap cache) "
 			"makes it copy to be safe.",
-			recopied - recopied_large));
-	show_diff(parent, child, base, base + n * P, "after_parent_write");
+			r.recopied - r.recopied_large));
+	s.diff("after_parent_write");
+}
 
-	g_json["cow"] = {{"parent", parent},
+// The demo buffer (heap_bytes, every page present), the pages the child
+// will write and the two sample pages.
+CowStep prepare_cow_step(std::uint64_t heap_bytes)
+{
+	// A malloc'd buffer on the brk heap (not a separate mmap), touched page by
+	// page so that every page is present before the fork.
+	::mallopt(M_MMAP_THRESHOLD, 1 << 30);
+	CowStep s;
+	s.n = heap_bytes / P;
+	const std::uint64_t n = s.n;
+	char *buf = static_cast<char *>(std::aligned_alloc(P, n * P));
+	if (!buf)
+		throw Error("cannot allocate the demo buffer");
+	s.buf = buf;
+	::madvise(buf, n * P, MADV_NOHUGEPAGE);  // 4 KiB pages, one record each
+	for (std::uint64_t i = 0; i < n; i++)
+		buf[i * P] = static_cast<char>(i | 1);
+	s.base = reinterpret_cast<std::uint64_t>(buf);
+	s.parent = ::getpid();
+
+	// The child writes every 4th group of pages (25%), in groups as wide as
+	// one character of the heap strip so the pattern shows.
+	const std::uint64_t group = std::max<std::uint64_t>(1, n / 64);
+	for (std::uint64_t i = 0; i < n; i++)
+		if ((i / group) % 4 == 0)
+			s.written.push_back(i);
+	s.sample_copied = 0;
+	s.sample_shared = std::min<size_t>(group, n - 1);
+	return s;
+}
+
+void step_cow(std::uint64_t heap_bytes)
+{
+	heading("3. Right after fork: the heap is shared");
+	CowStep s = prepare_cow_step(heap_bytes);
+	char *buf = s.buf;
+	const std::uint64_t n = s.n;
+
+	Pipe to_child, to_parent;
+	pid_t child = ::fork();
+	if (child < 0)
+		throw SysError("fork");
+	if (child == 0) {
+		try {
+			to_parent.put<char>('r');
+			to_child.get<char>();  // 'w': write 25%
+			for (size_t i : s.written)
+				buf[i * P] = 'c';
+			to_parent.put<char>('w');
+			to_child.get<char>();  // 'q' (or EOF): done
+		} catch (...) {
+		}
+		_exit(0);
+	}
+	Child kid(child);	// killed and reaped should the demo fail midway
+	s.child = child;
+	to_parent.get<char>();
+	std::vector<Page> par0 = s.pages(s.parent), chi0 = s.pages(child);
+	Counts c0 = report_after_fork(s, par0, chi0);
+
+	heading("4. The child writes 25% of the heap: copy on write");
+	to_child.put<char>('w');
+	to_parent.get<char>();
+	std::vector<Page> par1 = s.pages(s.parent), chi1 = s.pages(child);
+	Counts c1 = report_child_write(s, chi0, par1, chi1);
+
+	say("\n  Now the parent writes the same pages the child copied, and one page the\n"
+	    "  child still shares:\n");
+	for (size_t i : s.written)
+		buf[i * P] = 'p';
+	buf[s.sample_shared * P] = 'p';
+	std::vector<Page> par2 = s.pages(s.parent), chi2 = s.pages(child);
+	s.samples(par2, chi2);
+	Rewrite r = count_rewrite(s, par1, par2);
+	report_parent_write(s, r);
+
+	g_json["cow"] = {{"parent", s.parent},
 			 {"child", child},
 			 {"heap_pages", n},
-			 {"child_wrote", written.size()},
+			 {"child_wrote", s.written.size()},
 			 {"after_fork_shared", c0.shared},
 			 {"after_child_write_copied", c1.copied},
 			 {"after_child_write_shared", c1.shared},
-			 {"parent_reused", reused},
-			 {"parent_copied_again", recopied},
-			 {"parent_copied_again_large_folio", recopied_large},
-			 {"parent_copied_shared_page", shared_copied}};
+			 {"parent_reused", r.reused},
+			 {"parent_copied_again", r.recopied},
+			 {"parent_copied_again_large_folio", r.recopied_large},
+			 {"parent_copied_shared_page", r.shared_copied}};
 	to_child.put<char>('q');
 	wait_exit(kid);
 
 	heading("5. What cowtrace should count for this step");
 	say(fmt::format("  child {}:  about {} COW copies (its {} writes, plus a few stack/libc pages)\n",
-			child, written.size(), written.size()));
+			child, s.written.size(), s.written.size()));
 	say(fmt::format("  parent {}: about {} reuses and 1 copy (page {}), plus a few of its own\n",
-			parent, written.size(), sample_shared));
+			s.parent, s.written.size(), s.sample_shared));
 	say("  (count them with `sudo cowtrace -- cowdemo --steps cow --no-module`; make demo does so in a clone.)\n");
 	std::free(buf);
 }

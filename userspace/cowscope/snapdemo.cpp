@@ -177,20 +177,21 @@ struct Snapshot {
 	std::uint64_t updates_at_start = 0;
 };
 
-int run(const Store &st0, std::uint64_t rate, double interval, double snap_seconds,
-	const std::string &out, std::uint64_t max_snapshots)
-{
-	Store st = st0;
-	const pid_t self = ::getpid();
+// run()'s state: the store the parent writes, the snapshot in flight and
+// the counts.
+struct Demo {
+	Store st;
+	std::string out;
+	double snap_seconds = 0;
+	pid_t self = ::getpid();
 	Snapshot cur;
 	int started = 0, finished = 0, failures = 0, killed = 0;
 	std::uint64_t updates = 0;
-	const double t0 = now();
-	double next_snap = t0 + interval;
-	double rate_t0 = t0;
-	std::uint64_t rate_base = 0;
 
-	auto reap = [&](bool kill_it) {
+	// The snapshot child's end (killed first if `kill_it`), said; false
+	// while it still runs.
+	bool reap(bool kill_it)
+	{
 		int status = 0;
 		const pid_t pid = cur.child.pid();
 		if (kill_it) {
@@ -226,60 +227,79 @@ int run(const Store &st0, std::uint64_t rate, double interval, double snap_secon
 		}
 		cur = Snapshot{};
 		return true;
-	};
+	}
+
+	// Fork the next snapshot child.
+	void start_snapshot()
+	{
+		Pipe report;
+		std::cout << std::flush;
+		const double f0 = now();
+		pid_t pid = ::fork();
+		if (pid < 0)
+			throw SysError("fork");
+		if (pid == 0) {
+			report.read_end.reset();
+			::prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (::getppid() != self)
+				::_exit(1); // the parent died before prctl
+			::signal(SIGINT, SIG_DFL);
+			::signal(SIGTERM, SIG_DFL);
+			child_main(st, out, snap_seconds, report.write_end.get(), self);
+		}
+		const double fork_ms = (now() - f0) * 1e3;
+		cur.child = Child(pid);
+		cur.report = std::move(report.read_end);	// the write end closes here
+		cur.number = ++started;
+		cur.started = now();
+		cur.updates_at_start = updates;
+		say(fmt::format("snapshot {}: forked child {} (parent {}) in {:.3f} ms\n", cur.number, pid, self,
+				fork_ms));
+	}
+};
+
+int run(const Store &st0, std::uint64_t rate, double interval, double snap_seconds,
+	const std::string &out, std::uint64_t max_snapshots)
+{
+	Demo d;
+	d.st = st0;
+	d.out = out;
+	d.snap_seconds = snap_seconds;
+	const double t0 = now();
+	double next_snap = t0 + interval;
+	double rate_t0 = t0;
+	std::uint64_t rate_base = 0;
 
 	while (!g_stop) {
 		const double t = now();
 		// The steady write load: catch up to rate * elapsed, at most 1 s worth.
 		std::uint64_t target = rate_base + static_cast<std::uint64_t>(
 							   static_cast<double>(rate) * (t - rate_t0));
-		if (target > updates + rate + 1) {
+		if (target > d.updates + rate + 1) {
 			rate_t0 = t; // we fell far behind (stopped, swapped): don't burst
-			rate_base = updates;
-			target = updates + rate + 1;
+			rate_base = d.updates;
+			target = d.updates + rate + 1;
 		}
-		while (updates < target) {
-			st.update();
-			updates++;
+		while (d.updates < target) {
+			d.st.update();
+			d.updates++;
 		}
-		if (cur.child)
-			reap(false);
-		if (max_snapshots && finished >= static_cast<int>(max_snapshots))
+		if (d.cur.child)
+			d.reap(false);
+		if (max_snapshots && d.finished >= static_cast<int>(max_snapshots))
 			break;
-		if (!cur.child && t >= next_snap &&
-		    (max_snapshots == 0 || started < static_cast<int>(max_snapshots))) {
-			Pipe report;
-			std::cout << std::flush;
-			const double f0 = now();
-			pid_t pid = ::fork();
-			if (pid < 0)
-				throw SysError("fork");
-			if (pid == 0) {
-				report.read_end.reset();
-				::prctl(PR_SET_PDEATHSIG, SIGKILL);
-				if (::getppid() != self)
-					::_exit(1); // the parent died before prctl
-				::signal(SIGINT, SIG_DFL);
-				::signal(SIGTERM, SIG_DFL);
-				child_main(st, out, snap_seconds, report.write_end.get(), self);
-			}
-			const double fork_ms = (now() - f0) * 1e3;
-			cur.child = Child(pid);
-			cur.report = std::move(report.read_end);	// the write end closes here
-			cur.number = ++started;
-			cur.started = now();
-			cur.updates_at_start = updates;
-			say(fmt::format("snapshot {}: forked child {} (parent {}) in {:.3f} ms\n", cur.number, pid, self,
-					fork_ms));
+		if (!d.cur.child && t >= next_snap &&
+		    (max_snapshots == 0 || d.started < static_cast<int>(max_snapshots))) {
+			d.start_snapshot();
 			next_snap = t + interval;
 		}
 		sleep_for(0.01);
 	}
-	if (cur.child)
-		reap(true);
+	if (d.cur.child)
+		d.reap(true);
 	say(fmt::format("snapdemo: {}: {} updates, {} snapshots ({} killed at exit, {} failed)\n",
-			g_stop ? "stopped" : "done", updates, finished, killed, failures));
-	return failures ? 1 : 0;
+			g_stop ? "stopped" : "done", d.updates, d.finished, d.killed, d.failures));
+	return d.failures ? 1 : 0;
 }
 
 } // namespace

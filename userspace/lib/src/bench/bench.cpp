@@ -36,39 +36,63 @@ std::uint64_t page_size()
 	return p;
 }
 
+// The names of an option's values, one table each, that its parser takes
+// (the name, or an alias) and to_string gives (the name); the parser's
+// error lists the names in this order.
+template <class E> struct Named {
+	E value;
+	std::string_view name, alias = {};
+};
+
+constexpr Named<Writer> kWriters[] = {{Writer::child, "child"}, {Writer::parent, "parent"}, {Writer::both, "both"}};
+constexpr Named<Thp> kThps[] = {
+	{Thp::never, "never"}, {Thp::madvise, "madvise"}, {Thp::always, "always"}, {Thp::system, "system"}};
+constexpr Named<Spawn> kSpawns[] = {{Spawn::fork, "fork"},
+				    {Spawn::vfork, "vfork"},
+				    {Spawn::posix_spawn, "posix_spawn", "posix-spawn"},
+				    {Spawn::fork_exec, "fork-exec", "fork_exec"}};
+constexpr Named<PteState> kPteStates[] = {{PteState::writable, "writable"},
+					  {PteState::readonly, "readonly", "read-only"}};
+
+template <class E, std::size_t N> E parse_named(const Named<E> (&names)[N], std::string_view t, std::string_view what)
+{
+	for (const Named<E> &n : names)
+		if (t == n.name || (!n.alias.empty() && t == n.alias))
+			return n.value;
+	std::string form; // "a, b or c"
+	for (std::size_t i = 0; i < N; i++)
+		form += fmt::format("{}{}", i == 0 ? "" : i + 1 == N ? " or " : ", ", names[i].name);
+	bad(what, form, t);
+}
+
+template <class E, std::size_t N> std::string name_of(const Named<E> (&names)[N], E v)
+{
+	for (const Named<E> &n : names)
+		if (n.value == v)
+			return std::string(n.name);
+	return "?";
+}
+
 } // namespace
 
 Writer parse_writer(std::string_view t, std::string_view what)
 {
-	if (t == "child") return Writer::child;
-	if (t == "parent") return Writer::parent;
-	if (t == "both") return Writer::both;
-	bad(what, "child, parent or both", t);
+	return parse_named(kWriters, t, what);
 }
 
 Thp parse_thp(std::string_view t, std::string_view what)
 {
-	if (t == "never") return Thp::never;
-	if (t == "madvise") return Thp::madvise;
-	if (t == "always") return Thp::always;
-	if (t == "system") return Thp::system;
-	bad(what, "never, madvise, always or system", t);
+	return parse_named(kThps, t, what);
 }
 
 Spawn parse_spawn(std::string_view t, std::string_view what)
 {
-	if (t == "fork") return Spawn::fork;
-	if (t == "vfork") return Spawn::vfork;
-	if (t == "posix_spawn" || t == "posix-spawn") return Spawn::posix_spawn;
-	if (t == "fork-exec" || t == "fork_exec") return Spawn::fork_exec;
-	bad(what, "fork, vfork, posix_spawn or fork-exec", t);
+	return parse_named(kSpawns, t, what);
 }
 
 PteState parse_pte_state(std::string_view t, std::string_view what)
 {
-	if (t == "writable") return PteState::writable;
-	if (t == "readonly" || t == "read-only") return PteState::readonly;
-	bad(what, "writable or readonly", t);
+	return parse_named(kPteStates, t, what);
 }
 
 unsigned parse_count(std::string_view t, std::string_view what, unsigned min, unsigned max)
@@ -87,39 +111,22 @@ bool parse_bool(std::string_view t, std::string_view what)
 
 std::string to_string(Writer w)
 {
-	switch (w) {
-	case Writer::child: return "child";
-	case Writer::parent: return "parent";
-	case Writer::both: return "both";
-	}
-	return "?";
+	return name_of(kWriters, w);
 }
 
 std::string to_string(Thp t)
 {
-	switch (t) {
-	case Thp::system: return "system";
-	case Thp::never: return "never";
-	case Thp::madvise: return "madvise";
-	case Thp::always: return "always";
-	}
-	return "?";
+	return name_of(kThps, t);
 }
 
 std::string to_string(Spawn s)
 {
-	switch (s) {
-	case Spawn::fork: return "fork";
-	case Spawn::vfork: return "vfork";
-	case Spawn::posix_spawn: return "posix_spawn";
-	case Spawn::fork_exec: return "fork-exec";
-	}
-	return "?";
+	return name_of(kSpawns, s);
 }
 
 std::string to_string(PteState p)
 {
-	return p == PteState::writable ? "writable" : "readonly";
+	return name_of(kPteStates, p);
 }
 
 void set_option(BenchConfig &cfg, std::string_view name, std::string_view value)

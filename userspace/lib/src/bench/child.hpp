@@ -1,7 +1,8 @@
-// The forked child of a cowbench repetition (run.cpp's parent side): the
-// messages on its pipes and what it runs between fork and _exit. Private
-// to bench/; everything here is async-signal-safe, so that a child forked
-// from a threaded host (the Python interpreter) may run it.
+// The forked child of a cowbench repetition (fork_repetition.cpp is the
+// parent's side): the messages on its pipes and what it runs between fork
+// and _exit. Private to bench/; everything here is async-signal-safe, so
+// that a child forked from a threaded host (the Python interpreter) may
+// run it.
 #pragma once
 
 #include <sys/types.h>

@@ -152,36 +152,13 @@ std::vector<std::uint32_t> child_pages(const FolioProbeConfig &cfg, std::size_t 
 	return wpages;
 }
 
-} // namespace
-
-FolioProbeResult run_folio_probe(const FolioProbeConfig &cfg)
+// Fork a child that writes `wpages` of the heap, then waits: while it
+// waits, its faults and what backs its heap into `res`, and its pages
+// (returned); then it exits, reaped.
+std::vector<PageFolio> fork_writer(const FolioProbeConfig &cfg, char *heap, std::size_t len, std::size_t ps,
+				   const std::vector<std::uint32_t> &wpages, FolioProbeResult &res)
 {
-	const std::size_t ps = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-	validate(cfg, ps);
-	const std::size_t fpages = cfg.folio / ps;
-
-	FolioProbeResult res;
-	res.config = cfg;
-	res.machine = machine_metadata();
-	FolioGuard guard(cfg.folio);
-
-	// An aligned heap, advised as cowbench --folio does.
-	const std::size_t len = cfg.heap;
-	Mapping map = Mapping::anonymous_aligned(len, kAlign);
-	if (::madvise(map.data(), len, cfg.folio <= ps ? MADV_NOHUGEPAGE : MADV_HUGEPAGE) < 0)
-		throw SysError("madvise heap");
-	volatile char *h = map.data();
-	const std::size_t pages = len / ps;
-	for (std::size_t i = 0; i < pages; i++)
-		h[i * ps] = 1;
-	auto before = page_folios(map.data(), len);
-	res.before = observe_folios(map.data(), len);
-
-	std::vector<char> folio_written(pages / fpages, 0), page_written(pages, 0);
-	const std::vector<std::uint32_t> wpages = child_pages(cfg, fpages, folio_written, page_written);
-	res.folios_written = static_cast<std::size_t>(std::count(folio_written.begin(), folio_written.end(), 1));
-	res.pages_written = wpages.size();
-
+	volatile char *h = heap;
 	int rp[2], gp[2];
 	if (::pipe2(rp, O_CLOEXEC) < 0)
 		throw SysError("pipe");
@@ -219,28 +196,72 @@ FolioProbeResult run_folio_probe(const FolioProbeConfig &cfg)
 	std::int64_t faults = 0;
 	read_within(r0.get(), &faults, sizeof(faults), cfg.timeout_s, "finish writing");
 	res.child_faults = static_cast<std::uint64_t>(faults);
-	auto child = page_folios(map.data(), len, pid);
-	res.child_after = observe_folios(map.data(), len, pid);
-	count_child_copies(res, before, child, page_written, ps);
+	auto child = page_folios(heap, len, pid);
+	res.child_after = observe_folios(heap, len, pid);
 	g1.reset(); // EOF: the child exits
 	int st = kid.reap(false);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		throw Error(fmt::format("folio probe: the child exited with status {}",
 					WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st)));
+	return child;
+}
 
-	// The parent writes every page of its heap, the child gone.
+// The parent writes every page of its heap, the child gone: which it
+// reuses in place and which it copies, by what the child did to the page
+// and its folio.
+void parent_rewrites(FolioProbeResult &res, char *heap, std::size_t len, std::size_t ps, std::size_t fpages,
+		     const std::vector<PageFolio> &before, const std::vector<char> &folio_written,
+		     const std::vector<char> &page_written)
+{
+	volatile char *h = heap;
+	const std::size_t pages = len / ps;
 	std::uint64_t f0 = minor_faults_thread();
 	for (std::size_t i = 0; i < pages; i++)
 		h[i * ps] = 3;
 	res.parent_faults = minor_faults_thread() - f0;
-	auto after = page_folios(map.data(), len);
-	res.parent_after = observe_folios(map.data(), len);
+	auto after = page_folios(heap, len);
+	res.parent_after = observe_folios(heap, len);
 	for (std::size_t i = 0; i < pages; i++) {
 		ReuseCount &c = page_written[i] ? res.parent_written_by_child
 				: folio_written[i / fpages] ? res.parent_same_folio
 							     : res.parent_untouched_folio;
 		(after[i].pfn == before[i].pfn ? c.reused : c.copied)++;
 	}
+}
+
+} // namespace
+
+FolioProbeResult run_folio_probe(const FolioProbeConfig &cfg)
+{
+	const std::size_t ps = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+	validate(cfg, ps);
+	const std::size_t fpages = cfg.folio / ps;
+
+	FolioProbeResult res;
+	res.config = cfg;
+	res.machine = machine_metadata();
+	FolioGuard guard(cfg.folio);
+
+	// An aligned heap, advised as cowbench --folio does.
+	const std::size_t len = cfg.heap;
+	Mapping map = Mapping::anonymous_aligned(len, kAlign);
+	if (::madvise(map.data(), len, cfg.folio <= ps ? MADV_NOHUGEPAGE : MADV_HUGEPAGE) < 0)
+		throw SysError("madvise heap");
+	volatile char *h = map.data();
+	const std::size_t pages = len / ps;
+	for (std::size_t i = 0; i < pages; i++)
+		h[i * ps] = 1;
+	auto before = page_folios(map.data(), len);
+	res.before = observe_folios(map.data(), len);
+
+	std::vector<char> folio_written(pages / fpages, 0), page_written(pages, 0);
+	const std::vector<std::uint32_t> wpages = child_pages(cfg, fpages, folio_written, page_written);
+	res.folios_written = static_cast<std::size_t>(std::count(folio_written.begin(), folio_written.end(), 1));
+	res.pages_written = wpages.size();
+
+	auto child = fork_writer(cfg, map.data(), len, ps, wpages, res);
+	count_child_copies(res, before, child, page_written, ps);
+	parent_rewrites(res, map.data(), len, ps, fpages, before, folio_written, page_written);
 	return res;
 }
 

@@ -119,6 +119,86 @@ std::string read_limited(const std::string &path, std::string_view what)
 	return s;
 }
 
+// tls_server_config (`k` its key): the certificate and key, and whether
+// (against which CA) clients' certificates are verified.
+void parse_tls(const Walker &w, const yaml_node_t *k, const yaml_node_t *v, WebConfig &c)
+{
+	const yaml_node_t *ca_at = nullptr, *auth_at = v;
+	std::string auth = "NoClientCert";
+	w.each(v, "tls_server_config", [&](const std::string &tk, yaml_node_t *tkn, yaml_node_t *tv) {
+		if (tk == "cert_file")
+			c.cert_file = w.text(tv, "cert_file");
+		else if (tk == "key_file")
+			c.key_file = w.text(tv, "key_file");
+		else if (tk == "client_ca_file") {
+			c.client_ca_file = w.text(tv, "client_ca_file");
+			ca_at = tv;
+		} else if (tk == "client_auth_type") {
+			auth = w.text(tv, "client_auth_type");
+			auth_at = tv;
+		} else if (toolkit_key(tk))
+			w.fail(tkn, fmt::format("tls_server_config: {} is not supported by cowtrace (it takes "
+						"cert_file, key_file, client_auth_type, client_ca_file)", tk));
+		else
+			w.fail(tkn, fmt::format("tls_server_config: unknown key \"{}\" (expected cert_file, "
+						"key_file, client_auth_type, client_ca_file)", tk));
+	});
+	if (c.cert_file.empty() || c.key_file.empty())
+		w.fail(k, "tls_server_config: both cert_file and key_file are needed (PEM files)");
+	if (auth == "NoClientCert")
+		c.client_auth = ClientAuth::None;
+	else if (auth == "VerifyClientCertIfGiven")
+		c.client_auth = ClientAuth::VerifyIfGiven;
+	else if (auth == "RequireAndVerifyClientCert")
+		c.client_auth = ClientAuth::RequireAndVerify;
+	else if (auth == "RequestClientCert" || auth == "RequireAnyClientCert")
+		w.fail(auth_at, fmt::format("client_auth_type: {} is not supported by cowtrace (it never "
+					    "takes a certificate it does not verify): use "
+					    "VerifyClientCertIfGiven or RequireAndVerifyClientCert",
+					    auth));
+	else
+		w.fail(auth_at, fmt::format("client_auth_type: expected NoClientCert, "
+					    "VerifyClientCertIfGiven or RequireAndVerifyClientCert, got "
+					    "\"{}\"",
+					    auth));
+	if (c.client_auth != ClientAuth::None && c.client_ca_file.empty())
+		w.fail(auth_at, fmt::format("client_auth_type: {} needs client_ca_file (the CA that "
+					    "signs the clients' certificates)",
+					    auth));
+	if (c.client_auth == ClientAuth::None && !c.client_ca_file.empty())
+		w.fail(ca_at, "client_ca_file is set but client_auth_type is NoClientCert: set "
+			      "client_auth_type to RequireAndVerifyClientCert or VerifyClientCertIfGiven");
+}
+
+// basic_auth_users: each user's crypt(5) hash, one libcrypt takes and not
+// a legacy one.
+void parse_users(const Walker &w, const yaml_node_t *v, WebConfig &c)
+{
+	w.each(v, "basic_auth_users", [&](const std::string &user, yaml_node_t *un, yaml_node_t *hv) {
+		if (user.empty() || user.find(':') != std::string::npos)
+			w.fail(un, fmt::format("basic_auth_users: a user name is not empty and has no ':', "
+					       "got \"{}\"", user));
+		std::string hash = w.text(hv, fmt::format("basic_auth_users: {}", user));
+		// every hash worth taking starts with $ID$; DES's do not
+		// (and a password in clear passes for one)
+		if (hash.size() < 13 || hash[0] != '$')
+			w.fail(hv, fmt::format("basic_auth_users: {}: not a crypt(5) hash libcrypt "
+					       "takes (bcrypt $2b$..., yescrypt $y$...; a password in "
+					       "clear is no hash)",
+					       user));
+		int salt = crypt_checksalt(hash.c_str());
+		if (salt == CRYPT_SALT_METHOD_LEGACY)
+			w.fail(hv, fmt::format("basic_auth_users: {}: a legacy hash (DES, MD5...): use "
+					       "bcrypt ($2b$, htpasswd -B) or yescrypt ($y$, mkpasswd)",
+					       user));
+		if (salt != CRYPT_SALT_OK)
+			w.fail(hv, fmt::format("basic_auth_users: {}: not a crypt(5) hash libcrypt "
+					       "takes (bcrypt $2b$..., yescrypt $y$...)",
+					       user));
+		c.users.emplace(user, std::move(hash));
+	});
+}
+
 } // namespace
 
 std::string WebConfig::describe() const
@@ -155,83 +235,16 @@ WebConfig parse_web_config(std::string_view text, std::string_view origin)
 	if (!root)	// an empty file: no TLS, no users (as exporter-toolkit)
 		return c;
 	w.each(root, "the top level", [&](const std::string &key, yaml_node_t *k, yaml_node_t *v) {
-		if (key == "tls_server_config") {
-			const yaml_node_t *ca_at = nullptr, *auth_at = v;
-			std::string auth = "NoClientCert";
-			w.each(v, "tls_server_config", [&](const std::string &tk, yaml_node_t *tkn, yaml_node_t *tv) {
-				if (tk == "cert_file")
-					c.cert_file = w.text(tv, "cert_file");
-				else if (tk == "key_file")
-					c.key_file = w.text(tv, "key_file");
-				else if (tk == "client_ca_file") {
-					c.client_ca_file = w.text(tv, "client_ca_file");
-					ca_at = tv;
-				} else if (tk == "client_auth_type") {
-					auth = w.text(tv, "client_auth_type");
-					auth_at = tv;
-				} else if (toolkit_key(tk))
-					w.fail(tkn, fmt::format("tls_server_config: {} is not supported by cowtrace (it takes "
-								"cert_file, key_file, client_auth_type, client_ca_file)", tk));
-				else
-					w.fail(tkn, fmt::format("tls_server_config: unknown key \"{}\" (expected cert_file, "
-								"key_file, client_auth_type, client_ca_file)", tk));
-			});
-			if (c.cert_file.empty() || c.key_file.empty())
-				w.fail(k, "tls_server_config: both cert_file and key_file are needed (PEM files)");
-			if (auth == "NoClientCert")
-				c.client_auth = ClientAuth::None;
-			else if (auth == "VerifyClientCertIfGiven")
-				c.client_auth = ClientAuth::VerifyIfGiven;
-			else if (auth == "RequireAndVerifyClientCert")
-				c.client_auth = ClientAuth::RequireAndVerify;
-			else if (auth == "RequestClientCert" || auth == "RequireAnyClientCert")
-				w.fail(auth_at, fmt::format("client_auth_type: {} is not supported by cowtrace (it never "
-							    "takes a certificate it does not verify): use "
-							    "VerifyClientCertIfGiven or RequireAndVerifyClientCert",
-							    auth));
-			else
-				w.fail(auth_at, fmt::format("client_auth_type: expected NoClientCert, "
-							    "VerifyClientCertIfGiven or RequireAndVerifyClientCert, got "
-							    "\"{}\"",
-							    auth));
-			if (c.client_auth != ClientAuth::None && c.client_ca_file.empty())
-				w.fail(auth_at, fmt::format("client_auth_type: {} needs client_ca_file (the CA that "
-							    "signs the clients' certificates)",
-							    auth));
-			if (c.client_auth == ClientAuth::None && !c.client_ca_file.empty())
-				w.fail(ca_at, "client_ca_file is set but client_auth_type is NoClientCert: set "
-					      "client_auth_type to RequireAndVerifyClientCert or VerifyClientCertIfGiven");
-		} else if (key == "basic_auth_users") {
-			w.each(v, "basic_auth_users", [&](const std::string &user, yaml_node_t *un, yaml_node_t *hv) {
-				if (user.empty() || user.find(':') != std::string::npos)
-					w.fail(un, fmt::format("basic_auth_users: a user name is not empty and has no ':', "
-							       "got \"{}\"", user));
-				std::string hash = w.text(hv, fmt::format("basic_auth_users: {}", user));
-				// every hash worth taking starts with $ID$; DES's do not
-				// (and a password in clear passes for one)
-				if (hash.size() < 13 || hash[0] != '$')
-					w.fail(hv, fmt::format("basic_auth_users: {}: not a crypt(5) hash libcrypt "
-							       "takes (bcrypt $2b$..., yescrypt $y$...; a password in "
-							       "clear is no hash)",
-							       user));
-				int salt = crypt_checksalt(hash.c_str());
-				if (salt == CRYPT_SALT_METHOD_LEGACY)
-					w.fail(hv, fmt::format("basic_auth_users: {}: a legacy hash (DES, MD5...): use "
-							       "bcrypt ($2b$, htpasswd -B) or yescrypt ($y$, mkpasswd)",
-							       user));
-				if (salt != CRYPT_SALT_OK)
-					w.fail(hv, fmt::format("basic_auth_users: {}: not a crypt(5) hash libcrypt "
-							       "takes (bcrypt $2b$..., yescrypt $y$...)",
-							       user));
-				c.users.emplace(user, std::move(hash));
-			});
-		} else if (toolkit_key(key)) {
+		if (key == "tls_server_config")
+			parse_tls(w, k, v, c);
+		else if (key == "basic_auth_users")
+			parse_users(w, v, c);
+		else if (toolkit_key(key))
 			w.fail(k, fmt::format("{} is not supported by cowtrace (it takes tls_server_config and "
 					      "basic_auth_users)",
 					      key));
-		} else {
+		else
 			w.fail(k, fmt::format("unknown key \"{}\" (expected tls_server_config, basic_auth_users)", key));
-		}
 	});
 	return c;
 }

@@ -4,8 +4,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "cowscope/base/error.hpp"
 #include "cowscope/base/units.hpp"
@@ -55,21 +57,35 @@ void DiffCounts::add(const PageDiff &d)
 	}
 }
 
+namespace {
+
+// Every count of a DiffCounts with its JSON name: operator+= sums them and
+// counts_json writes them (with the derived "exclusive"), so a new count
+// is one line here.
+constexpr std::pair<const char *, std::uint64_t DiffCounts::*> kCounts[] = {
+	{"shared", &DiffCounts::shared},
+	{"cow_pending", &DiffCounts::cow_pending},
+	{"copied", &DiffCounts::copied},
+	{"parent_only", &DiffCounts::parent_only},
+	{"child_only", &DiffCounts::child_only},
+	{"copied_parent_writable", &DiffCounts::copied_parent_w},
+	{"copied_child_writable", &DiffCounts::copied_child_w},
+	{"shared_large_folio", &DiffCounts::shared_large},
+	{"copied_large_folio", &DiffCounts::copied_large},
+	{"copied_child_large_folio", &DiffCounts::copied_child_large},
+	{"large_folios", &DiffCounts::large_folios},
+	{"large_folios_partly_copied", &DiffCounts::large_folios_partly_copied},
+	{"large_folios_wholly_copied", &DiffCounts::large_folios_wholly_copied},
+};
+static_assert(sizeof(DiffCounts) == std::size(kCounts) * sizeof(std::uint64_t),
+	      "a DiffCounts field is missing from kCounts");
+
+} // namespace
+
 DiffCounts &DiffCounts::operator+=(const DiffCounts &o)
 {
-	shared += o.shared;
-	cow_pending += o.cow_pending;
-	copied += o.copied;
-	parent_only += o.parent_only;
-	child_only += o.child_only;
-	copied_parent_w += o.copied_parent_w;
-	copied_child_w += o.copied_child_w;
-	shared_large += o.shared_large;
-	copied_large += o.copied_large;
-	copied_child_large += o.copied_child_large;
-	large_folios += o.large_folios;
-	large_folios_partly_copied += o.large_folios_partly_copied;
-	large_folios_wholly_copied += o.large_folios_wholly_copied;
+	for (const auto &[name, field] : kCounts)
+		this->*field += o.*field;
 	return *this;
 }
 
@@ -269,20 +285,10 @@ std::string diff_row(const std::string &label, const DiffCounts &c)
 
 nlohmann::json counts_json(const DiffCounts &c)
 {
-	return {{"shared", c.shared},
-		{"cow_pending", c.cow_pending},
-		{"copied", c.copied},
-		{"parent_only", c.parent_only},
-		{"child_only", c.child_only},
-		{"exclusive", c.exclusive()},
-		{"copied_parent_writable", c.copied_parent_w},
-		{"copied_child_writable", c.copied_child_w},
-		{"shared_large_folio", c.shared_large},
-		{"copied_large_folio", c.copied_large},
-		{"copied_child_large_folio", c.copied_child_large},
-		{"large_folios", c.large_folios},
-		{"large_folios_partly_copied", c.large_folios_partly_copied},
-		{"large_folios_wholly_copied", c.large_folios_wholly_copied}};
+	nlohmann::json j = {{"exclusive", c.exclusive()}};
+	for (const auto &[name, field] : kCounts)
+		j[name] = c.*field;
+	return j;
 }
 
 } // namespace
