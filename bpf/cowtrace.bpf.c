@@ -257,20 +257,26 @@ static __always_inline __u32 vma_label(struct vm_area_struct *vma)
 	return seg_of(&f);
 }
 
-static long vma_cb(struct task_struct *task, struct vm_area_struct *vma, struct vma_ctx *ctx)
+/* What --by-mapping records of `vma` (start, end, pgoff, flags, label, file
+ * name). */
+static __always_inline void vma_facts(struct vm_area_struct *vma, struct vma_ctx *ctx)
 {
-	__u64 flags = BPF_CORE_READ(vma, vm_flags);
-	struct file *f = vma->vm_file;
+	struct file *f = BPF_CORE_READ(vma, vm_file);
 
-	ctx->start = vma->vm_start;
-	ctx->end = vma->vm_end;
-	ctx->val.end = vma->vm_end;
-	ctx->val.pgoff = vma->vm_pgoff;
-	ctx->val.flags = (__u32)flags;
+	ctx->start = BPF_CORE_READ(vma, vm_start);
+	ctx->end = BPF_CORE_READ(vma, vm_end);
+	ctx->val.end = ctx->end;
+	ctx->val.pgoff = BPF_CORE_READ(vma, vm_pgoff);
+	ctx->val.flags = (__u32)BPF_CORE_READ(vma, vm_flags);
 	ctx->val.seg = vma_label(vma);
 	if (f)
 		bpf_probe_read_kernel_str(ctx->val.name, sizeof(ctx->val.name),
 					  BPF_CORE_READ(f, f_path.dentry, d_name.name));
+}
+
+static long vma_cb(struct task_struct *task, struct vm_area_struct *vma, struct vma_ctx *ctx)
+{
+	vma_facts(vma, ctx);
 	return 0;
 }
 
@@ -312,29 +318,17 @@ static __always_inline void attr_vma_at(struct pend *p, __u32 tgid, __u64 addr)
 static __always_inline void attr_vma_of(struct pend *p, __u32 tgid, struct vm_area_struct *vma)
 {
 	struct vma_ctx ctx = {};
-	struct file *f;
-	__u64 flags;
 
 	p->vma = 0;
 	if (!vma) {
 		__sync_fetch_and_add(&vma_fail, 1);
 		return;
 	}
-	ctx.start = BPF_CORE_READ(vma, vm_start);
-	if (ctx.start == p->vlo && p->vhi) {
+	if (BPF_CORE_READ(vma, vm_start) == p->vlo && p->vhi) {
 		p->vma = p->vlo;
 		return;
 	}
-	flags = BPF_CORE_READ(vma, vm_flags);
-	ctx.end = BPF_CORE_READ(vma, vm_end);
-	ctx.val.end = ctx.end;
-	ctx.val.pgoff = BPF_CORE_READ(vma, vm_pgoff);
-	ctx.val.flags = (__u32)flags;
-	ctx.val.seg = vma_label(vma);
-	f = BPF_CORE_READ(vma, vm_file);
-	if (f)
-		bpf_probe_read_kernel_str(ctx.val.name, sizeof(ctx.val.name),
-					  BPF_CORE_READ(f, f_path.dentry, d_name.name));
+	vma_facts(vma, &ctx);
 	p->vlo = ctx.start;
 	p->vhi = ctx.end;
 	vma_record(tgid, &ctx, p);

@@ -19,29 +19,8 @@ trap 'rm -rf "$tmp"' EXIT
 fails=0
 n=$(ls -d "$root"/lab/[0-9][0-9]-*/ | wc -l)
 
-# expect EXIT WHAT COMMAND...: run it, output in $tmp/out.
-expect() {
-	local want=$1 what=$2; shift 2
-	"$@" >"$tmp/out" 2>&1
-	local got=$?
-	if [ "$got" = "$want" ]; then
-		echo "  ok: $what (exit $got)"
-	else
-		echo "  FAIL: $what: expected exit $want, got $got; output:"
-		sed 's/^/    | /' "$tmp/out" | tail -n 40
-		fails=$((fails + 1))
-	fi
-}
-# has REGEX WHAT: the last output matches.
-has() {
-	if grep -qE -- "$1" "$tmp/out"; then
-		echo "  ok: $2"
-	else
-		echo "  FAIL: $2: no line matching /$1/ in:"
-		sed 's/^/    | /' "$tmp/out" | tail -n 40
-		fails=$((fails + 1))
-	fi
-}
+# expect EXIT WHAT COMMAND... and has REGEX WHAT (tests/lib/expect.sh)
+. "$root/tests/lib/expect.sh"
 
 echo "lab grader test on $kernel ($n exercises):"
 
