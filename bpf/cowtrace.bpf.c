@@ -421,6 +421,19 @@ static __always_inline void attr_stack(void *ctx, struct pend *p)
 	__sync_fetch_and_add(&stack_fail, 1);	/* every probed slot taken by others */
 }
 
+/* One classified fault into `n`; `undo` takes back a copy counted before. */
+static __always_inline void count_kind(struct kind_counts *n, enum wp_kind kind, bool undo)
+{
+	if (undo)
+		__sync_fetch_and_add(&n->copies, -1);
+	if (kind == WP_COPY)
+		__sync_fetch_and_add(&n->copies, 1);
+	else if (kind == WP_ZERO)
+		__sync_fetch_and_add(&n->zero_fills, 1);
+	else
+		__sync_fetch_and_add(&n->reuses, 1);
+}
+
 /* The fault recorded in `p` is classified: a copy, a reuse or a zero fill;
  * `undo` (tracepoint method) takes back a copy counted before. */
 static __always_inline void attr_count(struct pend *p, __u32 tgid, enum wp_kind kind, bool undo)
@@ -436,16 +449,9 @@ static __always_inline void attr_count(struct pend *p, __u32 tgid, enum wp_kind 
 			v = bpf_map_lookup_elem(&vmas, &k);
 		}
 		if (v) {
-			if (undo)
-				__sync_fetch_and_add(&v->copies, -1);
-			else
+			if (!undo)
 				__sync_fetch_and_add(&v->wp_faults, 1);
-			if (kind == WP_COPY)
-				__sync_fetch_and_add(&v->copies, 1);
-			else if (kind == WP_ZERO)
-				__sync_fetch_and_add(&v->zero_fills, 1);
-			else
-				__sync_fetch_and_add(&v->reuses, 1);
+			count_kind(&v->n, kind, undo);
 		}
 	}
 	if (sites) {
@@ -462,14 +468,7 @@ static __always_inline void attr_count(struct pend *p, __u32 tgid, enum wp_kind 
 				return;
 			}
 		}
-		if (undo)
-			__sync_fetch_and_add(&v->copies, -1);
-		if (kind == WP_COPY)
-			__sync_fetch_and_add(&v->copies, 1);
-		else if (kind == WP_ZERO)
-			__sync_fetch_and_add(&v->zero_fills, 1);
-		else
-			__sync_fetch_and_add(&v->reuses, 1);
+		count_kind(&v->n, kind, undo);
 	}
 }
 

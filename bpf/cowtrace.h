@@ -86,12 +86,17 @@ struct vma_key {
 	__u64 start;
 };
 
-struct vma_val {
-	__u64 end;
-	__u64 wp_faults;
+/* --by-mapping, --sites: how the attributed faults were classified. */
+struct kind_counts {
 	__u64 copies;
 	__u64 reuses;
 	__u64 zero_fills;
+};
+
+struct vma_val {
+	__u64 end;
+	__u64 wp_faults;
+	struct kind_counts n;
 	__u64 pgoff;		/* vm_pgoff (file offset in pages) */
 	__u32 seg;		/* enum cowtrace_seg */
 	__u32 flags;		/* low 32 bits of vm_flags */
@@ -111,9 +116,7 @@ struct stack_ips {
 };
 
 struct site_val {
-	__u64 copies;
-	__u64 reuses;
-	__u64 zero_fills;
+	struct kind_counts n;
 };
 
 /* Cold per-process facts (BPF_MAP_TYPE_HASH keyed by tgid). */

@@ -83,6 +83,16 @@ template <typename Fn> std::pair<pid_t, std::uint64_t> in_child(Fn fn)
 	return {pid, v};
 }
 
+// Options following children, with the method of COWTRACE_METHOD (unset:
+// the one cowtrace picks).
+cowtrace::Options traced_options(cowtrace::Options o = {})
+{
+	o.follow_children = true;
+	if (const char *m = getenv("COWTRACE_METHOD"))
+		o.method = cowtrace::parse_method(m).value_or(cowtrace::Method::automatic);
+	return o;
+}
+
 class Cowtrace : public ::testing::Test {
 protected:
 	void SetUp() override
@@ -90,11 +100,7 @@ protected:
 		std::string why = cowtrace::bpf_unavailable_reason();
 		if (!why.empty())
 			GTEST_SKIP() << "BPF unavailable: " << why;
-		cowtrace::Options o;
-		o.follow_children = true;
-		if (const char *m = getenv("COWTRACE_METHOD"))
-			o.method = cowtrace::parse_method(m).value_or(cowtrace::Method::automatic);
-		tracer = std::make_unique<cowtrace::Tracer>(o);	// must load: root with BTF
+		tracer = std::make_unique<cowtrace::Tracer>(traced_options());	// must load: root with BTF
 		tracer->track(getpid(), getppid(), "test");
 		std::printf("[ method   ] %s\n", tracer->plan().describe().c_str());
 	}
@@ -579,6 +585,33 @@ protected:
 	{
 		return p.value("wp_unclassified", std::uint64_t{0});
 	}
+	// A command traced in this process (--sites, children followed, the
+	// method of COWTRACE_METHOD) with options `o`: its processes, their
+	// attribution and the sites' text (printed).
+	struct Traced {
+		pid_t pid = 0;
+		int status = 0;
+		std::vector<cowtrace::ProcStats> procs;
+		cowtrace::Attribution a;
+		std::string text;
+	};
+	static Traced trace_sites(const std::vector<std::string> &argv, cowtrace::Options o)
+	{
+		o.sites = true;
+		cowtrace::Tracer t(traced_options(o));
+		cowtrace::Command cmd(argv);
+		std::string base = argv[0].substr(argv[0].rfind('/') + 1);
+		t.track(cmd.pid(), getpid(), base.substr(0, 15));
+		cmd.start();
+		Traced r;
+		r.pid = cmd.pid();
+		r.status = cmd.wait();
+		r.procs = t.snapshot();
+		r.a = t.attribution();
+		r.text = cowtrace::format_sites(r.a, r.procs, 5);
+		std::printf("%s", r.text.c_str());
+		return r;
+	}
 	static std::optional<nlohmann::json> leaf_of(const nlohmann::json &p, const std::string &func)
 	{
 		for (const auto &s : p.value("sites", nlohmann::json::array()))
@@ -795,29 +828,19 @@ TEST_F(Attribution, ProcessOfAMillisecondResolves)
 	if (access((bin_dir() + "/cowtrace_brief").c_str(), X_OK) != 0)
 		GTEST_SKIP() << "no cowtrace_brief beside the test";
 	cowtrace::Options o;
-	o.follow_children = true;
-	o.sites = true;
 	o.watch_round_ms = 60000;
-	if (const char *m = getenv("COWTRACE_METHOD"))
-		o.method = cowtrace::parse_method(m).value_or(cowtrace::Method::automatic);
-	cowtrace::Tracer t(o);
-	cowtrace::Command cmd({bin_dir() + "/cowtrace_brief"});
-	t.track(cmd.pid(), getpid(), "cowtrace_brief");
-	cmd.start();
-	int status = cmd.wait();
-	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-	auto procs = t.snapshot();
-	cowtrace::Attribution a = t.attribution();
-	std::string text = cowtrace::format_sites(a, procs, 5);
-	std::printf("%s", text.c_str());
+	Traced r = trace_sites({bin_dir() + "/cowtrace_brief"}, o);
+	ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.status;
+	const auto &[procs, a, text] = std::tie(r.procs, r.a, r.text);
+	const pid_t cmd_pid = r.pid;
 	EXPECT_EQ(a.errors.no_maps, 0U) << text;
 	EXPECT_EQ(text.find("gone before their maps were read"), std::string::npos) << text;
 	pid_t child = 0;
 	std::uint64_t cu = 0;
 	for (const auto &p : procs)
-		if (p.ppid == cmd.pid())
+		if (p.ppid == cmd_pid)
 			child = p.pid, cu = p.unclassified;
-	ASSERT_NE(child, 0) << "no child of " << cmd.pid() << " traced";
+	ASSERT_NE(child, 0) << "no child of " << cmd_pid << " traced";
 	std::uint64_t copies = 0;
 	const cowtrace::Frame *leaf = nullptr;
 	for (const cowtrace::Site &s : a.sites_of(child))
@@ -838,21 +861,10 @@ TEST_F(Attribution, StackHashCollisionsCountedNotMerged)
 	// collisions must be counted and the stacks kept apart: each function
 	// keeps its own copies.
 	cowtrace::Options o;
-	o.follow_children = true;
-	o.sites = true;
 	o.stack_hash_bits = 1;
-	if (const char *m = getenv("COWTRACE_METHOD"))
-		o.method = cowtrace::parse_method(m).value_or(cowtrace::Method::automatic);
-	cowtrace::Tracer t(o);
-	cowtrace::Command cmd({bin_dir() + "/cowtrace_target", "300", "500", "700", "200"});
-	t.track(cmd.pid(), getpid(), "cowtrace_target");
-	cmd.start();
-	int status = cmd.wait();
-	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-	auto procs = t.snapshot();
-	cowtrace::Attribution a = t.attribution();
-	std::string text = cowtrace::format_sites(a, procs, 5);
-	std::printf("%s", text.c_str());
+	Traced r = trace_sites({bin_dir() + "/cowtrace_target", "300", "500", "700", "200"}, o);
+	ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.status;
+	const auto &[procs, a, text] = std::tie(r.procs, r.a, r.text);
 	EXPECT_GT(a.errors.stack_collisions, 0U) << text;
 	EXPECT_NE(text.find("faults whose stack hash met another stack's"), std::string::npos) << text;
 	auto copies_in = [&](pid_t pid, const char *func) {
@@ -862,7 +874,7 @@ TEST_F(Attribution, StackHashCollisionsCountedNotMerged)
 				n += s.copies;
 		return n;
 	};
-	pid_t parent = cmd.pid(), child = 0;
+	pid_t parent = r.pid, child = 0;
 	std::uint64_t pu = 0, cu = 0;
 	for (const auto &p : procs) {
 		if (p.ppid == parent)

@@ -312,8 +312,8 @@ TEST(ReportFamilies, ForkedWithoutExecUnderTheirRoot)
 	EXPECT_EQ(f[0].root_comm, "postgres");
 	EXPECT_EQ(f[0].comm, "*");	// a helper among the postgres backends
 	EXPECT_EQ(f[0].members, (std::vector<pid_t>{11, 12, 13, 14, 15, 16}));
-	EXPECT_EQ(f[0].cow_copies, 201U);
-	EXPECT_EQ(f[0].wp_faults, 207U);
+	EXPECT_EQ(f[0].counts.cow_copies, 201U);
+	EXPECT_EQ(f[0].counts.wp_faults, 207U);
 	EXPECT_DOUBLE_EQ(f[0].copies_mean, 201.0 / 6);
 	EXPECT_EQ(f[0].copies_p50, 20U);	// nearest rank of 1 10 20 30 40 100
 	EXPECT_EQ(f[0].copies_p99, 100U);

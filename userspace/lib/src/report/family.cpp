@@ -8,6 +8,14 @@
 
 namespace cowtrace {
 
+void add_counts(ProcStats &to, const ProcStats &from)
+{
+	for (std::uint64_t ProcStats::*n : {&ProcStats::wp_faults, &ProcStats::cow_copies, &ProcStats::cow_reuses,
+					    &ProcStats::zero_fills, &ProcStats::unclassified, &ProcStats::thp_wp_faults,
+					    &ProcStats::thp_fallbacks})
+		to.*n += from.*n;
+}
+
 std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t min_members)
 {
 	std::map<pid_t, const ProcStats *> by_pid;
@@ -37,11 +45,7 @@ std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t mi
 		f.members.push_back(p.pid);
 		f.comm = f.members.size() == 1 || f.comm == p.comm ? p.comm : "*";
 		f.exited += p.exited;
-		f.wp_faults += p.wp_faults;
-		f.cow_copies += p.cow_copies;
-		f.cow_reuses += p.cow_reuses;
-		f.zero_fills += p.zero_fills;
-		f.unclassified += p.unclassified;
+		add_counts(f.counts, p);
 		copies[r].push_back(p.cow_copies);
 	}
 	std::vector<Family> out;
@@ -56,14 +60,15 @@ std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t mi
 			std::size_t i = static_cast<std::size_t>(q * static_cast<double>(c.size()) + 0.999999);
 			return c[std::clamp<std::size_t>(i, 1, c.size()) - 1];
 		};
-		f.copies_mean = static_cast<double>(f.cow_copies) / static_cast<double>(c.size());
+		f.copies_mean = static_cast<double>(f.counts.cow_copies) / static_cast<double>(c.size());
 		f.copies_p50 = rank(0.50);
 		f.copies_p99 = rank(0.99);
 		f.copies_max = c.back();
 		out.push_back(std::move(f));
 	}
 	std::sort(out.begin(), out.end(), [](const Family &a, const Family &b) {
-		return a.cow_copies != b.cow_copies ? a.cow_copies > b.cow_copies : a.root < b.root;
+		return a.counts.cow_copies != b.counts.cow_copies ? a.counts.cow_copies > b.counts.cow_copies
+								   : a.root < b.root;
 	});
 	return out;
 }

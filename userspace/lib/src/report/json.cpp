@@ -99,8 +99,9 @@ namespace {
 json family_json(const Family &f, const Attribution *a, std::size_t sites_top)
 {
 	json j = {{"root", f.root}, {"root_comm", f.root_comm}, {"comm", f.comm}, {"processes", f.members.size()},
-		  {"exited", f.exited}, {"wp_faults", f.wp_faults}, {"cow_copies", f.cow_copies},
-		  {"cow_reuses", f.cow_reuses}, {"zero_fills", f.zero_fills}, {"wp_unclassified", f.unclassified},
+		  {"exited", f.exited}, {"wp_faults", f.counts.wp_faults}, {"cow_copies", f.counts.cow_copies},
+		  {"cow_reuses", f.counts.cow_reuses}, {"zero_fills", f.counts.zero_fills},
+		  {"wp_unclassified", f.counts.unclassified},
 		  {"copies_per_process",
 		   {{"mean", f.copies_mean}, {"p50", f.copies_p50}, {"p99", f.copies_p99}, {"max", f.copies_max}}},
 		  {"members", f.members}};

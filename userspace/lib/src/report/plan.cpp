@@ -48,33 +48,33 @@ struct MethodText {
 	const char *summary = nullptr;
 };
 
+// fentry and kprobe: the same do_wp_page window, through their own hooks.
+constexpr MethodText windowed(Method m, const char *window, const char *huge_name)
+{
+	return {
+		.method = m,
+		.window = window,
+		.huge_name = huge_name,
+		.copies_by = "mm_page_alloc in do_wp_page",
+		.copies_by_hooked = "wp_page_copy",
+		.reuses_by = "do_wp_page returned without a copy",
+		.reuses_by_hooked = "wp_page_reuse",
+		.zero_fills_by = "do_wp_page's pte maps the zero page",
+	};
+}
+
+// the rss_stat rule of vmevent and tracepoint
+constexpr const char *kZeroByRss = "a copy whose fault added an anonymous page to the rss and took no file page "
+				   "(tp_btf/rss_stat)";
+
 const MethodText kMethodText[] = {
-	{
-		.method = Method::fentry,
-		.window = "fentry",
-		.huge_name = "fexit/do_huge_pmd_wp_page",
-		.copies_by = "mm_page_alloc in do_wp_page",
-		.copies_by_hooked = "wp_page_copy",
-		.reuses_by = "do_wp_page returned without a copy",
-		.reuses_by_hooked = "wp_page_reuse",
-		.zero_fills_by = "do_wp_page's pte maps the zero page",
-	},
-	{
-		.method = Method::kprobe,
-		.window = "kprobe",
-		.huge_name = "kretprobe/do_huge_pmd_wp_page",
-		.copies_by = "mm_page_alloc in do_wp_page",
-		.copies_by_hooked = "wp_page_copy",
-		.reuses_by = "do_wp_page returned without a copy",
-		.reuses_by_hooked = "wp_page_reuse",
-		.zero_fills_by = "do_wp_page's pte maps the zero page",
-	},
+	windowed(Method::fentry, "fentry", "fexit/do_huge_pmd_wp_page"),
+	windowed(Method::kprobe, "kprobe", "kretprobe/do_huge_pmd_wp_page"),
 	{
 		.method = Method::vmevent,
 		.copies_by = "vm events: pages allocated and no PGREUSE in the fault",
 		.reuses_by = "vm events: PGREUSE (or nothing allocated) in the fault",
-		.zero_fills_by = "a copy whose fault added an anonymous page to the rss and took no file page "
-				 "(tp_btf/rss_stat)",
+		.zero_fills_by = kZeroByRss,
 		.zero_fills_need_hook = true,
 		.summary = "vmevent: tp_btf/page_fault_user (P|W|U), tp_btf/page_fault_kernel, tp_btf/sched_switch; "
 			   "per-CPU PGREUSE/PGALLOC vm events over the faulting thread's on-CPU time decide "
@@ -85,8 +85,7 @@ const MethodText kMethodText[] = {
 		.copies_by = "mm_page_alloc in the fault",
 		.reuses_by = "derived: wp_faults - cow_copies - zero_fills",
 		.reuses_derived = true,
-		.zero_fills_by = "a copy whose fault added an anonymous page to the rss and took no file page "
-				 "(tp_btf/rss_stat)",
+		.zero_fills_by = kZeroByRss,
 		.zero_fills_need_hook = true,
 		.summary = "tracepoint: {tp}/page_fault_user (P|W|U) + {tp}/mm_page_alloc (order 0, movable) in "
 			   "the same fault; reuses = wp_faults - cow_copies - zero_fills",

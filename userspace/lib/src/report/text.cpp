@@ -172,9 +172,9 @@ std::string format_families(const std::vector<Family> &fams, const Plan &plan, s
 				      "ZERO_FILLS", "COPIES/PROC mean p50 p99 max");
 	for (const Family &f : fams)
 		out += fmt::format("{:>7} {:<16} {:<16} {:>6} {:>11} {:>11} {:>11} {:>11}  {:.1f} {} {} {}\n", f.root,
-				   f.root_comm, f.comm, f.members.size(), f.wp_faults, f.cow_copies, f.cow_reuses,
-				   plan.zero_fills_by() ? fmt::to_string(f.zero_fills) : "-", f.copies_mean, f.copies_p50,
-				   f.copies_p99, f.copies_max);
+				   f.root_comm, f.comm, f.members.size(), f.counts.wp_faults, f.counts.cow_copies,
+				   f.counts.cow_reuses, plan.zero_fills_by() ? fmt::to_string(f.counts.zero_fills) : "-",
+				   f.copies_mean, f.copies_p50, f.copies_p99, f.copies_max);
 	if (hidden)
 		out += fmt::format("({} more processes are in these families, not in the table above: --per-process "
 				   "lists each)\n",

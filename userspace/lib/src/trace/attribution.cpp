@@ -90,9 +90,9 @@ std::vector<MappingStats> read_mappings(const Context &c)
 		m.end = v.end;
 		m.label = seg_name(v.seg);
 		m.wp_faults = v.wp_faults;
-		m.copies = v.copies;
-		m.reuses = v.reuses;
-		m.zero_fills = v.zero_fills;
+		m.copies = v.n.copies;
+		m.reuses = v.n.reuses;
+		m.zero_fills = v.n.zero_fills;
 		m.path.assign(v.name, strnlen(v.name, sizeof(v.name)));
 		fill_path(m, c, parsed);
 		out.push_back(std::move(m));
@@ -142,9 +142,9 @@ void read_sites(Context &c, Attribution &a)
 		s.pid = static_cast<pid_t>(key.tgid);
 		s.comm = c.comm_of(s.pid);
 		s.stackid = key.stackid;
-		s.copies = v.copies;
-		s.reuses = v.reuses;
-		s.zero_fills = v.zero_fills;
+		s.copies = v.n.copies;
+		s.reuses = v.n.reuses;
+		s.zero_fills = v.n.zero_fills;
 		stack_ips st{};
 		__u32 sk = static_cast<__u32>(s.stackid);
 		if (s.stackid >= 0 && bpf_map_lookup_elem(sfd, &sk, &st) == 0) {

@@ -82,12 +82,16 @@ struct Family {
 	std::string comm;	// the members' comm, "*" when they differ
 	std::vector<pid_t> members;	// by pid
 	std::size_t exited = 0;
-	std::uint64_t wp_faults = 0, cow_copies = 0, cow_reuses = 0, zero_fills = 0, unclassified = 0;
+	ProcStats counts;	// the members' counts summed (add_counts)
 	// copies per member: mean, p50, p99 (nearest rank), max
 	double copies_mean = 0;
 	std::uint64_t copies_p50 = 0, copies_p99 = 0, copies_max = 0;
 	bool operator==(const Family &) const = default;
 };
+
+// Add the counts of `from` (faults, copies, reuses, zero fills,
+// unclassified, huge-PMD faults) to `to`.
+void add_counts(ProcStats &to, const ProcStats &from);
 
 // The families of `procs` with at least `min_members` members, most copies
 // first (pure: from pid, ppid and execs).
