@@ -816,7 +816,16 @@ TEST_F(Attribution, ForkedChildrenGroupedInAFamily)
 	EXPECT_EQ(with_sites, 20U) << "per-process sites only for the 20 shown";
 	EXPECT_FALSE(f["sites"].empty());
 	EXPECT_NE(text.find("families (forked without exec"), std::string::npos) << text;
-	EXPECT_NE(text.find("more processes are in these families"), std::string::npos) << text;
+	// every process left out of the table is one of the family's
+	unsigned hidden = 0, grouped = 0;
+	auto at = text.find("more processes not in the table above");
+	ASSERT_NE(at, std::string::npos) << text;
+	ASSERT_EQ(std::sscanf(text.c_str() + text.rfind('(', at),
+			      "(%u more processes not in the table above, %u of them", &hidden, &grouped),
+		  2)
+		<< text;
+	EXPECT_EQ(hidden, static_cast<unsigned>(j["processes"].size()) - with_sites) << text;
+	EXPECT_EQ(grouped, hidden) << text;
 }
 
 TEST_F(Attribution, ProcessOfAMillisecondResolves)

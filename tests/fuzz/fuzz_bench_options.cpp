@@ -19,10 +19,11 @@ using fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
 {
-	if (size < 1)
+	fuzz::Picked input;
+	if (!fuzz::pick(data, size, input))
 		return 0;
-	const bool sweep = data[0] & 1;
-	const std::string text(fuzz::text(data + 1, size - 1));
+	const bool sweep = input.second;
+	const std::string text(input.text);
 	std::map<std::string, std::string> opts;
 	std::istringstream in(text);
 	for (std::string line; std::getline(in, line);) {

@@ -36,10 +36,11 @@ void one(const proc::MapsEntry &m, std::string_view input, std::string_view line
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
 {
-	if (size < 1)
+	fuzz::Picked in;
+	if (!fuzz::pick(data, size, in))
 		return 0;
-	const std::string_view text = fuzz::text(data + 1, size - 1);
-	if (data[0] & 1) {
+	const std::string_view text = in.text;
+	if (in.second) {
 		if (text.find('\n') != std::string_view::npos)
 			return 0;
 		if (const auto m = proc::parse_maps_line(text))

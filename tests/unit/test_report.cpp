@@ -354,9 +354,15 @@ TEST(ReportFamilies, ForkedWithoutExecUnderTheirRoot)
 	EXPECT_FALSE(j["processes"][2].contains("sites"));	// 12: counts only
 	EXPECT_TRUE(j["processes"][0].contains("sites"));
 	EXPECT_EQ(read_report(j).processes, procs);	// every process's counts read back
-	std::string t = format_families(f, Plan{}, 4);
+	std::string t = format_families(f, Plan{}, procs, shown);
 	EXPECT_NE(t.find("     10 postgres         *                     6         207         201           6"),
 		  std::string::npos)
 		<< t;
-	EXPECT_NE(t.find("33.5 20 100 100\n(4 more processes are in these families"), std::string::npos) << t;
+	// 6 left out of the table: 11, 12, 13, 16 in the family, 20 and 21 not
+	EXPECT_NE(t.find("33.5 20 100 100\n(6 more processes not in the table above, 4 of them in these families"),
+		  std::string::npos)
+		<< t;
+	// processes left out and no family: still said
+	EXPECT_NE(format_families({}, Plan{}, procs, shown).find("(6 more processes not in the table above, 0 of them"),
+		  std::string::npos);
 }

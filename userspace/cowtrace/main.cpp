@@ -118,7 +118,7 @@ void emit(const Args &a, cowtrace::Tracer &t, bool final_dump, bool stamp)
 		std::cout << buf << "\n";
 	}
 	std::cout << cowtrace::format_table(shown, t.plan());
-	std::cout << cowtrace::format_families(g.families, t.plan(), procs.size() - shown.size());
+	std::cout << cowtrace::format_families(g.families, t.plan(), procs, shown);
 	if (attr && a.by_mapping)
 		std::cout << cowtrace::format_mappings(*attr, shown);
 	if (attr && a.top) {

@@ -100,6 +100,15 @@ const MethodText &text_of(Method m)
 	return kMethodText[std::size(kMethodText) - 1];	// the tracepoint method
 }
 
+// describe()'s part on zero fills
+std::string zero_text(const Plan &p)
+{
+	if (!p.zero_fills_by())
+		return "; zero-page fills not told apart (counted as copies: rss_stat before 6.2 misses them)";
+	return p.method == Method::vmevent || p.method == Method::tracepoint ? "; tp_btf/rss_stat tells zero-page fills"
+									   : "; zero-page fills by the pte";
+}
+
 } // namespace
 
 std::string Plan::describe() const
@@ -107,7 +116,7 @@ std::string Plan::describe() const
 	const MethodText &m = text_of(method);
 	const char *tp = tp_btf ? "tp_btf" : "tracepoint";
 	if (!m.window)
-		return fmt::format(fmt::runtime(m.summary), fmt::arg("tp", tp)) + zero_text();
+		return fmt::format(fmt::runtime(m.summary), fmt::arg("tp", tp)) + zero_text(*this);
 	std::string s = fmt::format("{}: {}/do_wp_page window", method_name(method), m.window);
 	s += copy_hook ? fmt::format(", {}/wp_page_copy", m.window)
 		       : fmt::format(", wp_page_copy not attachable: {}/mm_page_alloc in window", tp);
@@ -115,15 +124,7 @@ std::string Plan::describe() const
 	s += reuse_hook ? fmt::format(", {}/wp_page_reuse", m.window) : ", reuses: do_wp_page exits without a copy";
 	if (latency)
 		s += ", fexit latency histogram";
-	return s + zero_text();
-}
-
-std::string Plan::zero_text() const
-{
-	if (zero_fills_by())
-		return method == Method::vmevent || method == Method::tracepoint ? "; tp_btf/rss_stat tells zero-page fills"
-										 : "; zero-page fills by the pte";
-	return "; zero-page fills not told apart (counted as copies: rss_stat before 6.2 misses them)";
+	return s + zero_text(*this);
 }
 
 const char *Plan::zero_fills_by() const

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -162,23 +163,36 @@ std::string format_sites(const Attribution &a, const std::vector<ProcStats> &pro
 	return out;
 }
 
-std::string format_families(const std::vector<Family> &fams, const Plan &plan, std::size_t hidden)
+std::string format_families(const std::vector<Family> &fams, const Plan &plan, const std::vector<ProcStats> &procs,
+			    const std::vector<ProcStats> &shown)
 {
-	if (fams.empty())
-		return "";
-	std::string out = fmt::format("families (forked without exec, by the process they forked from):\n"
-				      "{:>7} {:<16} {:<16} {:>6} {:>11} {:>11} {:>11} {:>11}  {}\n",
-				      "ROOT", "ROOT_COMM", "COMM", "PROCS", "WP_FAULTS", "COW_COPIES", "COW_REUSES",
-				      "ZERO_FILLS", "COPIES/PROC mean p50 p99 max");
-	for (const Family &f : fams)
+	std::string out;
+	if (!fams.empty())
+		out = fmt::format("families (forked without exec, by the process they forked from):\n"
+				  "{:>7} {:<16} {:<16} {:>6} {:>11} {:>11} {:>11} {:>11}  {}\n",
+				  "ROOT", "ROOT_COMM", "COMM", "PROCS", "WP_FAULTS", "COW_COPIES", "COW_REUSES",
+				  "ZERO_FILLS", "COPIES/PROC mean p50 p99 max");
+	std::set<pid_t> grouped;
+	for (const Family &f : fams) {
 		out += fmt::format("{:>7} {:<16} {:<16} {:>6} {:>11} {:>11} {:>11} {:>11}  {:.1f} {} {} {}\n", f.root,
 				   f.root_comm, f.comm, f.members.size(), f.counts.wp_faults, f.counts.cow_copies,
 				   f.counts.cow_reuses, plan.zero_fills_by() ? fmt::to_string(f.counts.zero_fills) : "-",
 				   f.copies_mean, f.copies_p50, f.copies_p99, f.copies_max);
+		grouped.insert(f.members.begin(), f.members.end());
+	}
+	std::set<pid_t> listed;
+	for (const ProcStats &p : shown)
+		listed.insert(p.pid);
+	std::size_t hidden = 0, in_families = 0;
+	for (const ProcStats &p : procs)
+		if (!listed.count(p.pid)) {
+			hidden++;
+			in_families += grouped.count(p.pid);
+		}
 	if (hidden)
-		out += fmt::format("({} more processes are in these families, not in the table above: --per-process "
-				   "lists each)\n",
-				   hidden);
+		out += fmt::format("({} more processes not in the table above, {} of them in these families: "
+				   "--per-process lists each)\n",
+				   hidden, in_families);
 	return out;
 }
 

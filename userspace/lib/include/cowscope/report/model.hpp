@@ -44,7 +44,6 @@ struct Plan {
 	// How zero-page fills are told from copies; nullptr where they are not
 	// (counted as copies).
 	const char *zero_fills_by() const;
-	std::string zero_text() const;	// describe()'s part on zero fills
 	// The method counts no reuses: they are wp_faults - cow_copies.
 	bool reuses_derived() const;
 };

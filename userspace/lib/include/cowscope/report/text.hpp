@@ -18,9 +18,11 @@ std::string format_sites(const Attribution &a, const std::vector<ProcStats> &pro
 std::string folded(const Attribution &a, const std::vector<ProcStats> &procs);
 
 // The families (processes forked without exec, by their root): one line
-// each with the copies per member; `hidden` processes not in the table
-// above it are said to be in them.
-std::string format_families(const std::vector<Family> &fams, const Plan &plan, std::size_t hidden);
+// each with the copies per member; then, when the table above left
+// processes out (`shown` of `procs`), how many and how many of them are in
+// these families.
+std::string format_families(const std::vector<Family> &fams, const Plan &plan, const std::vector<ProcStats> &procs,
+			    const std::vector<ProcStats> &shown);
 // --sites N: each family's stacks merged over its members, top N.
 std::string format_family_sites(const Attribution &a, const std::vector<Family> &fams, std::size_t top);
 
