@@ -174,7 +174,7 @@ struct Attribution {
 	std::vector<Site> merged;	// stacks merged over every process by frame names
 	AttrErrors errors;
 	double symbolize_ms = 0;	// time spent symbolizing
-	std::size_t addresses = 0;	// distinct (pid, address) symbolized (text only, not in the JSON)
+	std::size_t addresses = 0;	// distinct (file, offset) pairs symbolized ("symbolized_addresses")
 	std::vector<Note> notes;
 	// The mappings and sites of one process.
 	std::vector<MappingStats> mappings_of(pid_t pid) const;
