@@ -19,11 +19,10 @@ using fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
 {
-	fuzz::Picked input;
-	if (!fuzz::pick(data, size, input))
+	if (size < 1)
 		return 0;
-	const bool sweep = input.second;
-	const std::string text(input.text);
+	const bool sweep = data[0] & 1;
+	const std::string text(fuzz::text(data + 1, size - 1));
 	std::map<std::string, std::string> opts;
 	std::istringstream in(text);
 	for (std::string line; std::getline(in, line);) {

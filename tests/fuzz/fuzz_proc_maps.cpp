@@ -36,11 +36,10 @@ void one(const proc::MapsEntry &m, std::string_view input, std::string_view line
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
 {
-	fuzz::Picked in;
-	if (!fuzz::pick(data, size, in))
+	if (size < 1)
 		return 0;
-	const std::string_view text = in.text;
-	if (in.second) {
+	const std::string_view text = fuzz::text(data + 1, size - 1);
+	if (data[0] & 1) {
 		if (text.find('\n') != std::string_view::npos)
 			return 0;
 		if (const auto m = proc::parse_maps_line(text))

@@ -12,11 +12,10 @@ using fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
 {
-	fuzz::Picked in;
-	if (!fuzz::pick(data, size, in))
+	if (size < 1)
 		return 0;
-	const std::string_view text = in.text;
-	if (in.second) {
+	const std::string_view text = fuzz::text(data + 1, size - 1);
+	if (data[0] & 1) {
 		if (const auto s = proc::parse_status(text))
 			(void)s->gone();
 		return 0;

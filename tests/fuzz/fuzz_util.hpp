@@ -102,18 +102,4 @@ inline std::string_view text(const std::uint8_t *data, std::size_t size)
 	return {reinterpret_cast<const char *>(data), size};
 }
 
-// Targets that fuzz two inputs: the first byte's low bit picks which, the
-// rest is the text. False for an empty input (nothing to run).
-struct Picked {
-	bool second = false;
-	std::string_view text;
-};
-inline bool pick(const std::uint8_t *data, std::size_t size, Picked &out)
-{
-	if (size < 1)
-		return false;
-	out = {static_cast<bool>(data[0] & 1), text(data + 1, size - 1)};
-	return true;
-}
-
 } // namespace fuzz
