@@ -59,22 +59,39 @@ void Mapping::reset() noexcept
 	len_ = 0;
 }
 
+namespace {
+
+// The rest of `fd` appended to `out`; false on a read error (errno set).
+bool read_all(int fd, std::string &out)
+{
+	char buf[65536];
+	for (;;) {
+		ssize_t n = ::read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n == 0;
+		out.append(buf, static_cast<std::size_t>(n));
+	}
+}
+
+} // namespace
+
 std::string read_file(const std::string &path)
 {
 	UniqueFd fd = UniqueFd::open(path, O_RDONLY);
 	std::string out;
-	char buf[65536];
-	for (;;) {
-		ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			throw SysError("read " + path);
-		}
-		if (n == 0)
-			break;
-		out.append(buf, static_cast<std::size_t>(n));
-	}
+	if (!read_all(fd.get(), out))
+		throw SysError("read " + path);
+	return out;
+}
+
+std::optional<std::string> try_read_file(const std::string &path)
+{
+	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+	std::string out;
+	if (!fd || !read_all(fd.get(), out))
+		return std::nullopt;
 	return out;
 }
 

@@ -59,12 +59,12 @@ std::shared_ptr<cowscope::UniqueFd> open_mapped(pid_t pid, const MapsLine &m)
 
 std::shared_ptr<const ProcMemory> read_memory(pid_t pid, std::uint32_t execs, const ProcMemory *old)
 {
-	std::string text;
-	try {
-		text = cowscope::read_file(fmt::format("/proc/{}/maps", pid));
-	} catch (const cowscope::Error &) {
+	// gone: no exception (under churn most follow-up reads find it gone,
+	// and a throw costs more than the read)
+	auto read = cowscope::try_read_file(fmt::format("/proc/{}/maps", pid));
+	if (!read)
 		return nullptr;
-	}
+	std::string text = std::move(*read);
 	if (text.empty())
 		return nullptr;	// a zombie: its mm is gone
 	auto mem = std::make_shared<ProcMemory>();

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -74,6 +75,9 @@ private:
 
 // Whole-file helpers for /proc and /sys files (which report size 0).
 std::string read_file(const std::string &path);
+// The same without an exception: nullopt (errno set) when it cannot be
+// opened or read (a process that is gone: the common case, cheap).
+std::optional<std::string> try_read_file(const std::string &path);
 // Write `data` to `path` atomically: a temporary file in the same folder,
 // fsync, rename. Readers see the old file or the new one, never a part.
 void write_file_atomic(const std::string &path, const std::string &data);
