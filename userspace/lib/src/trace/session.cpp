@@ -237,13 +237,17 @@ namespace {
 template <class K>
 bool lookup_all(int fd, std::size_t value_size, std::size_t max, std::vector<K> &keys, std::vector<char> &values)
 {
-	keys.assign(max, K{});
-	values.assign(max * value_size, 0);
+	// in chunks: the kernel allocates a buffer for the count asked
+	constexpr std::size_t kChunk = 1024;
+	keys.clear();
+	values.clear();
 	std::size_t got = 0;
 	__u32 token = 0;
 	bool first = true;
 	while (got < max) {
-		__u32 count = static_cast<__u32>(max - got);
+		__u32 count = static_cast<__u32>(std::min(max - got, kChunk));
+		keys.resize(got + count);
+		values.resize((got + count) * value_size);
 		__u32 next = 0;
 		int err = bpf_map_lookup_batch(fd, first ? nullptr : &token, &next, keys.data() + got,
 					       values.data() + got * value_size, &count, nullptr);
@@ -264,6 +268,24 @@ bool lookup_all(int fd, std::size_t value_size, std::size_t max, std::vector<K> 
 }
 
 } // namespace
+
+std::map<pid_t, cow_info> Session::infos() const
+{
+	std::map<pid_t, cow_info> out;
+	std::vector<__u32> keys;
+	std::vector<char> values;
+	int fd = bpf_map__fd(skel_->maps.infos);
+	if (lookup_all(fd, sizeof(cow_info), COWTRACE_MAX_PROCS, keys, values)) {
+		for (std::size_t i = 0; i < keys.size(); i++)
+			std::memcpy(&out[static_cast<pid_t>(keys[i])], values.data() + i * sizeof(cow_info),
+				    sizeof(cow_info));
+		return out;
+	}
+	for (__u32 k : map_keys<__u32>(fd))
+		if (auto i = info(static_cast<pid_t>(k)))
+			out[static_cast<pid_t>(k)] = *i;
+	return out;
+}
 
 std::vector<ProcStats> Session::snapshot_batch(MapUsage *usage) const
 {

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,6 +55,9 @@ public:
 	std::size_t recycle();
 	// The facts the BPF side keeps of `tgid` (ppid, comm, exited, execs).
 	std::optional<cow_info> info(pid_t tgid) const;
+	// The facts of every tracked process, in a few batch reads where the
+	// kernel has them.
+	std::map<pid_t, cow_info> infos() const;
 	std::optional<ProcStats> stats(pid_t tgid) const;
 	std::vector<ProcStats> snapshot() const;	// by pid
 	std::vector<ProcStats> snapshot_batch(MapUsage *usage) const;

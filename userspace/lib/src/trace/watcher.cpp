@@ -95,6 +95,12 @@ MemoryMap Watcher::memory() const
 	return memory_;
 }
 
+void Watcher::forget(pid_t pid)
+{
+	std::lock_guard<std::mutex> g(mu_);
+	memory_.erase(pid);
+}
+
 void Watcher::round()
 {
 	auto now = Clock::now();
@@ -102,14 +108,19 @@ void Watcher::round()
 		due_now_.insert(it->second);
 		it = follow_ups_.erase(it);
 	}
-	int procs = bpf_map__fd(session_.skel()->maps.procs);
-	for (pid_t pid : map_keys<__u32>(procs)) {
+	// every tracked process's facts in a few batch reads (a lookup per
+	// process each 10 ms cost more than the rest of cowtrace)
+	const auto infos = session_.infos();
+	// the thread's own records of processes no longer tracked (folded)
+	std::erase_if(refreshed_, [&](const auto &e) { return !infos.count(e.first); });
+	std::erase_if(snapshots_, [&](const auto &e) { return !infos.count(e.first); });
+	for (const auto &[pid, facts] : infos) {
 		bool known;
 		{
 			std::lock_guard<std::mutex> g(mu_);
 			known = memory_.count(pid) > 0;
 		}
-		auto info = session_.info(pid);
+		const cow_info *info = &facts;
 		auto &[rounds, execs] = refreshed_[pid];
 		bool exec_seen = info && info->execs != execs;
 		bool event = due_now_.erase(pid) > 0;
@@ -118,7 +129,10 @@ void Watcher::round()
 		int due = 2 << std::min(snapshots_[pid], 5);
 		if (known && ++rounds < std::min(due, 50) && !exec_seen && !event)
 			continue;
-		if (known && info && info->exited)
+		// exited: nothing left to read (an unknown one too: retried
+		// every round, it cost a churn of short-lived children more than
+		// the children themselves)
+		if (info && info->exited)
 			continue;
 		if (exec_seen || !known) {	// the libraries come after the exec
 			follow_ups_.emplace(now + std::chrono::milliseconds(1), pid);

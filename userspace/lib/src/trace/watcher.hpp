@@ -42,6 +42,8 @@ public:
 	// Every tracked live process now (before stopping: late mappings).
 	void refresh();
 	MemoryMap memory() const;
+	// Drop what is kept of `pid` (folded: untracked, its sites resolved).
+	void forget(pid_t pid);
 
 private:
 	using Clock = std::chrono::steady_clock;
