@@ -366,3 +366,93 @@ TEST(ReportFamilies, ForkedWithoutExecUnderTheirRoot)
 	EXPECT_NE(format_families({}, Plan{}, procs, shown).find("(6 more processes not in the table above, 0 of them"),
 		  std::string::npos);
 }
+
+// Members folded after they exited (the tracer's Folding) count in their
+// family with the live ones: processes, counts, the per-process copies
+// distribution, a live process whose parent was folded, the JSON's
+// "folded" read back, and the folded sites merged into the family's.
+TEST(ReportFamilies, FoldedMembersCountInTheirFamily)
+{
+	auto p = [](pid_t pid, pid_t ppid, std::uint64_t copies) {
+		ProcStats s;
+		s.pid = pid;
+		s.ppid = ppid;
+		s.cow_copies = copies;
+		s.wp_faults = copies;
+		s.comm = "postgres";
+		s.exited = true;
+		return s;
+	};
+	ProcStats root = p(10, 1, 5);
+	root.execs = 1;
+	root.exited = false;
+	Folding fo;
+	// 100 backends of 10 copied 3 pages each, one copied 500; 31 (folded)
+	// forked 40, which lives on
+	for (pid_t pid = 1000; pid < 1100; pid++)
+		fo.add(10, "postgres", p(pid, 10, 3));
+	fo.add(10, "postgres", p(31, 10, 500));
+	EXPECT_EQ(fo.processes(), 101U);
+	std::vector<ProcStats> live = {root, p(11, 10, 7), p(40, 31, 9)};
+	auto f = families(live, 2, &fo);
+	ASSERT_EQ(f.size(), 1U);
+	EXPECT_EQ(f[0].root, 10);
+	EXPECT_EQ(f[0].processes, 103U);
+	EXPECT_EQ(f[0].folded, 101U);
+	EXPECT_EQ(f[0].members, (std::vector<pid_t>{11, 40}));	// 40 through its folded parent
+	EXPECT_EQ(f[0].counts.cow_copies, 300U + 500 + 7 + 9);
+	EXPECT_EQ(f[0].copies_p50, 3U);
+	EXPECT_EQ(f[0].copies_p99, 9U);	// rank 102 of 103 in 3 (x100), 7, 9, 500
+	EXPECT_EQ(f[0].copies_max, 500U);
+	EXPECT_DOUBLE_EQ(f[0].copies_mean, 816.0 / 103);
+	// without the folding, 40 is a root of its own and the family is 11
+	EXPECT_EQ(families(live, 1).size(), 1U);
+	EXPECT_EQ(families(live, 1)[0].processes, 1U);
+
+	// their sites: merged with the live members' by frame names
+	Attribution a;
+	a.sites = true;
+	Site s;
+	s.pid = 11;
+	s.comm = "postgres";
+	s.stackid = 1;
+	s.copies = 7;
+	s.frames = {frame(0x401000, "ExecScan", "/usr/lib/postgresql/15/bin/postgres")};
+	a.sites_by_pid = {s};
+	Site folded_site = s;
+	folded_site.pid = 0;
+	folded_site.copies = 800;
+	folded_site.pids = 101;
+	fold_sites(a.folded_sites, {folded_site}, 10);
+	fold_sites(a.folded_sites, {folded_site}, 10);	// a second batch: added
+	ASSERT_EQ(a.folded_sites.size(), 1U);
+	EXPECT_EQ(a.folded_sites[0].pid, 10);
+	EXPECT_EQ(a.folded_sites[0].copies, 1600U);
+	EXPECT_EQ(a.folded_sites[0].pids, 202U);
+	auto fs = family_sites(a, f[0]);
+	ASSERT_EQ(fs.size(), 1U);
+	EXPECT_EQ(fs[0].copies, 1607U);
+	EXPECT_EQ(fs[0].pids, 203U);
+
+	// JSON: the family counts them, "folded" keeps them, read back exact
+	Grouping g;
+	g.families = f;
+	g.folding = &fo;
+	g.detailed = {10, 11, 40};
+	auto j = report_json(live, Plan{}, nullptr, g);
+	EXPECT_EQ(j["families"][0]["processes"], 103);
+	EXPECT_EQ(j["families"][0]["folded"], 101);
+	ASSERT_EQ(j["folded"].size(), 1U);
+	EXPECT_EQ(j["folded"][0]["copies_per_process"]["3"], 100);
+	auto back = read_report(j);
+	ASSERT_EQ(back.folding.families.size(), 1U);
+	EXPECT_EQ(back.folding.families.at(10).copies, fo.families.at(10).copies);
+	EXPECT_EQ(back.folding.families.at(10).counts.cow_copies, 800U);
+	// a distribution that does not add up to its processes is refused
+	j["folded"][0]["processes"] = 100;
+	EXPECT_THROW(read_report(j), cowscope::Error);
+
+	std::string t = format_families(f, Plan{}, live, live);
+	EXPECT_NE(t.find("     10 postgres         postgres            103"), std::string::npos) << t;
+	EXPECT_NE(t.find("(101 exited processes folded into these families"), std::string::npos) << t;
+}

@@ -93,9 +93,11 @@ void emit(const Args &a, cowtrace::Tracer &t, bool final_dump, bool stamp)
 		attr = t.attribution();
 	}
 	auto procs = t.snapshot();
+	auto folding = t.folding();
 	// many processes: one row per family, the top ones by copies one by one
 	cowtrace::Grouping g;
-	g.families = cowtrace::families(procs);
+	g.families = cowtrace::families(procs, 2, &folding);
+	g.folding = &folding;
 	auto shown = cowtrace::shown_processes(procs, g.families, a.per_process, kShownProcesses);
 	for (const auto &p : shown)
 		g.detailed.push_back(p.pid);
@@ -174,6 +176,9 @@ Outcome follow(const Args &a, cowtrace::Tracer &tracer, cowtrace::Command *child
 	for (;;) {
 		if (g_stop)
 			return o;
+		// exited members of families into their family rows: no table
+		// fills under a server's churn
+		tracer.fold_exited();
 		if (child && child->done(o.status)) {
 			o.cmd_done = true;
 			return o;

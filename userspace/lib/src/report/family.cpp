@@ -16,26 +16,56 @@ void add_counts(ProcStats &to, const ProcStats &from)
 		to.*n += from.*n;
 }
 
-std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t min_members)
+std::size_t Folding::processes() const
+{
+	std::size_t n = 0;
+	for (const auto &[root, f] : families)
+		n += f.processes;
+	return n;
+}
+
+void Folding::add(pid_t root, const std::string &root_comm, const ProcStats &p)
+{
+	Folded &f = families[root];
+	f.root = root;
+	if (!root_comm.empty())
+		f.root_comm = root_comm;
+	f.comm = f.processes == 0 || f.comm == p.comm ? p.comm : "*";
+	f.processes++;
+	add_counts(f.counts, p);
+	for (std::size_t i = 0; i < p.latency_log2_ns.size(); i++)
+		f.counts.latency_log2_ns[i] += p.latency_log2_ns[i];
+	f.copies[p.cow_copies]++;
+	roots[p.pid] = root;
+}
+
+std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t min_members, const Folding *folding)
 {
 	std::map<pid_t, const ProcStats *> by_pid;
 	for (const ProcStats &p : procs)
 		by_pid[p.pid] = &p;
 	// A process forked without exec from a traced parent belongs to its
-	// parent's family root; climbing is bounded by the processes (a pid
-	// cycle from reused pids cannot loop).
+	// parent's family root (a folded parent: its recorded root); climbing
+	// is bounded by the processes (a pid cycle from reused pids cannot loop).
 	auto root_of = [&](const ProcStats &p) -> pid_t {
 		const ProcStats *cur = &p;
 		for (std::size_t hops = 0; hops <= procs.size(); hops++) {
-			auto parent = by_pid.find(cur->ppid);
-			if (cur->execs != 0 || parent == by_pid.end() || parent->second == cur)
+			if (cur->execs != 0)
 				return cur->pid;
+			auto parent = by_pid.find(cur->ppid);
+			if (parent == by_pid.end() || parent->second == cur) {
+				if (folding && parent == by_pid.end())
+					if (auto r = folding->roots.find(cur->ppid); r != folding->roots.end())
+						return r->second;
+				return cur->pid;
+			}
 			cur = parent->second;
 		}
 		return cur->pid;
 	};
 	std::map<pid_t, Family> fams;
-	std::map<pid_t, std::vector<std::uint64_t>> copies;
+	// copies of one member -> members that copied that many
+	std::map<pid_t, std::map<std::uint64_t, std::uint64_t>> copies;
 	for (const ProcStats &p : procs) {
 		pid_t r = root_of(p);
 		if (r == p.pid)
@@ -43,27 +73,47 @@ std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t mi
 		Family &f = fams[r];
 		f.root = r;
 		f.members.push_back(p.pid);
-		f.comm = f.members.size() == 1 || f.comm == p.comm ? p.comm : "*";
+		f.comm = f.processes == 0 || f.comm == p.comm ? p.comm : "*";
+		f.processes++;
 		f.exited += p.exited;
 		add_counts(f.counts, p);
-		copies[r].push_back(p.cow_copies);
+		copies[r][p.cow_copies]++;
 	}
+	if (folding)
+		for (const auto &[r, fo] : folding->families) {
+			Family &f = fams[r];
+			f.root = r;
+			f.comm = f.processes == 0 || f.comm == fo.comm ? fo.comm : "*";
+			f.root_comm = fo.root_comm;
+			f.processes += fo.processes;
+			f.folded += fo.processes;
+			f.exited += fo.processes;
+			add_counts(f.counts, fo.counts);
+			for (const auto &[n, procs_n] : fo.copies)
+				copies[r][n] += procs_n;
+		}
 	std::vector<Family> out;
 	for (auto &[r, f] : fams) {
-		if (f.members.size() < min_members)
+		if (f.processes < min_members || f.processes == 0)
 			continue;
-		f.root_comm = by_pid.at(r)->comm;
+		if (auto root = by_pid.find(r); root != by_pid.end())
+			f.root_comm = root->second->comm;
 		std::sort(f.members.begin(), f.members.end());
-		auto &c = copies[r];
-		std::sort(c.begin(), c.end());
-		auto rank = [&](double q) {	// nearest rank
-			std::size_t i = static_cast<std::size_t>(q * static_cast<double>(c.size()) + 0.999999);
-			return c[std::clamp<std::size_t>(i, 1, c.size()) - 1];
+		// nearest rank over the distribution
+		const auto &c = copies[r];
+		auto rank = [&](double q) {
+			std::uint64_t want = std::clamp<std::uint64_t>(
+				static_cast<std::uint64_t>(q * static_cast<double>(f.processes) + 0.999999), 1, f.processes);
+			std::uint64_t seen = 0;
+			for (const auto &[n, k] : c)
+				if ((seen += k) >= want)
+					return n;
+			return c.rbegin()->first;
 		};
-		f.copies_mean = static_cast<double>(f.counts.cow_copies) / static_cast<double>(c.size());
+		f.copies_mean = static_cast<double>(f.counts.cow_copies) / static_cast<double>(f.processes);
 		f.copies_p50 = rank(0.50);
 		f.copies_p99 = rank(0.99);
-		f.copies_max = c.back();
+		f.copies_max = c.rbegin()->first;
 		out.push_back(std::move(f));
 	}
 	std::sort(out.begin(), out.end(), [](const Family &a, const Family &b) {
@@ -102,7 +152,22 @@ std::vector<Site> family_sites(const Attribution &a, const Family &f)
 	for (const Site &s : a.sites_by_pid)
 		if (std::binary_search(f.members.begin(), f.members.end(), s.pid))
 			mine.push_back(s);
-	return merge_sites(mine);
+	std::vector<Site> out = merge_sites(mine);
+	std::vector<Site> folded;
+	for (const Site &s : a.folded_sites)
+		if (s.pid == f.root)
+			folded.push_back(s);
+	if (folded.empty())
+		return out;
+	for (Site &s : out)
+		s.pid = f.root;
+	fold_sites(out, folded, f.root);
+	for (Site &s : out)
+		s.pid = 0;
+	std::sort(out.begin(), out.end(), [](const Site &x, const Site &y) {
+		return x.copies != y.copies ? x.copies > y.copies : x.reuses > y.reuses;
+	});
+	return out;
 }
 
 } // namespace cowtrace

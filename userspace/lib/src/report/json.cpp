@@ -98,8 +98,8 @@ namespace {
 
 json family_json(const Family &f, const Attribution *a, std::size_t sites_top)
 {
-	json j = {{"root", f.root}, {"root_comm", f.root_comm}, {"comm", f.comm}, {"processes", f.members.size()},
-		  {"exited", f.exited}, {"wp_faults", f.counts.wp_faults}, {"cow_copies", f.counts.cow_copies},
+	json j = {{"root", f.root}, {"root_comm", f.root_comm}, {"comm", f.comm}, {"processes", f.processes},
+		  {"folded", f.folded}, {"exited", f.exited}, {"wp_faults", f.counts.wp_faults}, {"cow_copies", f.counts.cow_copies},
 		  {"cow_reuses", f.counts.cow_reuses}, {"zero_fills", f.counts.zero_fills},
 		  {"wp_unclassified", f.counts.unclassified},
 		  {"copies_per_process",
@@ -112,6 +112,32 @@ json family_json(const Family &f, const Attribution *a, std::size_t sites_top)
 				break;
 			j["sites"].push_back(site_json(s));
 		}
+	}
+	return j;
+}
+
+// One family's folded members: counts, the per-process distribution of
+// copies ({"copies": processes}), and their mappings and sites.
+json folded_json(const Folded &f, const Attribution *a)
+{
+	json dist = json::object();
+	for (const auto &[n, k] : f.copies)
+		dist[std::to_string(n)] = k;
+	json j = {{"root", f.root}, {"root_comm", f.root_comm}, {"comm", f.comm}, {"processes", f.processes},
+		  {"wp_faults", f.counts.wp_faults}, {"cow_copies", f.counts.cow_copies},
+		  {"cow_reuses", f.counts.cow_reuses}, {"zero_fills", f.counts.zero_fills},
+		  {"wp_unclassified", f.counts.unclassified}, {"copies_per_process", dist}};
+	if (a && a->by_mapping) {
+		j["mappings"] = json::array();
+		for (const MappingStats &m : a->folded_mappings)
+			if (m.pid == f.root)
+				j["mappings"].push_back(mapping_json(m));
+	}
+	if (a && a->sites) {
+		j["sites"] = json::array();
+		for (const Site &s : a->folded_sites)
+			if (s.pid == f.root)
+				j["sites"].push_back(site_json(s));
 	}
 	return j;
 }
@@ -146,6 +172,11 @@ json report_json(const std::vector<ProcStats> &procs, const Plan &plan, const At
 		out["families"] = json::array();
 		for (const Family &f : g.families)
 			out["families"].push_back(family_json(f, a, g.sites_top));
+	}
+	if (g.folding && !g.folding->families.empty()) {
+		out["folded"] = json::array();
+		for (const auto &[root, f] : g.folding->families)
+			out["folded"].push_back(folded_json(f, a));
 	}
 	if (!a)
 		return out;
@@ -334,6 +365,43 @@ struct Reader {
 		return x;
 	}
 
+	// One entry of "folded": the family's folded counts (into `fo`), its
+	// mappings and sites (into `a`, when there is an attribution).
+	void folded(const json &f, const std::string &where, Folding &fo, Attribution *a) const
+	{
+		Folded x;
+		x.root = get<pid_t>(f, "root", where);
+		x.root_comm = get<std::string>(f, "root_comm", where);
+		x.comm = get<std::string>(f, "comm", where);
+		x.processes = get<std::size_t>(f, "processes", where);
+		x.counts.pid = x.root;
+		x.counts.wp_faults = get<std::uint64_t>(f, "wp_faults", where);
+		x.counts.cow_copies = get<std::uint64_t>(f, "cow_copies", where);
+		x.counts.cow_reuses = get<std::uint64_t>(f, "cow_reuses", where);
+		x.counts.zero_fills = get<std::uint64_t>(f, "zero_fills", where);
+		x.counts.unclassified = get<std::uint64_t>(f, "wp_unclassified", where);
+		std::uint64_t procs = 0;
+		for (const auto &[n, k] : at(f, "copies_per_process", where).items()) {
+			char *end = nullptr;
+			std::uint64_t copies = std::strtoull(n.c_str(), &end, 10);
+			if (n.empty() || *end || !k.is_number_unsigned())
+				fail(where, fmt::format("\"copies_per_process\" has \"{}\": {}, not COPIES: PROCESSES", n,
+							k.dump()));
+			x.copies[copies] = k.get<std::uint64_t>();
+			procs += x.copies[copies];
+		}
+		if (procs != x.processes)
+			fail(where, fmt::format("\"copies_per_process\" counts {} processes, \"processes\" says {}", procs,
+						x.processes));
+		if (a && a->by_mapping && f.contains("mappings"))
+			for (const json &m : at(f, "mappings", where))
+				a->folded_mappings.push_back(mapping(m, where + ", mappings"));
+		if (a && a->sites && f.contains("sites"))
+			for (const json &s : at(f, "sites", where))
+				a->folded_sites.push_back(site(s, where + ", sites"));
+		fo.families[x.root] = std::move(x);
+	}
+
 	// The attribution parts of the record, `procs` its "processes".
 	Attribution attribution(const json &j, const json &procs) const
 	{
@@ -398,6 +466,14 @@ Report read_report(const json &j, const std::string &what)
 	}
 	if (j.contains("attribution_errors"))
 		rep.attribution = r.attribution(j, procs);
+	if (j.contains("folded")) {
+		const json &f = r.at(j, "folded", "");
+		if (!f.is_array())
+			r.fail("folded", "not an array");
+		for (std::size_t i = 0; i < f.size(); i++)
+			r.folded(f[i], fmt::format("folded[{}]", i), rep.folding,
+				 rep.attribution ? &*rep.attribution : nullptr);
+	}
 	return rep;
 }
 

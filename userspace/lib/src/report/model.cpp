@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -23,6 +24,12 @@ std::string join_names(const std::vector<Frame> &frames)
 	for (const Frame &f : frames)
 		k += f.name() + ";";
 	return k;
+}
+
+// What sites are merged by: their frames' names (no stack: one key).
+std::string site_key(const Site &s)
+{
+	return s.stackid < 0 ? std::string("[no stack]") : join_names(s.frames);
 }
 
 } // namespace
@@ -94,9 +101,7 @@ std::vector<Site> merge_sites(const std::vector<Site> &by_pid)
 	std::map<std::string, Site> merged;
 	std::map<std::string, std::set<pid_t>> merged_pids;
 	for (const Site &s : by_pid) {
-		std::string k = join_names(s.frames);	// (not ?: with a literal: GCC 12 -Wrestrict)
-		if (s.stackid < 0)
-			k = "[no stack]";
+		std::string k = site_key(s);
 		auto &pids = merged_pids[k];
 		pids.insert(s.pid);
 		auto [it, fresh] = merged.emplace(k, s);
@@ -118,6 +123,51 @@ std::vector<Site> merge_sites(const std::vector<Site> &by_pid)
 		return x.copies != y.copies ? x.copies > y.copies : x.reuses > y.reuses;
 	});
 	return out;
+}
+
+void fold_mappings(std::vector<MappingStats> &into, const std::vector<MappingStats> &from, pid_t root)
+{
+	using Key = std::tuple<std::uint64_t, std::uint64_t, std::string, std::string>;
+	std::map<Key, std::size_t> at;
+	for (std::size_t i = 0; i < into.size(); i++)
+		if (into[i].pid == root)
+			at.emplace(Key{into[i].start, into[i].end, into[i].label, into[i].path}, i);
+	for (const MappingStats &m : from) {
+		auto [it, fresh] = at.emplace(Key{m.start, m.end, m.label, m.path}, into.size());
+		if (fresh) {
+			into.push_back(m);
+			into.back().pid = root;
+			continue;
+		}
+		MappingStats &t = into[it->second];
+		t.wp_faults += m.wp_faults;
+		t.copies += m.copies;
+		t.reuses += m.reuses;
+		t.zero_fills += m.zero_fills;
+	}
+}
+
+void fold_sites(std::vector<Site> &into, const std::vector<Site> &from, pid_t root)
+{
+	std::map<std::string, std::size_t> at;
+	for (std::size_t i = 0; i < into.size(); i++)
+		if (into[i].pid == root)
+			at.emplace(site_key(into[i]), i);
+	for (const Site &s : from) {
+		auto [it, fresh] = at.emplace(site_key(s), into.size());
+		if (fresh) {
+			into.push_back(s);
+			into.back().pid = root;
+			continue;
+		}
+		Site &t = into[it->second];
+		t.copies += s.copies;
+		t.reuses += s.reuses;
+		t.zero_fills += s.zero_fills;
+		t.pids += s.pids;
+		if (t.comm != s.comm)
+			t.comm = "*";
+	}
 }
 
 } // namespace cowtrace

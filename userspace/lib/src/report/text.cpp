@@ -175,7 +175,7 @@ std::string format_families(const std::vector<Family> &fams, const Plan &plan, c
 	std::set<pid_t> grouped;
 	for (const Family &f : fams) {
 		out += fmt::format("{:>7} {:<16} {:<16} {:>6} {:>11} {:>11} {:>11} {:>11}  {:.1f} {} {} {}\n", f.root,
-				   f.root_comm, f.comm, f.members.size(), f.counts.wp_faults, f.counts.cow_copies,
+				   f.root_comm, f.comm, f.processes, f.counts.wp_faults, f.counts.cow_copies,
 				   f.counts.cow_reuses, plan.zero_fills_by() ? fmt::to_string(f.counts.zero_fills) : "-",
 				   f.copies_mean, f.copies_p50, f.copies_p99, f.copies_max);
 		grouped.insert(f.members.begin(), f.members.end());
@@ -193,6 +193,13 @@ std::string format_families(const std::vector<Family> &fams, const Plan &plan, c
 		out += fmt::format("({} more processes not in the table above, {} of them in these families: "
 				   "--per-process lists each)\n",
 				   hidden, in_families);
+	std::size_t folded = 0;
+	for (const Family &f : fams)
+		folded += f.folded;
+	if (folded)
+		out += fmt::format("({} exited processes folded into these families while tracing, their own tables "
+				   "freed: counted above, listed nowhere one by one)\n",
+				   folded);
 	return out;
 }
 
@@ -202,7 +209,7 @@ std::string format_family_sites(const Attribution &a, const std::vector<Family> 
 	for (const Family &f : fams)
 		out += format_site_lists(family_sites(a, f), top,
 					 fmt::format(" of the family of {} ({}: {} processes)", f.root, f.root_comm,
-						     f.members.size()));
+						     f.processes));
 	return out;
 }
 
@@ -212,10 +219,17 @@ std::string folded(const Attribution &a, const std::vector<ProcStats> &procs)
 	for (const ProcStats &p : procs)
 		comm[p.pid] = p.comm;
 	std::map<std::string, std::uint64_t> lines;
-	for (const Site &s : a.sites_by_pid) {
+	// folded members' sites are under their root's pid: their own comm
+	std::vector<std::pair<const Site *, bool>> all;
+	for (const Site &s : a.sites_by_pid)
+		all.emplace_back(&s, false);
+	for (const Site &s : a.folded_sites)
+		all.emplace_back(&s, true);
+	for (const auto &[sp, was_folded] : all) {
+		const Site &s = *sp;
 		if (!s.copies)
 			continue;
-		std::string c = comm.count(s.pid) ? comm[s.pid] : s.comm;
+		std::string c = !was_folded && comm.count(s.pid) ? comm[s.pid] : s.comm;
 		std::string k = c.empty() ? "[unknown]" : c;
 		if (s.stackid < 0)
 			k += ";[no stack]";

@@ -34,6 +34,10 @@ struct Context {
 	const MemoryMap &memory;
 	std::map<pid_t, ProcStats> procs;
 	std::set<pid_t> no_maps;	// pids with sites and no maps to resolve them
+	const std::set<pid_t> *only = nullptr;	// the pids read (null: all)
+	bool erase = false;	// delete the entries read (folding)
+
+	bool wanted(__u32 tgid) const { return !only || only->count(static_cast<pid_t>(tgid)); }
 
 	// The maps a pid's addresses resolve with: its own, else (a child
 	// that exited before the watcher saw it, and never exec'd) its
@@ -82,8 +86,10 @@ std::vector<MappingStats> read_mappings(const Context &c)
 	std::map<pid_t, std::vector<MapsLine>> parsed;
 	for (const vma_key &key : map_keys<vma_key>(fd)) {
 		vma_val v{};
-		if (bpf_map_lookup_elem(fd, &key, &v) != 0)
+		if (!c.wanted(key.tgid) || bpf_map_lookup_elem(fd, &key, &v) != 0)
 			continue;
+		if (c.erase)
+			bpf_map_delete_elem(fd, &key);
 		MappingStats m;
 		m.pid = static_cast<pid_t>(key.tgid);
 		m.start = key.start;
@@ -107,7 +113,7 @@ std::vector<MappingStats> read_mappings(const Context &c)
 // each (file, offset) once, whichever process it came from).
 class Resolver {
 public:
-	explicit Resolver(Context &c) : c_(c) {}
+	Resolver(Context &c, Symbolizer &sym) : c_(c), sym_(sym) {}
 	// The frames of stack `ips` of `pid`.
 	std::vector<Frame> frames(pid_t pid, const __u64 *ips)
 	{
@@ -121,23 +127,26 @@ public:
 	}
 	std::size_t addresses() const { return sym_.resolved(); }
 	const std::set<std::string> &guessed() const { return sym_.guessed(); }
+	// the maps of the processes resolved (folding: to forget)
+	const std::set<std::shared_ptr<const ProcMemory>> &kept() const { return keep_; }
 
 private:
 	Context &c_;
-	Symbolizer sym_;
+	Symbolizer &sym_;
 	std::set<std::shared_ptr<const ProcMemory>> keep_;
 };
 
-void read_sites(Context &c, Attribution &a)
+// The sites of the wanted processes into a.sites_by_pid, unsorted.
+void read_sites(Context &c, Attribution &a, Resolver &r)
 {
-	auto t0 = std::chrono::steady_clock::now();
 	int fd = bpf_map__fd(c.session.skel()->maps.site_counts);
 	int sfd = bpf_map__fd(c.session.skel()->maps.stacks);
-	Resolver r(c);
 	for (const site_key &key : map_keys<site_key>(fd)) {
 		site_val v{};
-		if (bpf_map_lookup_elem(fd, &key, &v) != 0)
+		if (!c.wanted(key.tgid) || bpf_map_lookup_elem(fd, &key, &v) != 0)
 			continue;
+		if (c.erase)
+			bpf_map_delete_elem(fd, &key);
 		Site s;
 		s.pid = static_cast<pid_t>(key.tgid);
 		s.comm = c.comm_of(s.pid);
@@ -154,19 +163,54 @@ void read_sites(Context &c, Attribution &a)
 		}
 		a.sites_by_pid.push_back(std::move(s));
 	}
-	a.addresses = r.addresses();
-	for (const std::string &m : r.guessed())
-		a.notes.push_back(Note{Note::Kind::dynsym_guess, m});
-	std::sort(a.sites_by_pid.begin(), a.sites_by_pid.end(), [](const Site &x, const Site &y) {
-		return x.pid != y.pid ? x.pid < y.pid : x.copies != y.copies ? x.copies > y.copies : x.reuses > y.reuses;
-	});
-	a.merged = merge_sites(a.sites_by_pid);
-	a.symbolize_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+bool by_copies(const Site &x, const Site &y)
+{
+	return x.pid != y.pid ? x.pid < y.pid : x.copies != y.copies ? x.copies > y.copies : x.reuses > y.reuses;
 }
 
 } // namespace
 
-Attribution attribute(const Session &s, const MemoryMap &memory)
+void fold_attribution(const Session &s, const MemoryMap &memory, Symbolizer &sym,
+		      const std::vector<ProcStats> &procs, const std::map<pid_t, pid_t> &root_of, Attribution &into)
+{
+	if (!s.options().by_mapping && !s.options().sites)
+		return;
+	auto t0 = std::chrono::steady_clock::now();
+	std::set<pid_t> pids;
+	for (const auto &[pid, root] : root_of)
+		pids.insert(pid);
+	Context c{s, memory, {}, {}, &pids, true};
+	for (const ProcStats &p : procs)
+		c.procs[p.pid] = p;
+	if (s.options().by_mapping) {
+		std::map<pid_t, std::vector<MappingStats>> by_root;
+		for (MappingStats &m : read_mappings(c))
+			by_root[root_of.at(m.pid)].push_back(std::move(m));
+		for (const auto &[root, maps] : by_root)
+			fold_mappings(into.folded_mappings, maps, root);
+	}
+	if (s.options().sites) {
+		Attribution a;
+		Resolver r(c, sym);
+		read_sites(c, a, r);
+		// merged per family first: a process whose stacks share their
+		// names counts once in a site's processes
+		std::map<pid_t, std::vector<Site>> by_root;
+		for (Site &site : a.sites_by_pid)
+			by_root[root_of.at(site.pid)].push_back(std::move(site));
+		for (const auto &[root, sites] : by_root)
+			fold_sites(into.folded_sites, merge_sites(sites), root);
+		for (const auto &mem : r.kept())
+			sym.forget(mem.get());
+	}
+	into.errors.no_maps += c.no_maps.size();
+	into.symbolize_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+	// (symbolize_ms here: the time folding took, not in the final figure)
+}
+
+Attribution attribute(const Session &s, const MemoryMap &memory, Symbolizer &sym, const Attribution &folded)
 {
 	Attribution a;
 	a.by_mapping = s.options().by_mapping;
@@ -183,14 +227,31 @@ Attribution attribute(const Session &s, const MemoryMap &memory)
 		a.notes.push_back(Note{Note::Kind::no_reuses, ""});
 	else if (s.plan().huge_hook)
 		a.notes.push_back(Note{Note::Kind::huge_pmd, ""});
-	Context c{s, memory, {}, {}};
+	Context c{s, memory, {}, {}, nullptr, false};
 	for (const ProcStats &p : s.snapshot())
 		c.procs[p.pid] = p;
 	if (a.by_mapping)
 		a.mappings = read_mappings(c);
-	if (a.sites)
-		read_sites(c, a);
-	a.errors.no_maps = c.no_maps.size();
+	a.folded_mappings = folded.folded_mappings;
+	std::sort(a.folded_mappings.begin(), a.folded_mappings.end(), [](const MappingStats &x, const MappingStats &y) {
+		return x.pid != y.pid ? x.pid < y.pid : x.copies != y.copies ? x.copies > y.copies : x.start < y.start;
+	});
+	if (a.sites) {
+		auto t0 = std::chrono::steady_clock::now();
+		Resolver r(c, sym);
+		read_sites(c, a, r);
+		std::sort(a.sites_by_pid.begin(), a.sites_by_pid.end(), by_copies);
+		a.folded_sites = folded.folded_sites;
+		std::sort(a.folded_sites.begin(), a.folded_sites.end(), by_copies);
+		a.merged = merge_sites(a.sites_by_pid);
+		fold_sites(a.merged, a.folded_sites, 0);
+		std::sort(a.merged.begin(), a.merged.end(), by_copies);
+		a.addresses = r.addresses();
+		for (const std::string &m : r.guessed())
+			a.notes.push_back(Note{Note::Kind::dynsym_guess, m});
+		a.symbolize_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+	}
+	a.errors.no_maps = c.no_maps.size() + folded.errors.no_maps;
 	return a;
 }
 

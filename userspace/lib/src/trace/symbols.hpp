@@ -53,6 +53,9 @@ public:
 	// The frames of user stack `ips` (0-terminated, at most `depth`) of a
 	// process whose memory was `mem` (null: addresses only).
 	std::vector<Frame> frames(const ProcMemory *mem, const std::uint64_t *ips, int depth);
+	// Drop what was parsed of `mem` (before it is freed: a later
+	// ProcMemory at the same address is another process's).
+	void forget(const ProcMemory *mem) { maps_.erase(mem); }
 	// distinct (file, offset) pairs resolved
 	std::size_t resolved() const { return cache_.size(); }
 	// files whose names are .dynsym guesses

@@ -2,7 +2,9 @@
 #include "cowscope/trace/trace.hpp"
 
 #include "attribution.hpp"
+#include "fold.hpp"
 #include "session.hpp"
+#include "symbols.hpp"
 #include "watcher.hpp"
 
 namespace cowtrace {
@@ -10,6 +12,8 @@ namespace cowtrace {
 struct Tracer::Impl {
 	Session session;
 	std::unique_ptr<Watcher> watcher;	// --by-mapping, --sites
+	Symbolizer sym;		// shared by the folding and the attribution
+	std::unique_ptr<Folder> folder;	// not with long_running: --serve untracks
 	explicit Impl(const Options &opts) : session(opts) {}
 };
 
@@ -17,6 +21,9 @@ Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>(opts))
 {
 	if (opts.by_mapping || opts.sites)
 		impl_->watcher = std::make_unique<Watcher>(impl_->session);
+	if (!opts.long_running)
+		impl_->folder = std::make_unique<Folder>(impl_->session, impl_->watcher.get(), impl_->sym,
+							 opts.fold_batch);
 }
 
 Tracer::~Tracer() = default;	// the watcher stops before the session goes
@@ -54,7 +61,19 @@ std::pair<std::uint64_t, std::uint64_t> Tracer::run_stats() const
 
 Attribution Tracer::attribution() const
 {
-	return attribute(impl_->session, impl_->watcher ? impl_->watcher->memory() : MemoryMap{});
+	static const Attribution none;
+	return attribute(impl_->session, impl_->watcher ? impl_->watcher->memory() : MemoryMap{}, impl_->sym,
+			 impl_->folder ? impl_->folder->attribution() : none);
+}
+
+std::size_t Tracer::fold_exited(bool force)
+{
+	return impl_->folder ? impl_->folder->fold(force) : 0;
+}
+
+Folding Tracer::folding() const
+{
+	return impl_->folder ? impl_->folder->folding() : Folding{};
 }
 
 void Tracer::refresh_memory()

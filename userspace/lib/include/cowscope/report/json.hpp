@@ -9,6 +9,10 @@
 //                   [wp_latency_ns_log2], [mappings], [sites]}, ...],
 //    "families" (forked without exec: root, counts, copies per process,
 //    members, and with --sites their merged "sites"),
+//    "folded" (when members were folded after they exited: per family,
+//    root, root_comm, comm, processes, counts, "copies_per_process"
+//    {"COPIES": PROCESSES}, and with --by-mapping/--sites their merged
+//    "mappings" and "sites"),
 //    and with --by-mapping or --sites: "attribution_errors", "notes"; with
 //    --sites also "merged_sites", "symbolize_ms", "symbolized_addresses"}
 #pragma once
@@ -38,6 +42,7 @@ struct Report {
 	// (tp_btf is not recorded: false).
 	Plan plan;
 	std::optional<Attribution> attribution;	// --by-mapping or --sites
+	Folding folding;	// members folded after they exited ("folded")
 };
 
 // One process, without its attribution.
@@ -54,6 +59,7 @@ struct Grouping {
 	std::vector<Family> families;
 	std::vector<pid_t> detailed;	// sorted
 	std::size_t sites_top = 0;
+	const Folding *folding = nullptr;	// members folded after they exited
 };
 nlohmann::json report_json(const std::vector<ProcStats> &procs, const Plan &plan, const Attribution *a,
 			   const Grouping &g);

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -79,7 +80,9 @@ struct Family {
 	pid_t root = 0;
 	std::string root_comm;
 	std::string comm;	// the members' comm, "*" when they differ
-	std::vector<pid_t> members;	// by pid
+	std::vector<pid_t> members;	// by pid: those not folded (Folding)
+	std::size_t processes = 0;	// members, folded ones included
+	std::size_t folded = 0;		// members folded after they exited
 	std::size_t exited = 0;
 	ProcStats counts;	// the members' counts summed (add_counts)
 	// copies per member: mean, p50, p99 (nearest rank), max
@@ -92,9 +95,39 @@ struct Family {
 // unclassified, huge-PMD faults) to `to`.
 void add_counts(ProcStats &to, const ProcStats &from);
 
-// The families of `procs` with at least `min_members` members, most copies
-// first (pure: from pid, ppid and execs).
-std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t min_members = 2);
+// Members of a family folded after they exited: under churn (a server
+// forking a process per connection, for hours) the tracer frees an exited
+// member's BPF state (its counter slot, its mappings' and sites' entries)
+// and keeps its figures here, summed by family, so that no table fills and
+// every total stays exact. Its mappings and sites are in the attribution
+// (Attribution::folded_mappings, folded_sites).
+struct Folded {
+	pid_t root = 0;
+	std::string root_comm;
+	std::string comm;	// the members' comm, "*" when they differ
+	std::size_t processes = 0;
+	ProcStats counts;	// summed (add_counts), latency histogram too
+	// copies of one process -> how many processes copied that many (the
+	// per-process distribution, exact, in memory bounded by distinct values)
+	std::map<std::uint64_t, std::uint64_t> copies;
+};
+
+// Everything folded in a session: by family root, and the root of each
+// folded pid (so that a live process whose parent was folded still finds
+// its family).
+struct Folding {
+	std::map<pid_t, Folded> families;
+	std::map<pid_t, pid_t> roots;
+	std::size_t processes() const;
+	// Add process `p` (a member of `root`'s family) to the family.
+	void add(pid_t root, const std::string &root_comm, const ProcStats &p);
+};
+
+// The families of `procs` with at least `min_members` members (folded
+// ones included), most copies first (pure: from pid, ppid and execs, and
+// the folded members' roots).
+std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t min_members = 2,
+			     const Folding *folding = nullptr);
 
 // The processes shown one by one: all with `per_process` or when there are
 // at most `top`, else the `top` with the most copies (then faults) and the
@@ -172,6 +205,11 @@ struct Attribution {
 	std::vector<MappingStats> mappings;	// by pid, then copies (most first)
 	std::vector<Site> sites_by_pid;	// by pid, then copies
 	std::vector<Site> merged;	// stacks merged over every process by frame names
+	// Of the members folded after they exited (Folding): their mappings
+	// merged by (start, end, label, path) and their sites by frame names,
+	// each under the family root's pid, by root then copies.
+	std::vector<MappingStats> folded_mappings;
+	std::vector<Site> folded_sites;
 	AttrErrors errors;
 	double symbolize_ms = 0;	// time spent symbolizing
 	std::size_t addresses = 0;	// distinct (file, offset) pairs symbolized ("symbolized_addresses")
@@ -184,7 +222,11 @@ struct Attribution {
 // Merge per-process sites over every process by their frames' names
 // (Attribution::merged), most copies first.
 std::vector<Site> merge_sites(const std::vector<Site> &by_pid);
-// The same over the members of one family.
+// The same over the members of one family, folded ones included.
 std::vector<Site> family_sites(const Attribution &a, const Family &f);
+// Add the mappings `from` to `into` (merged by start, end, label, path) and
+// the sites `from` to `into` (merged by frame names; `pid` set to `root`).
+void fold_mappings(std::vector<MappingStats> &into, const std::vector<MappingStats> &from, pid_t root);
+void fold_sites(std::vector<Site> &into, const std::vector<Site> &from, pid_t root);
 
 } // namespace cowtrace

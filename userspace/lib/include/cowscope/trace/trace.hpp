@@ -49,6 +49,11 @@ struct Options {
 	// tracked processes besides the fork/exec events. Tests only set it
 	// longer, so that only the events can get a process's maps read.
 	unsigned watch_round_ms = 10;
+	// Exited members of a family (forked without exec) are folded into
+	// their family once this many wait, or at once when a table overflowed
+	// (fold_exited()): their BPF state freed, their figures kept by family.
+	// Not with long_running (--serve untracks exited processes itself).
+	std::size_t fold_batch = 256;
 };
 
 // Entries in the tracking maps now (procs, infos), the slots ever handed
@@ -106,6 +111,12 @@ public:
 	// --by-mapping / --sites: read the attribution maps and symbolize
 	// (call it after the run, or now and then: it is not cheap).
 	Attribution attribution() const;
+	// Fold exited family members (Options::fold_batch); call it now and
+	// then while tracing (cowtrace does every 50 ms). How many were folded.
+	std::size_t fold_exited(bool force = false);
+	// What was folded: by family, with the root of every folded pid. The
+	// live processes are snapshot()'s; together they are every process.
+	Folding folding() const;
 	// Snapshot the maps of every tracked live process now (the watcher
 	// does it by itself; call before stopping to catch late mappings).
 	void refresh_memory();
