@@ -241,6 +241,7 @@ TEST_F(Unwind, OneSessionPerLayoutAndItsRate)
 	Unwound first = uw.unwind(*cap->mem, s);
 	ProcMemory twin = *cap->mem;	// another process of the same layout
 	twin.pid = cap->mem->pid + 1;
+	twin.maps += "10000-11000 rw-p 00000000 00:00 0 \n";	// and a mapping of its own
 	Unwound again = uw.unwind(twin, s);
 	EXPECT_EQ(uw.layouts_built(), 1u);
 	EXPECT_EQ(first.frames, again.frames);
@@ -274,6 +275,18 @@ TEST_F(Unwind, DepthLimit)
 	EXPECT_EQ(u.frames.size(), 3u) << u.why;
 	EXPECT_EQ(u.stop, Stop::depth_limit) << u.why;
 	EXPECT_EQ(u.why, "depth limit of 3 frames reached");
+}
+
+// An ip in no file (here: on the stack, as a wild jump would leave it)
+TEST_F(Unwind, IpInNoFileSaysWhere)
+{
+	Unwinder uw;
+	StackSample s = cap->sample();
+	s.regs.r[UserRegs::rip] = s.stack_addr;
+	Unwound u = uw.unwind(*cap->mem, s);
+	EXPECT_EQ(u.frames.size(), 1u) << u.why;
+	EXPECT_EQ(u.stop, Stop::no_module) << u.why;
+	EXPECT_EQ(u.why, fmt::format("{:#x} is in no mapped ELF file ([stack])", s.stack_addr));
 }
 
 TEST_F(Unwind, PtRegsTooShortIsAnError)

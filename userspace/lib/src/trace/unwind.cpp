@@ -280,18 +280,23 @@ Unwinder::~Unwinder() = default;
 
 Unwinder::Layout &Unwinder::layout(const ProcMemory &mem)
 {
-	std::vector<MapsLine> maps = parse_maps(mem.maps);
-	std::sort(maps.begin(), maps.end(), [](const MapsLine &a, const MapsLine &b) { return a.start < b.start; });
-	// the key: every file mapping (where, which file, how)
+	// the key: the lines of every file mapping (where, how, which file),
+	// as maps has them; anonymous ones ([heap], [stack], ...) differ
+	// between forked processes of one layout, and no module is in them
 	std::string key;
-	for (const MapsLine &m : maps)
-		if (is_file(m))
-			key += fmt::format("{:x}-{:x} {} {:x} {}:{} {}\n", m.start, m.end, m.perms, m.offset, m.dev, m.ino,
-					   m.path);
+	for (std::string_view text = mem.maps; !text.empty();) {
+		std::size_t nl = text.find('\n');
+		std::string_view line = text.substr(0, nl);
+		text.remove_prefix(nl == text.npos ? text.size() : nl + 1);
+		if (line.find('/') != line.npos)
+			(key += line) += '\n';
+	}
 	if (auto it = by_key_.find(key); it != by_key_.end()) {
 		lru_.splice(lru_.begin(), lru_, it->second);
 		return *it->second->second;
 	}
+	std::vector<MapsLine> maps = parse_maps(mem.maps);
+	std::sort(maps.begin(), maps.end(), [](const MapsLine &a, const MapsLine &b) { return a.start < b.start; });
 	auto l = std::make_unique<Layout>();
 	l->maps = std::move(maps);
 	l->files = mem.files;
@@ -384,7 +389,15 @@ Unwound Unwinder::unwind(const ProcMemory &mem, const StackSample &sample, int m
 						    nullptr)
 				 : "";
 	if (!w.mod) {
-		const MapsLine *m = find_mapping(l->maps, w.pc);
+		// this process's own maps (its anonymous mappings are not the layout's)
+		std::vector<MapsLine> maps;
+		try {
+			maps = parse_maps(mem.maps);
+		} catch (const cowscope::Error &) {
+			maps = l->maps;
+		}
+		std::sort(maps.begin(), maps.end(), [](const MapsLine &a, const MapsLine &b) { return a.start < b.start; });
+		const MapsLine *m = find_mapping(maps, w.pc);
 		out.stop = Stop::no_module;
 		out.why = fmt::format("{:#x} is in no mapped ELF file ({})", w.pc,
 				      !m ? "unmapped" : m->path.empty() ? "anonymous" : m->path);

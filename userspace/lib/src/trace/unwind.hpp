@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <list>
 #include <map>
+#include <unordered_map>
 #include <memory>
 #include <span>
 #include <string>
@@ -112,7 +113,7 @@ public:
 private:
 	Layout &layout(const ProcMemory &mem);
 	std::list<std::pair<std::string, std::unique_ptr<Layout>>> lru_;
-	std::map<std::string, decltype(lru_)::iterator> by_key_;
+	std::unordered_map<std::string, decltype(lru_)::iterator> by_key_;
 	std::size_t max_layouts_;
 	std::size_t built_ = 0;
 };
