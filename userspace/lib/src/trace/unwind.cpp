@@ -401,6 +401,8 @@ Unwound Unwinder::unwind(const ProcMemory &mem, const StackSample &sample, int m
 		out.stop = Stop::no_module;
 		out.why = fmt::format("{:#x} is in no mapped ELF file ({})", w.pc,
 				      !m ? "unmapped" : m->path.empty() ? "anonymous" : m->path);
+		if (l->failed_read)
+			out.why += fmt::format(", and no frame-pointer frame: {}", read_failure(sample, *l->failed_read));
 	} else if (w.cfi && l->failed_read) {
 		out.stop = Stop::slice_exhausted;
 		out.why = read_failure(sample, *l->failed_read);
