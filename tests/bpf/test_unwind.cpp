@@ -238,7 +238,10 @@ TEST_F(Unwind, OneSessionPerLayoutAndItsRate)
 {
 	Unwinder uw;
 	StackSample s = cap->sample();
+	auto c0 = std::chrono::steady_clock::now();
 	Unwound first = uw.unwind(*cap->mem, s);
+	std::printf("first unwind of the layout (libdwfl session built): %.2f ms\n",
+		    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count());
 	ProcMemory twin = *cap->mem;	// another process of the same layout
 	twin.pid = cap->mem->pid + 1;
 	twin.maps += "10000-11000 rw-p 00000000 00:00 0 \n";	// and a mapping of its own
