@@ -1,0 +1,84 @@
+// The userspace CFI unwinder's target (tests/bpf/test_unwind.cpp): a known
+// call chain main -> f1 -> f2 -> f3 -> f4 -> f5 built WITHOUT frame pointers
+// (-O1 -g -fomit-frame-pointer, CMakeLists.txt), each function with a stack
+// frame of its own size, the innermost blocked in read() on a pipe.
+//
+// Protocol: f5 writes "R" to stdout (a pipe the test reads) and then reads
+// stdin (a pipe the test holds open), so the test knows the chain is built;
+// it then waits until /proc/PID/syscall says the process is in read(0, ...).
+//
+// No function sets up rbp as a frame pointer, and f3 keeps six values live
+// across its call (rbx, rbp, r12-r15: rbp as a general register), so the
+// frame-pointer walk from f5's registers follows a data value, not a chain.
+// objdump -d --no-show-raw-insn of this file at -O1 -g -fomit-frame-pointer,
+// gcc 12.2 (Debian 12):
+//   f5:   sub $0x178,%rsp ... ret        f4: sub $0x128,%rsp ... ret
+//   f3:   push %r15 %r14 %r13 %r12 %rbp %rbx; sub $0xe8,%rsp;
+//         mov sink(%rip),%ebp; or %edi,%ebp   (rbp = sink | x, a value)
+//   f2:   sub $0xa8,%rsp ... ret         f1: sub $0x68,%rsp ... ret
+//   main: sub $0x8,%rsp ... ret          (no "push %rbp; mov %rsp,%rbp" anywhere)
+#include <unistd.h>
+
+#define NOINLINE __attribute__((noinline, noclone))
+
+volatile int sink;
+
+NOINLINE int f5(int x)
+{
+	volatile char pad[352];
+	char c;
+	pad[0] = (char)x;
+	pad[sizeof(pad) - 1] = (char)x;
+	if (write(1, "R", 1) != 1)
+		return -1;
+	if (read(0, &c, 1) < 0)	/* the test stops the process here */
+		return -2;
+	return pad[0] + pad[sizeof(pad) - 1];
+}
+
+NOINLINE int f4(int x)
+{
+	volatile char pad[288];
+	pad[0] = (char)x;
+	pad[sizeof(pad) - 1] = (char)x;
+	int r = f5(x + 1);
+	return r + pad[0] + pad[sizeof(pad) - 1];
+}
+
+NOINLINE int f3(int x)
+{
+	volatile char pad[224];
+	/* six values live across the call: every callee-saved register,
+	 * rbp included */
+	int a = sink + x, b = sink * 3 + x, c = sink * 5 - x, d = sink ^ x, e = sink | x, g = sink - 7 * x;
+	pad[0] = (char)x;
+	pad[sizeof(pad) - 1] = (char)x;
+	int r = f4(x + 1);
+	return r + a * b + c * d + e * g + pad[0] + pad[sizeof(pad) - 1] + a + b + c + d + e + g;
+}
+
+NOINLINE int f2(int x)
+{
+	volatile char pad[160];
+	pad[0] = (char)x;
+	pad[sizeof(pad) - 1] = (char)x;
+	int r = f3(x + 1);
+	return r + pad[0] + pad[sizeof(pad) - 1];
+}
+
+NOINLINE int f1(int x)
+{
+	volatile char pad[96];
+	pad[0] = (char)x;
+	pad[sizeof(pad) - 1] = (char)x;
+	int r = f2(x + 1);
+	return r + pad[0] + pad[sizeof(pad) - 1];
+}
+
+int main(int argc, char **argv)
+{
+	(void)argv;
+	int r = f1(argc);
+	sink = r;
+	return r < 0 ? 1 : 0;
+}
