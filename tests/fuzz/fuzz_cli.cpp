@@ -222,21 +222,22 @@ void pid(std::string_view text)
 	count(text, 1, INT32_MAX);	// the same rules as COUNT 1..2^31-1
 }
 
-} // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size_)
+void fuzz_one(std::uint8_t pick, std::string_view text)
 {
-	if (size_ < 1)
-		return 0;
-	const std::string_view text = fuzz::text(data + 1, size_ - 1);
-	switch (data[0] % 11) {
+	switch (pick % 11) {
 	case 0: count(text, 0, UINT64_MAX); break;
 	case 1: count(text, 1, 1024); break;
 	case 2: pid(text); break;
-	case 3: case 4: case 5: case 6: case 7: real(text, data[0] % 11 - 3); break;
+	case 3: case 4: case 5: case 6: case 7: real(text, pick % 11 - 3); break;
 	case 8: size(text, false); break;
 	case 9: size(text, true); break;
 	default: count(text, 7, 7); break;
 	}
-	return 0;
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
+{
+	return fuzz::run_picked(data, size, fuzz_one);
 }

@@ -117,19 +117,21 @@ void folio(const std::string &text)
 	      "folio: an accepted size is not the name of its order", text);
 }
 
-} // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
+void fuzz_one(std::uint8_t pick, std::string_view input)
 {
-	if (size < 1)
-		return 0;
-	const std::string text(fuzz::text(data + 1, size - 1));
-	switch (data[0] % 5) {
+	const std::string text(input);
+	switch (pick % 5) {
 	case 0: maps(text); break;
 	case 1: ptes(text); break;
 	case 2: summary(text); break;
 	case 3: version(text); break;
 	default: folio(text); break;
 	}
-	return 0;
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
+{
+	return fuzz::run_picked(data, size, fuzz_one);
 }
