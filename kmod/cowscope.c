@@ -238,6 +238,13 @@ static u32 cs_cow_flags(bool vma_write, u32 flags)
 	return flags;
 }
 
+/* The flags a present PTE or huge PMD gives from its hardware bits. */
+static inline u32 cs_hw_flags(bool write, bool dirty, bool young, bool user)
+{
+	return (write ? COWSCOPE_F_WRITE : 0) | (dirty ? COWSCOPE_F_DIRTY : 0) |
+	       (young ? COWSCOPE_F_ACCESSED : 0) | (user ? COWSCOPE_F_USER : 0);
+}
+
 static void cs_huge_pmd(struct vm_area_struct *vma, pmd_t pmd,
 			unsigned long addr, unsigned long end,
 			struct cowscope_rec *rec)
@@ -249,14 +256,8 @@ static void cs_huge_pmd(struct vm_area_struct *vma, pmd_t pmd,
 	bool zero = false;
 	unsigned int i;
 
-	if (pmd_write(pmd))
-		flags |= COWSCOPE_F_WRITE;
-	if (pmd_dirty(pmd))
-		flags |= COWSCOPE_F_DIRTY;
-	if (pmd_young(pmd))
-		flags |= COWSCOPE_F_ACCESSED;
-	if (cs_pmd_user(pmd))
-		flags |= COWSCOPE_F_USER;
+	flags |= cs_hw_flags(pmd_write(pmd), pmd_dirty(pmd), pmd_young(pmd),
+			     cs_pmd_user(pmd));
 	if (cs_pmd_devmap(pmd) || !pfn_valid(pfn0) ||
 	    (vma->vm_flags & (VM_PFNMAP | VM_IO)))
 		flags |= COWSCOPE_F_NOPAGE;
@@ -317,15 +318,9 @@ static void cs_pte_range(struct vm_area_struct *vma, pte_t *ptep,
 			continue;
 		}
 		pfn = pte_pfn(pte);
-		f = rec->flags | COWSCOPE_F_PRESENT;
-		if (pte_write(pte))
-			f |= COWSCOPE_F_WRITE;
-		if (pte_dirty(pte))
-			f |= COWSCOPE_F_DIRTY;
-		if (pte_young(pte))
-			f |= COWSCOPE_F_ACCESSED;
-		if (cs_pte_user(pte))
-			f |= COWSCOPE_F_USER;
+		f = rec->flags | COWSCOPE_F_PRESENT |
+		    cs_hw_flags(pte_write(pte), pte_dirty(pte), pte_young(pte),
+				cs_pte_user(pte));
 		rec->pfn = pfn;
 		/* The zero page's PTE is special: test for it first. */
 		if (pte_special(pte)) {
@@ -737,18 +732,6 @@ static int cs_maps_show(struct seq_file *m, void *v)
 	return 0;
 }
 
-static const struct seq_operations cs_maps_ops = {
-	.start = cs_maps_start,
-	.next = cs_maps_next,
-	.stop = cs_seq_stop,
-	.show = cs_maps_show,
-};
-
-static int cs_maps_open(struct inode *inode, struct file *file)
-{
-	return cs_seq_open(inode, file, &cs_maps_ops);
-}
-
 /* ptes */
 
 /* The first present page at or after addr inside the range, or NULL. */
@@ -841,18 +824,6 @@ static int cs_ptes_show(struct seq_file *m, void *v)
 	return 0;
 }
 
-static const struct seq_operations cs_ptes_ops = {
-	.start = cs_ptes_start,
-	.next = cs_ptes_next,
-	.stop = cs_seq_stop,
-	.show = cs_ptes_show,
-};
-
-static int cs_ptes_open(struct inode *inode, struct file *file)
-{
-	return cs_seq_open(inode, file, &cs_ptes_ops);
-}
-
 /* summary */
 
 static void *cs_summary_start(struct seq_file *m, loff_t *pos)
@@ -928,34 +899,36 @@ static int cs_summary_show(struct seq_file *m, void *v)
 	return 0;
 }
 
-static const struct seq_operations cs_summary_ops = {
-	.start = cs_summary_start,
-	.next = cs_summary_next,
-	.stop = cs_seq_stop,
-	.show = cs_summary_show,
+/*
+ * The text views, by the name of their file in the pid's directory: one
+ * open picks the view's seq_operations by that name, so the three files
+ * share one proc_ops.
+ */
+static const struct {
+	const char *name;
+	const struct seq_operations ops;
+} cs_views[] = {
+	{ "maps", { .start = cs_maps_start, .next = cs_maps_next,
+		    .stop = cs_seq_stop, .show = cs_maps_show } },
+	{ "ptes", { .start = cs_ptes_start, .next = cs_ptes_next,
+		    .stop = cs_seq_stop, .show = cs_ptes_show } },
+	{ "summary", { .start = cs_summary_start, .next = cs_summary_next,
+		       .stop = cs_seq_stop, .show = cs_summary_show } },
 };
 
-static int cs_summary_open(struct inode *inode, struct file *file)
+static int cs_view_open(struct inode *inode, struct file *file)
 {
-	return cs_seq_open(inode, file, &cs_summary_ops);
+	const char *name = (const char *)file_dentry(file)->d_name.name;
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(cs_views); i++)
+		if (!strcmp(name, cs_views[i].name))
+			return cs_seq_open(inode, file, &cs_views[i].ops);
+	return -ENOENT;
 }
 
-static const struct proc_ops cs_maps_fops = {
-	.proc_open = cs_maps_open,
-	.proc_read = seq_read,
-	.proc_lseek = seq_lseek,
-	.proc_release = cs_seq_release,
-};
-
-static const struct proc_ops cs_ptes_fops = {
-	.proc_open = cs_ptes_open,
-	.proc_read = seq_read,
-	.proc_lseek = seq_lseek,
-	.proc_release = cs_seq_release,
-};
-
-static const struct proc_ops cs_summary_fops = {
-	.proc_open = cs_summary_open,
+static const struct proc_ops cs_view_fops = {
+	.proc_open = cs_view_open,
 	.proc_read = seq_read,
 	.proc_lseek = seq_lseek,
 	.proc_release = cs_seq_release,
@@ -1302,6 +1275,7 @@ static int cs_track(pid_t nr)
 	struct cs_entry *e;
 	struct pid *pid;
 	char name[16];
+	unsigned int i;
 	int ret = 0;
 
 	mutex_lock(&cs_lock);
@@ -1331,21 +1305,23 @@ static int cs_track(pid_t nr)
 	e->dir = proc_mkdir_mode(name, 0500, cs_root);
 	if (!e->dir)
 		goto out_free;
-	if (!proc_create_data("maps", 0400, e->dir, &cs_maps_fops, e) ||
-	    !proc_create_data("ptes", 0400, e->dir, &cs_ptes_fops, e) ||
-	    !proc_create_data("summary", 0400, e->dir, &cs_summary_fops, e) ||
-	    !proc_create_data("pagemap", 0400, e->dir, &cs_pagemap_fops, e) ||
-	    !proc_create_data("range", 0600, e->dir, &cs_range_fops, e)) {
-		/* files already created may have been opened: put, not kfree */
-		proc_remove(e->dir);
-		cs_entry_put(e);	/* drops pid */
-		goto out;
-	}
+	for (i = 0; i < ARRAY_SIZE(cs_views); i++)
+		if (!proc_create_data(cs_views[i].name, 0400, e->dir,
+				      &cs_view_fops, e))
+			goto out_remove;
+	if (!proc_create_data("pagemap", 0400, e->dir, &cs_pagemap_fops, e) ||
+	    !proc_create_data("range", 0600, e->dir, &cs_range_fops, e))
+		goto out_remove;
 	list_add_tail(&e->node, &cs_entries);
 	cs_ntracked++;
 	mutex_unlock(&cs_lock);
 	return 0;
 
+out_remove:
+	/* files already created may have been opened: put, not kfree */
+	proc_remove(e->dir);
+	cs_entry_put(e);	/* drops pid */
+	goto out;
 out_free:
 	kfree(e);
 out_put:

@@ -23,19 +23,8 @@
 #    on one kept-alive connection, as Prometheus scrapes, each with the
 #    exporter's CPU time per scrape. Target: median < 10 ms for both.
 set -uo pipefail
-build=${BUILD:-build}
-case "$build" in /*) ;; *) build=$(cd "$(dirname "$0")/../.." && pwd)/$build ;; esac
-bin=${COWSCOPE_BIN:-$build/bin}
-cowtrace=$bin/cowtrace
-mib=${COWTRACE_BENCH_MIB:-256}
-runs=${COWTRACE_BENCH_RUNS:-5}
-pages=$((mib * 256))
-
-skip() { echo "cowtrace_serve_bench=skipped reason=\"$*\""; exit 0; }
-[ "$(id -u)" = 0 ] || skip "not root: BPF needs root"
-[ -r /sys/kernel/btf/vmlinux ] || skip "no /sys/kernel/btf/vmlinux"
-[ -x "$cowtrace" ] || skip "$cowtrace not built"
-command -v cc >/dev/null || skip "no C compiler for the workload"
+bench_name=cowtrace_serve_bench
+. "$(dirname "$0")/cowtrace-common.bash"
 command -v curl >/dev/null || skip "no curl"
 
 tmp=$(mktemp -d)

@@ -95,13 +95,19 @@ cowtrace::Options traced_options(cowtrace::Options o = {})
 	return o;
 }
 
+// Why a test that loads the BPF programs cannot run here, "" when it can.
+std::string no_bpf()
+{
+	const std::string why = cowtrace::bpf_unavailable_reason();
+	return why.empty() ? "" : "BPF unavailable: " + why;
+}
+
 class Cowtrace : public ::testing::Test {
 protected:
 	void SetUp() override
 	{
-		std::string why = cowtrace::bpf_unavailable_reason();
-		if (!why.empty())
-			GTEST_SKIP() << "BPF unavailable: " << why;
+		if (auto why = no_bpf(); !why.empty())
+			GTEST_SKIP() << why;
 		tracer = std::make_unique<cowtrace::Tracer>(traced_options());	// must load: root with BTF
 		tracer->track(getpid(), getppid(), "test");
 		std::printf("[ method   ] %s\n", tracer->plan().describe().c_str());
@@ -517,9 +523,8 @@ class Attribution : public ::testing::Test {
 protected:
 	void SetUp() override
 	{
-		std::string why = cowtrace::bpf_unavailable_reason();
-		if (!why.empty())
-			GTEST_SKIP() << "BPF unavailable: " << why;
+		if (auto why = no_bpf(); !why.empty())
+			GTEST_SKIP() << why;
 		if (access((bin_dir() + "/cowtrace").c_str(), X_OK) != 0 ||
 		    access((bin_dir() + "/cowtrace_target").c_str(), X_OK) != 0)
 			GTEST_SKIP() << "no cowtrace or cowtrace_target beside the test";

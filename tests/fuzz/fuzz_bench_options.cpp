@@ -17,12 +17,12 @@
 using namespace cowscope;
 using fuzz::check;
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
+namespace {
+
+void fuzz_one(std::uint8_t pick, std::string_view input)
 {
-	if (size < 1)
-		return 0;
-	const bool sweep = data[0] & 1;
-	const std::string text(fuzz::text(data + 1, size - 1));
+	const bool sweep = pick & 1;
+	const std::string text(input);
 	std::map<std::string, std::string> opts;
 	std::istringstream in(text);
 	for (std::string line; std::getline(in, line);) {
@@ -33,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 	try {
 		if (!sweep) {
 			(void)params_json(config_from_options(opts)).dump();
-			return 0;
+			return;
 		}
 		const auto points = expand_sweep(opts);
 		check(!points.empty(), "a sweep without points", text);
@@ -44,5 +44,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 		check(m.starts_with("--") || m.starts_with("unknown option"),
 		      "a rejected option value does not name the option", text, m);
 	}
-	return 0;
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
+{
+	return fuzz::run_picked(data, size, fuzz_one);
 }

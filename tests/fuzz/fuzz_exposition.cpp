@@ -130,18 +130,19 @@ void scrape(std::string_view comm, Format f)
 	}
 }
 
+void fuzz_one(std::uint8_t pick, std::string_view text)
+{
+	switch (pick % 4) {
+	case 0: escaped(text, true); break;
+	case 1: escaped(text, false); break;
+	case 2: (void)content_type(negotiate(text)); break;
+	default: scrape(text, pick & 4 ? Format::openmetrics : Format::prometheus); break;
+	}
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
 {
-	if (size < 1)
-		return 0;
-	const std::string_view text = fuzz::text(data + 1, size - 1);
-	switch (data[0] % 4) {
-	case 0: escaped(text, true); break;
-	case 1: escaped(text, false); break;
-	case 2: (void)content_type(negotiate(text)); break;
-	default: scrape(text, data[0] & 4 ? Format::openmetrics : Format::prometheus); break;
-	}
-	return 0;
+	return fuzz::run_picked(data, size, fuzz_one);
 }

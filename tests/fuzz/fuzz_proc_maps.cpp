@@ -32,25 +32,26 @@ void one(const proc::MapsEntry &m, std::string_view input, std::string_view line
 	      "maps: an accepted VMA differs when printed and parsed again", input, again);
 }
 
+void fuzz_one(std::uint8_t pick, std::string_view text)
+{
+	if (pick & 1) {
+		if (text.find('\n') != std::string_view::npos)
+			return;
+		if (const auto m = proc::parse_maps_line(text))
+			one(*m, text, text);
+		return;
+	}
+	const auto got = fuzz::accepted([&] { return proc::parse_maps(text); });
+	if (!got)
+		return;
+	const std::vector<proc::MapsEntry> &v = *got;
+	for (const auto &m : v)
+		one(m, text, m.head + m.path);
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
 {
-	if (size < 1)
-		return 0;
-	const std::string_view text = fuzz::text(data + 1, size - 1);
-	if (data[0] & 1) {
-		if (text.find('\n') != std::string_view::npos)
-			return 0;
-		if (const auto m = proc::parse_maps_line(text))
-			one(*m, text, text);
-		return 0;
-	}
-	const auto got = fuzz::accepted([&] { return proc::parse_maps(text); });
-	if (!got)
-		return 0;
-	const std::vector<proc::MapsEntry> &v = *got;
-	for (const auto &m : v)
-		one(m, text, m.head + m.path);
-	return 0;
+	return fuzz::run_picked(data, size, fuzz_one);
 }

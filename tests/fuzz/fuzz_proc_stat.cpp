@@ -10,19 +10,18 @@
 using namespace cowscope;
 using fuzz::check;
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
+namespace {
+
+void fuzz_one(std::uint8_t pick, std::string_view text)
 {
-	if (size < 1)
-		return 0;
-	const std::string_view text = fuzz::text(data + 1, size - 1);
-	if (data[0] & 1) {
+	if (pick & 1) {
 		if (const auto s = proc::parse_status(text))
 			(void)s->gone();
-		return 0;
+		return;
 	}
 	const auto st = proc::parse_stat(text);
 	if (!st)
-		return 0;
+		return;
 	const auto open = text.find(" ("), close = text.rfind(')');
 	check(open != std::string_view::npos && close != std::string_view::npos && close >= open + 2,
 	      "stat: accepted without \" (comm)\"", text);
@@ -34,5 +33,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 	      text);
 	(void)st->gone();
 	(void)st->kernel_thread();
-	return 0;
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
+{
+	return fuzz::run_picked(data, size, fuzz_one);
 }

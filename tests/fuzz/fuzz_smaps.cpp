@@ -13,18 +13,17 @@
 using namespace cowscope;
 using fuzz::check;
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
+namespace {
+
+void fuzz_one(std::uint8_t pick, std::string_view text)
 {
-	if (size < 1)
-		return 0;
-	const std::string_view text = fuzz::text(data + 1, size - 1);
-	if (data[0] & 1) {
+	if (pick & 1) {
 		(void)proc::parse_kb_fields(text);
-		return 0;
+		return;
 	}
 	const auto got = fuzz::accepted([&] { return proc::parse_smaps(text); });
 	if (!got)
-		return 0;
+		return;
 	const std::vector<proc::SmapsEntry> &smaps = *got;
 	for (const auto &e : smaps) {
 		check(e.vma.start <= e.vma.end, "smaps: a VMA with start > end", text);
@@ -40,5 +39,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 		      "smaps: a VMA counted as COW-writable that is not private and writable", text, s.perms);
 		(void)s.ptes();
 	}
-	return 0;
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
+{
+	return fuzz::run_picked(data, size, fuzz_one);
 }

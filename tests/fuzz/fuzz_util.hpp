@@ -102,4 +102,15 @@ inline std::string_view text(const std::uint8_t *data, std::size_t size)
 	return {reinterpret_cast<const char *>(data), size};
 }
 
+// The entry of a target that fuzzes several inputs: the first byte picks
+// which (one(pick, text) takes what it needs of it: its low bit, or it
+// modulo the number of inputs), the rest is the text. An empty input runs
+// nothing.
+template <class One> int run_picked(const std::uint8_t *data, std::size_t size, One &&one)
+{
+	if (size >= 1)
+		one(data[0], text(data + 1, size - 1));
+	return 0;
+}
+
 } // namespace fuzz

@@ -16,76 +16,79 @@ using fuzz::check;
 
 namespace {
 
-// The rows `v` of `view`, printed as `again` the module's way and parsed
-// again by `parse`: as many rows, each `same` as before.
-template <class Row, class Parse, class Same>
-void reads_back(const char *view, const std::string &text, const std::vector<Row> &v, const std::string &again,
-		Parse &&parse, Same &&same)
+// `view` as `parse` reads it: what it accepts of `text`, printed the
+// module's way by `print` and parsed again, has as many rows, each `same` as
+// before.
+template <class Parse, class Print, class Same>
+void reads_back(const char *view, const std::string &text, Parse &&parse, Print &&print, Same &&same)
 {
+	const auto v = fuzz::accepted([&] { return parse(text); });
+	if (!v)
+		return;
+	const std::string again = print(*v);
 	const auto w = parse(again);
-	if (w.size() != v.size())
+	if (w.size() != v->size())
 		fuzz::fail(fmt::format("{}: printed and parsed again, the row count differs", view).c_str(), text);
-	for (std::size_t i = 0; i < v.size(); i++)
-		if (!same(w[i], v[i]))
+	for (std::size_t i = 0; i < w.size(); i++)
+		if (!same(w[i], (*v)[i]))
 			fuzz::fail(fmt::format("{}: a row differs when printed and parsed again", view).c_str(), text,
 				   again);
 }
 
 void maps(const std::string &text)
 {
-	const auto got = fuzz::accepted([&] { return parse_maps(text); });
-	if (!got)
-		return;
-	const std::vector<MapsEntry> &v = *got;
-	std::string again = "# start-end perms label present writable cow shared\n";
-	for (const auto &m : v)
-		again += fmt::format("{:x}-{:x} {} {} {} {} {} {}\n", m.start, m.end, m.perms, m.label, m.present,
-				     m.writable, m.cow, m.shared);
-	reads_back("maps", text, v, again, [](const std::string &t) { return parse_maps(t); },
-		   [](const MapsEntry &a, const MapsEntry &b) {
-			   return a.start == b.start && a.end == b.end && a.perms == b.perms && a.label == b.label &&
-				  a.present == b.present && a.writable == b.writable && a.cow == b.cow &&
-				  a.shared == b.shared;
-		   });
+	reads_back(
+		"maps", text, parse_maps,
+		[](const std::vector<MapsEntry> &v) {
+			std::string again = "# start-end perms label present writable cow shared\n";
+			for (const auto &m : v)
+				again += fmt::format("{:x}-{:x} {} {} {} {} {} {}\n", m.start, m.end, m.perms, m.label,
+						     m.present, m.writable, m.cow, m.shared);
+			return again;
+		},
+		[](const MapsEntry &a, const MapsEntry &b) {
+			return a.start == b.start && a.end == b.end && a.perms == b.perms && a.label == b.label &&
+			       a.present == b.present && a.writable == b.writable && a.cow == b.cow && a.shared == b.shared;
+		});
 }
 
 void ptes(const std::string &text)
 {
-	const auto got = fuzz::accepted([&] { return parse_ptes(text); });
-	if (!got)
-		return;
-	const std::vector<PteLine> &v = *got;
-	std::string again = "# vaddr pfn flags ref map folio\n";
-	for (const auto &p : v) {
-		check(p.folio_order <= COWSCOPE_MAX_FOLIO_ORDER, "ptes: a folio order beyond 2M", text);
-		again += fmt::format("{:#x} {:x} {} {} {}{} {}\n", p.vaddr, p.pfn, p.flags, p.ref,
-				     p.map_average ? "~" : "", p.map, folio_size_name(p.folio_order));
-	}
-	reads_back("ptes", text, v, again, [](const std::string &t) { return parse_ptes(t); },
-		   [](const PteLine &a, const PteLine &b) {
-			   return a.vaddr == b.vaddr && a.pfn == b.pfn && a.flags == b.flags && a.ref == b.ref &&
-				  a.map == b.map && a.map_average == b.map_average && a.folio_order == b.folio_order;
-		   });
+	reads_back(
+		"ptes", text, parse_ptes,
+		[&](const std::vector<PteLine> &v) {
+			std::string again = "# vaddr pfn flags ref map folio\n";
+			for (const auto &p : v) {
+				check(p.folio_order <= COWSCOPE_MAX_FOLIO_ORDER, "ptes: a folio order beyond 2M", text);
+				again += fmt::format("{:#x} {:x} {} {} {}{} {}\n", p.vaddr, p.pfn, p.flags, p.ref,
+						     p.map_average ? "~" : "", p.map, folio_size_name(p.folio_order));
+			}
+			return again;
+		},
+		[](const PteLine &a, const PteLine &b) {
+			return a.vaddr == b.vaddr && a.pfn == b.pfn && a.flags == b.flags && a.ref == b.ref &&
+			       a.map == b.map && a.map_average == b.map_average && a.folio_order == b.folio_order;
+		});
 }
 
 void summary(const std::string &text)
 {
-	const auto got = fuzz::accepted([&] { return parse_summary(text); });
-	if (!got)
-		return;
-	const std::vector<SummaryRow> &v = *got;
-	std::string again;
-	for (const auto &r : v) {
-		again += fmt::format("{} {} {} {} {} {} {}", r.label, r.present, r.writable, r.cow, r.shared,
-				     r.exclusive, r.huge);
-		for (auto n : r.folio)
-			again += fmt::format(" {}", n);
-		again += "\n";
-	}
-	reads_back("summary", text, v, again, [](const std::string &t) { return parse_summary(t); },
-		   [](const SummaryRow &a, const SummaryRow &b) {
-			   return a.label == b.label && a.present == b.present && a.cow == b.cow && a.folio == b.folio;
-		   });
+	reads_back(
+		"summary", text, parse_summary,
+		[](const std::vector<SummaryRow> &v) {
+			std::string again;
+			for (const auto &r : v) {
+				again += fmt::format("{} {} {} {} {} {} {}", r.label, r.present, r.writable, r.cow,
+						     r.shared, r.exclusive, r.huge);
+				for (auto n : r.folio)
+					again += fmt::format(" {}", n);
+				again += "\n";
+			}
+			return again;
+		},
+		[](const SummaryRow &a, const SummaryRow &b) {
+			return a.label == b.label && a.present == b.present && a.cow == b.cow && a.folio == b.folio;
+		});
 }
 
 void version(const std::string &text)
@@ -117,19 +120,21 @@ void folio(const std::string &text)
 	      "folio: an accepted size is not the name of its order", text);
 }
 
-} // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
+void fuzz_one(std::uint8_t pick, std::string_view input)
 {
-	if (size < 1)
-		return 0;
-	const std::string text(fuzz::text(data + 1, size - 1));
-	switch (data[0] % 5) {
+	const std::string text(input);
+	switch (pick % 5) {
 	case 0: maps(text); break;
 	case 1: ptes(text); break;
 	case 2: summary(text); break;
 	case 3: version(text); break;
 	default: folio(text); break;
 	}
-	return 0;
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
+{
+	return fuzz::run_picked(data, size, fuzz_one);
 }

@@ -104,6 +104,19 @@ using cowscope::testing::bin_dir;
 
 std::string cowbench() { return bin_dir() + "/cowbench"; }
 
+// Why a test that runs cowbench cannot run here, "" when it can.
+std::string no_cowbench()
+{
+	return access(cowbench().c_str(), X_OK) == 0 ? "" : "cowbench not built next to this test";
+}
+
+// The same for a test that runs cowbench --folio 64K.
+std::string no_cowbench_64k()
+{
+	const std::string why = no_64k_folios();
+	return why.empty() ? no_cowbench() : why;
+}
+
 // A fake sysfs tree: hugepages-8kB without `enabled` (as on 6.18, where
 // order 1 is for shmem only) and the anonymous sizes with it.
 struct FakeTree {
@@ -399,8 +412,8 @@ TEST(FolioE2E, PartialChildWriteMatchesPagemap)
 
 TEST(FolioCli, BadInputIsRefusedBeforeAnything)
 {
-	if (access(cowbench().c_str(), X_OK) != 0)
-		GTEST_SKIP() << "cowbench not built next to this test";
+	if (auto why = no_cowbench(); !why.empty())
+		GTEST_SKIP() << why;
 	auto [out, rc] = cowscope::testing::run_command(cowbench() + " --folio 8K --heap 4M --repeat 1 2>&1");
 	EXPECT_EQ(rc, 2) << out;
 	if (has_mthp_controls()) {
@@ -424,10 +437,8 @@ TEST(FolioCli, BadInputIsRefusedBeforeAnything)
 
 TEST(FolioCli, ControlsRestoredAfterNormalAndErrorExit)
 {
-	if (auto why = no_64k_folios(); !why.empty())
+	if (auto why = no_cowbench_64k(); !why.empty())
 		GTEST_SKIP() << why;
-	if (access(cowbench().c_str(), X_OK) != 0)
-		GTEST_SKIP() << "cowbench not built next to this test";
 	SysfsKeeper keep;
 	auto [out, rc] = cowscope::testing::run_command(cowbench() + " --folio 64K --heap 8M --repeat 1 --quiet 2>&1");
 	EXPECT_EQ(rc, 0) << out;
@@ -479,10 +490,8 @@ int wait_status(pid_t p)
 
 TEST(FolioCli, ControlsRestoredAfterSigintSigtermAndDoubleSignal)
 {
-	if (auto why = no_64k_folios(); !why.empty())
+	if (auto why = no_cowbench_64k(); !why.empty())
 		GTEST_SKIP() << why;
-	if (access(cowbench().c_str(), X_OK) != 0)
-		GTEST_SKIP() << "cowbench not built next to this test";
 	SysfsKeeper keep;
 	bool changes = false;
 	{

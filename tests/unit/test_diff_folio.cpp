@@ -3,6 +3,8 @@
 // and wholly copied, on synthetic cowscope records.
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <nlohmann/json.hpp>
 
 #include "cowscope/view/diff.hpp"
@@ -31,6 +33,14 @@ void after_fork_64k(unsigned folios, PageList &parent, PageList &child)
 	forked_heap(folios * 16, HEAP, 0x10000, COW, 4, parent, child);
 }
 
+// The parent's large folios in both: how many, how many of them partly and
+// how many wholly copied.
+using Folios = std::tuple<std::uint64_t, std::uint64_t, std::uint64_t>;
+Folios folios(const DiffCounts &t)
+{
+	return {t.large_folios, t.large_folios_partly_copied, t.large_folios_wholly_copied};
+}
+
 } // namespace
 
 TEST(DiffFolio, RightAfterForkNoFolioIsCopied)
@@ -40,9 +50,7 @@ TEST(DiffFolio, RightAfterForkNoFolioIsCopied)
 	Diff d = diff_pages(p, c);
 	EXPECT_EQ(d.total.shared, 64u);
 	EXPECT_EQ(d.total.shared_large, 64u);
-	EXPECT_EQ(d.total.large_folios, 4u);
-	EXPECT_EQ(d.total.large_folios_partly_copied, 0u);
-	EXPECT_EQ(d.total.large_folios_wholly_copied, 0u);
+	EXPECT_EQ(folios(d.total), Folios(4, 0, 0));
 	EXPECT_EQ(d.segments[COWSCOPE_SEG_HEAP].large_folios, 4u);
 }
 
@@ -62,9 +70,7 @@ TEST(DiffFolio, PartlyAndWhollyCopiedFolios)
 	EXPECT_EQ(d.total.copied_large, 18u) << "every copied page came from a large folio";
 	EXPECT_EQ(d.total.copied_child_large, 1u);
 	EXPECT_EQ(d.total.shared_large, 64u - 18u);
-	EXPECT_EQ(d.total.large_folios, 4u);
-	EXPECT_EQ(d.total.large_folios_partly_copied, 2u);  // folios 0 and 2
-	EXPECT_EQ(d.total.large_folios_wholly_copied, 1u);  // folio 1
+	EXPECT_EQ(folios(d.total), Folios(4, 2, 1));	// partly: folios 0 and 2; wholly: folio 1
 	const auto j = diff_json(d, true);
 	EXPECT_EQ(j["total"]["large_folios_partly_copied"], 2);
 	EXPECT_EQ(j["total"]["large_folios_wholly_copied"], 1);
@@ -106,9 +112,7 @@ TEST(DiffFolio, ThpAndOutOfOrderPagesAreOneFolio)
 	c.push_back(rec(HEAP + 0x400000, 0x7777, RW, 0));
 	c.push_back(rec(HEAP + 0x401000, 0x3001, COW, 2));
 	Diff d = diff_pages(p, c);
-	EXPECT_EQ(d.total.large_folios, 2u);
-	EXPECT_EQ(d.total.large_folios_partly_copied, 1u);
-	EXPECT_EQ(d.total.large_folios_wholly_copied, 0u);
+	EXPECT_EQ(folios(d.total), Folios(2, 1, 0));
 	EXPECT_EQ(d.total.shared_large, 513u);
 }
 

@@ -233,6 +233,12 @@ std::vector<view::PageRecord> read_view(pid_t pid, std::optional<std::uint64_t> 
 	return all;
 }
 
+// A getter of one field of the record's struct cowscope_rec.
+template <auto Field> auto rec_field()
+{
+	return [](const view::PageRecord &r) { return r.rec.*Field; };
+}
+
 std::string record_repr(const view::PageRecord &r)
 {
 	char buf[240];
@@ -364,15 +370,12 @@ KeyboardInterrupt. One bench runs at a time per process.)doc");
 	py::class_<view::PageRecord>(m, "PageRecord",
 				     "One virtual page of the module's binary view (struct cowscope_rec).")
 		.def_readonly("vaddr", &view::PageRecord::vaddr, "Virtual address of the page.")
-		.def_property_readonly("pfn", [](const view::PageRecord &r) { return r.rec.pfn; },
-				       "Page frame number (0 when not present).")
-		.def_property_readonly("flags", [](const view::PageRecord &r) { return r.rec.flags; },
-				       "COWSCOPE_F_* bits.")
+		.def_property_readonly("pfn", rec_field<&cowscope_rec::pfn>(), "Page frame number (0 when not present).")
+		.def_property_readonly("flags", rec_field<&cowscope_rec::flags>(), "COWSCOPE_F_* bits.")
 		.def_property_readonly("letters", &view::PageRecord::flags,
 				       "The flags as the ptes view's letters (W D A U H a x z k f s), '-' for none.")
-		.def_property_readonly("refcount", [](const view::PageRecord &r) { return r.rec.refcount; },
-				       "page_count() of the page.")
-		.def_property_readonly("mapcount", [](const view::PageRecord &r) { return r.rec.mapcount; },
+		.def_property_readonly("refcount", rec_field<&cowscope_rec::refcount>(), "page_count() of the page.")
+		.def_property_readonly("mapcount", rec_field<&cowscope_rec::mapcount>(),
 				       "The page's mapcount, as /proc/kpagecount reports it.")
 		.def_property_readonly("folio_size", &view::PageRecord::folio_bytes,
 				       "Bytes of the folio this page belongs to (4096, 65536, 2097152...).")

@@ -252,32 +252,55 @@ void check_memory_fits(const BenchConfig &cfg, std::uint64_t available)
 		format_size(available)));
 }
 
+namespace {
+
+// The per-repetition figures, in cowbench's output order: repetition_keys
+// and repetition_value read them from here, so a new figure is one line.
+constexpr std::pair<std::string_view, double Repetition::*> kRepetitionFigures[] = {
+	{"fork_us", &Repetition::fork_us},
+	{"child_start_us", &Repetition::child_start_us},
+	{"child_write_us", &Repetition::child_write_us},
+	{"child_read_us", &Repetition::child_read_us},
+	{"cow_faults", &Repetition::cow_faults},
+	{"ns_per_cow_fault", &Repetition::ns_per_cow_fault},
+	{"cow_private_dirty_kb", &Repetition::cow_private_dirty_kb},
+	{"eager_copy_us", &Repetition::eager_copy_us},
+	{"ns_per_page_copy", &Repetition::ns_per_page_copy},
+	{"cow_eager_ratio", &Repetition::cow_eager_ratio},
+	{"parent_write_us", &Repetition::parent_write_us},
+	{"parent_cow_faults", &Repetition::parent_cow_faults},
+	{"exec_total_us", &Repetition::exec_total_us},
+};
+
+} // namespace
+
 const std::vector<std::string> &repetition_keys()
 {
-	static const std::vector<std::string> keys = {
-		"fork_us", "child_start_us", "child_write_us", "child_read_us", "cow_faults",
-		"ns_per_cow_fault", "cow_private_dirty_kb", "eager_copy_us", "ns_per_page_copy",
-		"cow_eager_ratio", "parent_write_us", "parent_cow_faults", "exec_total_us",
-	};
+	static const std::vector<std::string> keys = [] {
+		std::vector<std::string> k;
+		for (const auto &[name, field] : kRepetitionFigures)
+			k.emplace_back(name);
+		return k;
+	}();
 	return keys;
 }
 
 double repetition_value(const Repetition &r, std::string_view k)
 {
-	if (k == "fork_us") return r.fork_us;
-	if (k == "child_start_us") return r.child_start_us;
-	if (k == "child_write_us") return r.child_write_us;
-	if (k == "child_read_us") return r.child_read_us;
-	if (k == "cow_faults") return r.cow_faults;
-	if (k == "ns_per_cow_fault") return r.ns_per_cow_fault;
-	if (k == "cow_private_dirty_kb") return r.cow_private_dirty_kb;
-	if (k == "eager_copy_us") return r.eager_copy_us;
-	if (k == "ns_per_page_copy") return r.ns_per_page_copy;
-	if (k == "cow_eager_ratio") return r.cow_eager_ratio;
-	if (k == "parent_write_us") return r.parent_write_us;
-	if (k == "parent_cow_faults") return r.parent_cow_faults;
-	if (k == "exec_total_us") return r.exec_total_us;
+	for (const auto &[name, field] : kRepetitionFigures)
+		if (name == k)
+			return r.*field;
 	return NAN;
+}
+
+// Figure k over the repetitions that ran to the end.
+static Summary summarize_ok(const BenchResult &r, std::string_view k)
+{
+	std::vector<double> v;
+	for (const auto &rep : r.repetitions)
+		if (rep.status == "ok")
+			v.push_back(repetition_value(rep, k));
+	return summarize(v);
 }
 
 static nlohmann::json num(double v)
@@ -333,11 +356,7 @@ nlohmann::json to_json(const BenchResult &r)
 	}
 	nlohmann::json summary = nlohmann::json::object();
 	for (const auto &k : repetition_keys()) {
-		std::vector<double> v;
-		for (const auto &rep : r.repetitions)
-			if (rep.status == "ok")
-				v.push_back(repetition_value(rep, k));
-		Summary s = summarize(v);
+		Summary s = summarize_ok(r, k);
 		if (s.n)
 			summary[k] = {{"median", num(s.median)}, {"min", num(s.min)}, {"max", num(s.max)},
 				      {"mean", num(s.mean)}, {"n", s.n}};
@@ -435,11 +454,7 @@ std::string to_table(const BenchResult &r)
 				   s.populate_us, s.first_touch_faults, s.ns_per_first_touch_fault);
 	out += fmt::format("{:<22}{:>14}{:>14}{:>14}\n", "figure", "median", "min", "max");
 	for (const auto &k : repetition_keys()) {
-		std::vector<double> v;
-		for (const auto &rep : r.repetitions)
-			if (rep.status == "ok")
-				v.push_back(repetition_value(rep, k));
-		Summary sm = summarize(v);
+		Summary sm = summarize_ok(r, k);
 		if (!sm.n)
 			continue;
 		auto f = [](double x) { return x == std::floor(x) ? fmt::format("{:.0f}", x) : fmt::format("{:.2f}", x); };

@@ -2,6 +2,7 @@
 #include "cowscope/report/model.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <set>
 #include <tuple>
@@ -30,6 +31,14 @@ std::string join_names(const std::vector<Frame> &frames)
 std::string site_key(const Site &s)
 {
 	return s.stackid < 0 ? std::string("[no stack]") : join_names(s.frames);
+}
+
+// The rows of one process, in their order.
+template <class Row> std::vector<Row> of_pid(const std::vector<Row> &rows, pid_t pid)
+{
+	std::vector<Row> out;
+	std::ranges::copy_if(rows, std::back_inserter(out), [pid](const Row &r) { return r.pid == pid; });
+	return out;
 }
 
 } // namespace
@@ -80,20 +89,12 @@ std::string Frame::text() const
 
 std::vector<MappingStats> Attribution::mappings_of(pid_t pid) const
 {
-	std::vector<MappingStats> out;
-	for (const MappingStats &m : mappings)
-		if (m.pid == pid)
-			out.push_back(m);
-	return out;
+	return of_pid(mappings, pid);
 }
 
 std::vector<Site> Attribution::sites_of(pid_t pid) const
 {
-	std::vector<Site> out;
-	for (const Site &s : sites_by_pid)
-		if (s.pid == pid)
-			out.push_back(s);
-	return out;
+	return of_pid(sites_by_pid, pid);
 }
 
 std::vector<Site> merge_sites(const std::vector<Site> &by_pid)
