@@ -230,18 +230,41 @@ TEST(PythonFrames, Offsets)
 #endif
 }
 
-TEST(PythonFrames, MainThread)
+// py_target.py started, its markers read and a reader on it: the tests
+// that read a live interpreter.
+class PythonTarget : public ::testing::Test {
+protected:
+	void SetUp() override
+	{
+		SKIP_IF_MISSING();
+		mark = markers();
+		target = std::make_unique<Target>();
+		reader = std::make_unique<PyReader>(target->kid.pid(), cowtrace::find_python(target->kid.pid()));
+	}
+	// Thread `tid`'s frames once `func` runs at line `marker`, printed,
+	// checked against Python's own view of its callers (empty: never got
+	// there, said).
+	std::vector<PyFrame> walked(pid_t tid, const char *func, const char *marker, const std::vector<PyFrame> &callers)
+	{
+		auto f = frames_at(*reader, tid, func, mark.at(marker));
+		for (const auto &p : f)
+			std::printf("  %s\n", show(p).c_str());
+		if (!f.empty()) {
+			EXPECT_EQ(f[0].file, kScript);
+			expect_same(f, 1, callers);
+		}
+		return f;
+	}
+	std::map<std::string, int> mark;
+	std::unique_ptr<Target> target;
+	std::unique_ptr<PyReader> reader;
+};
+
+TEST_F(PythonTarget, MainThread)
 {
-	SKIP_IF_MISSING();
-	auto mark = markers();
-	Target t;
-	PyReader r(t.kid.pid(), cowtrace::find_python(t.kid.pid()));
-	auto f = frames_at(r, t.main_tid, "inner", mark.at("inner-block"));
+	Target &t = *target;
+	auto f = walked(t.main_tid, "inner", "inner-block", t.main_callers);
 	ASSERT_FALSE(f.empty());
-	for (const auto &p : f)
-		std::printf("  %s\n", show(p).c_str());
-	EXPECT_EQ(f[0].file, kScript);
-	expect_same(f, 1, t.main_callers);
 	// the marked lines and the qualified name, by name
 	ASSERT_EQ(f.size(), 5u);
 	EXPECT_EQ(show(f[1]), fmt::format("Worker.method {}:{}", kScript, mark.at("method-call")));
@@ -252,33 +275,25 @@ TEST(PythonFrames, MainThread)
 	EXPECT_EQ(show(f[4]), fmt::format("<module> {}:{} [entry]", kScript, mark.at("module-call")));
 }
 
-TEST(PythonFrames, SecondThread)
+TEST_F(PythonTarget, SecondThread)
 {
-	SKIP_IF_MISSING();
-	auto mark = markers();
-	Target t;
-	PyReader r(t.kid.pid(), cowtrace::find_python(t.kid.pid()));
+	Target &t = *target;
+	PyReader &r = *reader;
 	auto tids = r.threads();
 	EXPECT_NE(std::find(tids.begin(), tids.end(), t.main_tid), tids.end());
 	EXPECT_NE(std::find(tids.begin(), tids.end(), t.thread_tid), tids.end());
-	auto f = frames_at(r, t.thread_tid, "background", mark.at("thread-block"));
+	auto f = walked(t.thread_tid, "background", "thread-block", t.thread_callers);
 	ASSERT_FALSE(f.empty());
-	for (const auto &p : f)
-		std::printf("  %s\n", show(p).c_str());
-	EXPECT_EQ(f[0].file, kScript);
-	expect_same(f, 1, t.thread_callers);
 	ASSERT_EQ(f.size(), 4u);
 	EXPECT_EQ(f[1].function, "Thread.run");
 	EXPECT_TRUE(f.back().entry) << show(f.back());	// t_bootstrap (C) called it
 	EXPECT_THROW(r.thread_frames(1), cowscope::Error);	// no such thread state
 }
 
-TEST(PythonFrames, Resolve)
+TEST_F(PythonTarget, Resolve)
 {
-	SKIP_IF_MISSING();
-	auto mark = markers();
-	Target t;
-	PyReader r(t.kid.pid(), cowtrace::find_python(t.kid.pid()));
+	Target &t = *target;
+	PyReader &r = *reader;
 	auto f = frames_at(r, t.main_tid, "inner", mark.at("inner-block"));
 	ASSERT_FALSE(f.empty());
 	// what the BPF side will hand over: (code object, prev_instr)
@@ -347,12 +362,10 @@ TEST(PythonFrames, LineTable)
 }
 
 // Rates, printed: whole-thread reads, and resolve() with a warm cache.
-TEST(PythonFrames, Rate)
+TEST_F(PythonTarget, Rate)
 {
-	SKIP_IF_MISSING();
-	auto mark = markers();
-	Target t;
-	PyReader r(t.kid.pid(), cowtrace::find_python(t.kid.pid()));
+	Target &t = *target;
+	PyReader &r = *reader;
 	auto f = frames_at(r, t.main_tid, "inner", mark.at("inner-block"));
 	ASSERT_FALSE(f.empty());
 	using clock = std::chrono::steady_clock;

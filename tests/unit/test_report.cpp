@@ -64,6 +64,18 @@ Frame frame(std::uint64_t ip, const char *func, const char *module, bool guess =
 	return f;
 }
 
+// A PostgreSQL backend's site: `copies` at ExecScan, in process `pid`.
+Site exec_scan(pid_t pid, std::uint64_t copies)
+{
+	Site s;
+	s.pid = pid;
+	s.comm = "postgres";
+	s.stackid = 1;
+	s.copies = copies;
+	s.frames = {frame(0x401000, "ExecScan", "/usr/lib/postgresql/15/bin/postgres")};
+	return s;
+}
+
 Attribution attribution()
 {
 	Attribution a;
@@ -334,16 +346,7 @@ TEST(ReportFamilies, ForkedWithoutExecUnderTheirRoot)
 	Grouping g{f, {10, 14, 15}, 1};
 	Attribution a;
 	a.sites = true;
-	Site s;
-	s.pid = 12;
-	s.comm = "postgres";
-	s.stackid = 1;
-	s.copies = 20;
-	s.frames = {frame(0x401000, "ExecScan", "/usr/lib/postgresql/15/bin/postgres")};
-	a.sites_by_pid = {s};
-	s.pid = 13;
-	s.copies = 30;
-	a.sites_by_pid.push_back(s);
+	a.sites_by_pid = {exec_scan(12, 20), exec_scan(13, 30)};
 	a.merged = merge_sites(a.sites_by_pid);
 	auto j = report_json(procs, Plan{}, &a, g);
 	ASSERT_EQ(j["families"].size(), 1U);
@@ -412,16 +415,8 @@ TEST(ReportFamilies, FoldedMembersCountInTheirFamily)
 	// their sites: merged with the live members' by frame names
 	Attribution a;
 	a.sites = true;
-	Site s;
-	s.pid = 11;
-	s.comm = "postgres";
-	s.stackid = 1;
-	s.copies = 7;
-	s.frames = {frame(0x401000, "ExecScan", "/usr/lib/postgresql/15/bin/postgres")};
-	a.sites_by_pid = {s};
-	Site folded_site = s;
-	folded_site.pid = 0;
-	folded_site.copies = 800;
+	a.sites_by_pid = {exec_scan(11, 7)};
+	Site folded_site = exec_scan(0, 800);
 	folded_site.pids = 101;
 	fold_sites(a.folded_sites, {folded_site}, 10);
 	fold_sites(a.folded_sites, {folded_site}, 10);	// a second batch: added

@@ -126,49 +126,51 @@ std::vector<Site> merge_sites(const std::vector<Site> &by_pid)
 	return out;
 }
 
-void fold_mappings(std::vector<MappingStats> &into, const std::vector<MappingStats> &from, pid_t root)
+namespace {
+
+// Add the rows `from` to `into`'s rows of `root` (pid), merged by key(row):
+// a new key appends the row under `root`, a known one add(row) to it.
+template <class Row, class Key, class Add>
+void fold_rows(std::vector<Row> &into, const std::vector<Row> &from, pid_t root, Key key, Add add)
 {
-	using Key = std::tuple<std::uint64_t, std::uint64_t, std::string, std::string>;
-	std::map<Key, std::size_t> at;
+	std::map<decltype(key(from.front())), std::size_t> at;
 	for (std::size_t i = 0; i < into.size(); i++)
 		if (into[i].pid == root)
-			at.emplace(Key{into[i].start, into[i].end, into[i].label, into[i].path}, i);
-	for (const MappingStats &m : from) {
-		auto [it, fresh] = at.emplace(Key{m.start, m.end, m.label, m.path}, into.size());
+			at.emplace(key(into[i]), i);
+	for (const Row &r : from) {
+		auto [it, fresh] = at.emplace(key(r), into.size());
 		if (fresh) {
-			into.push_back(m);
+			into.push_back(r);
 			into.back().pid = root;
-			continue;
+		} else {
+			add(into[it->second], r);
 		}
-		MappingStats &t = into[it->second];
+	}
+}
+
+} // namespace
+
+void fold_mappings(std::vector<MappingStats> &into, const std::vector<MappingStats> &from, pid_t root)
+{
+	auto key = [](const MappingStats &m) { return std::tuple(m.start, m.end, m.label, m.path); };
+	fold_rows(into, from, root, key, [](MappingStats &t, const MappingStats &m) {
 		t.wp_faults += m.wp_faults;
 		t.copies += m.copies;
 		t.reuses += m.reuses;
 		t.zero_fills += m.zero_fills;
-	}
+	});
 }
 
 void fold_sites(std::vector<Site> &into, const std::vector<Site> &from, pid_t root)
 {
-	std::map<std::string, std::size_t> at;
-	for (std::size_t i = 0; i < into.size(); i++)
-		if (into[i].pid == root)
-			at.emplace(site_key(into[i]), i);
-	for (const Site &s : from) {
-		auto [it, fresh] = at.emplace(site_key(s), into.size());
-		if (fresh) {
-			into.push_back(s);
-			into.back().pid = root;
-			continue;
-		}
-		Site &t = into[it->second];
+	fold_rows(into, from, root, site_key, [](Site &t, const Site &s) {
 		t.copies += s.copies;
 		t.reuses += s.reuses;
 		t.zero_fills += s.zero_fills;
 		t.pids += s.pids;
 		if (t.comm != s.comm)
 			t.comm = "*";
-	}
+	});
 }
 
 } // namespace cowtrace

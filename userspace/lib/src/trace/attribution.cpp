@@ -79,17 +79,26 @@ void fill_path(MappingStats &m, const Context &c, std::map<pid_t, std::vector<Ma
 		}
 }
 
+// fn(key, value) for each entry of map `fd` of a wanted process; deleted
+// as read when folding.
+template <class K, class V, class Fn> void for_each_wanted(const Context &c, int fd, Fn fn)
+{
+	for (const K &key : map_keys<K>(fd)) {
+		V v{};
+		if (!c.wanted(key.tgid) || bpf_map_lookup_elem(fd, &key, &v) != 0)
+			continue;
+		if (c.erase)
+			bpf_map_delete_elem(fd, &key);
+		fn(key, v);
+	}
+}
+
 std::vector<MappingStats> read_mappings(const Context &c)
 {
 	std::vector<MappingStats> out;
 	int fd = bpf_map__fd(c.session.skel()->maps.vmas);
 	std::map<pid_t, std::vector<MapsLine>> parsed;
-	for (const vma_key &key : map_keys<vma_key>(fd)) {
-		vma_val v{};
-		if (!c.wanted(key.tgid) || bpf_map_lookup_elem(fd, &key, &v) != 0)
-			continue;
-		if (c.erase)
-			bpf_map_delete_elem(fd, &key);
+	for_each_wanted<vma_key, vma_val>(c, fd, [&](const vma_key &key, const vma_val &v) {
 		MappingStats m;
 		m.pid = static_cast<pid_t>(key.tgid);
 		m.start = key.start;
@@ -102,7 +111,7 @@ std::vector<MappingStats> read_mappings(const Context &c)
 		m.path.assign(v.name, strnlen(v.name, sizeof(v.name)));
 		fill_path(m, c, parsed);
 		out.push_back(std::move(m));
-	}
+	});
 	std::sort(out.begin(), out.end(), [](const MappingStats &x, const MappingStats &y) {
 		return x.pid != y.pid ? x.pid < y.pid : x.copies != y.copies ? x.copies > y.copies : x.start < y.start;
 	});
@@ -141,12 +150,7 @@ void read_sites(Context &c, Attribution &a, Resolver &r)
 {
 	int fd = bpf_map__fd(c.session.skel()->maps.site_counts);
 	int sfd = bpf_map__fd(c.session.skel()->maps.stacks);
-	for (const site_key &key : map_keys<site_key>(fd)) {
-		site_val v{};
-		if (!c.wanted(key.tgid) || bpf_map_lookup_elem(fd, &key, &v) != 0)
-			continue;
-		if (c.erase)
-			bpf_map_delete_elem(fd, &key);
+	for_each_wanted<site_key, site_val>(c, fd, [&](const site_key &key, const site_val &v) {
 		Site s;
 		s.pid = static_cast<pid_t>(key.tgid);
 		s.comm = c.comm_of(s.pid);
@@ -162,7 +166,7 @@ void read_sites(Context &c, Attribution &a, Resolver &r)
 				s.unwound++;
 		}
 		a.sites_by_pid.push_back(std::move(s));
-	}
+	});
 }
 
 bool by_copies(const Site &x, const Site &y)

@@ -22,6 +22,8 @@
 #include <cstring>
 #include <optional>
 
+#include <iterator>
+
 #include <fmt/format.h>
 
 #include "cowscope/base/error.hpp"
@@ -31,34 +33,18 @@ namespace cowtrace {
 
 const char *source_name(FrameSource s)
 {
-	switch (s) {
-	case FrameSource::regs:
-		return "regs";
-	case FrameSource::cfi:
-		return "cfi";
-	case FrameSource::fp:
-		return "fp";
-	}
-	return "?";
+	static const char *const names[] = {"regs", "cfi", "fp"};	// in FrameSource's order
+	auto i = static_cast<std::size_t>(s);
+	return i < std::size(names) ? names[i] : "?";
 }
 
 const char *stop_name(Stop s)
 {
-	switch (s) {
-	case Stop::outermost:
-		return "outermost";
-	case Stop::no_cfi:
-		return "no_cfi";
-	case Stop::slice_exhausted:
-		return "slice_exhausted";
-	case Stop::no_module:
-		return "no_module";
-	case Stop::depth_limit:
-		return "depth_limit";
-	case Stop::failed:
-		return "failed";
-	}
-	return "?";
+	// in Stop's order
+	static const char *const names[] = {"outermost", "no_cfi", "slice_exhausted", "no_module", "depth_limit",
+					    "failed"};
+	auto i = static_cast<std::size_t>(s);
+	return i < std::size(names) ? names[i] : "?";
 }
 
 std::size_t Unwound::cfi_frames() const
