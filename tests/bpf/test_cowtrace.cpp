@@ -963,8 +963,8 @@ TEST(Churn, ThousandsOfChildrenFoldedExactly)
 		GTEST_SKIP() << "BPF unavailable: " << why;
 	char self[PATH_MAX] = {};
 	(void)!readlink("/proc/self/exe", self, sizeof self - 1);
-	// under emulation a fork costs milliseconds: fewer, still 4 batches
-	const std::size_t kChildren = std::string(self).find("vmtest_") != std::string::npos ? 1024 : 10000;
+	// under emulation a fork costs more: fewer, still 16 batches
+	const std::size_t kChildren = std::string(self).find("vmtest_") != std::string::npos ? 4096 : 10000;
 	constexpr std::size_t kPages = 4;
 	cowtrace::Options o;
 	o.by_mapping = true;
