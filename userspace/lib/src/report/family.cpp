@@ -39,6 +39,29 @@ void Folding::add(pid_t root, const std::string &root_comm, const ProcStats &p)
 	roots[p.pid] = root;
 }
 
+namespace {
+
+// f's copies per process, mean, p50, p99 (nearest rank) and max, from the
+// distribution `c` (copies -> processes) of its f.processes members.
+void set_copies_stats(Family &f, const std::map<std::uint64_t, std::uint64_t> &c)
+{
+	auto rank = [&](double q) {
+		std::uint64_t want = std::clamp<std::uint64_t>(
+			static_cast<std::uint64_t>(q * static_cast<double>(f.processes) + 0.999999), 1, f.processes);
+		std::uint64_t seen = 0;
+		for (const auto &[n, k] : c)
+			if ((seen += k) >= want)
+				return n;
+		return c.rbegin()->first;
+	};
+	f.copies_mean = static_cast<double>(f.counts.cow_copies) / static_cast<double>(f.processes);
+	f.copies_p50 = rank(0.50);
+	f.copies_p99 = rank(0.99);
+	f.copies_max = c.rbegin()->first;
+}
+
+} // namespace
+
 std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t min_members, const Folding *folding)
 {
 	std::map<pid_t, const ProcStats *> by_pid;
@@ -99,21 +122,7 @@ std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t mi
 		if (auto root = by_pid.find(r); root != by_pid.end())
 			f.root_comm = root->second->comm;
 		std::sort(f.members.begin(), f.members.end());
-		// nearest rank over the distribution
-		const auto &c = copies[r];
-		auto rank = [&](double q) {
-			std::uint64_t want = std::clamp<std::uint64_t>(
-				static_cast<std::uint64_t>(q * static_cast<double>(f.processes) + 0.999999), 1, f.processes);
-			std::uint64_t seen = 0;
-			for (const auto &[n, k] : c)
-				if ((seen += k) >= want)
-					return n;
-			return c.rbegin()->first;
-		};
-		f.copies_mean = static_cast<double>(f.counts.cow_copies) / static_cast<double>(f.processes);
-		f.copies_p50 = rank(0.50);
-		f.copies_p99 = rank(0.99);
-		f.copies_max = c.rbegin()->first;
+		set_copies_stats(f, copies[r]);
 		out.push_back(std::move(f));
 	}
 	std::sort(out.begin(), out.end(), [](const Family &a, const Family &b) {

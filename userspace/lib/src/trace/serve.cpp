@@ -71,9 +71,8 @@ bool bpf_stats_enabled()
 	return (in >> v) && v == 1;
 }
 
-} // namespace
-
-int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
+// The usage errors of a --serve configuration.
+void check_config(const ServeConfig &cfg)
 {
 	int modes = (cfg.pid > 0) + !cfg.comm.empty() + cfg.all;
 	if (modes != 1)
@@ -83,6 +82,57 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 						       "got \"{}\" ({} bytes)", cfg.comm, cfg.comm.size()));
 	if (cfg.max_series == 0)
 		throw cowscope::UsageError("--max-series: expected a whole number > 0");
+}
+
+// Track the target (the -p process, or the processes already running that
+// --all or --comm take: new ones the BPF hooks track); how it is named.
+std::string track_target(Tracer &tracer, const ServeConfig &cfg, const std::optional<cowscope::proc::Stat> &root,
+			 const Options &opts)
+{
+	if (root) {
+		tracer.track(root->pid, root->ppid, root->comm);
+		return fmt::format("-p {}{}", root->pid, opts.follow_children ? " --children" : "");
+	}
+	for (pid_t p : all_pids()) {
+		if (tracer.stats(p))
+			continue;	// tracked by the hooks meanwhile
+		auto f = read_live(p);
+		if (!f || (!cfg.all && f->comm != cfg.comm))
+			continue;
+		try {
+			tracer.track(f->pid, f->ppid, f->comm);
+		} catch (const cowscope::Error &e) {
+			std::fprintf(stderr, "cowtrace: %s\n", e.what());
+			break;	// every slot taken
+		}
+	}
+	return cfg.all ? "--all" : "--comm " + cfg.comm;
+}
+
+// What every scrape says of the session (the rest is filled per scrape).
+Exposition exposition_of(const Tracer &tracer, const std::string &target,
+			 const std::optional<cowscope::proc::Stat> &root, const Options &opts)
+{
+	Exposition e;
+	e.method = method_name(tracer.plan().method);
+	e.copies_by = tracer.plan().copies_by();
+	e.reuses_by = tracer.plan().reuses_by();
+	e.zero_fills_by = tracer.plan().zero_fills_by() ? tracer.plan().zero_fills_by() : "";
+	e.target = target;
+	e.tree = root && opts.follow_children;
+	if (root) {
+		e.root_pid = root->pid;
+		e.root_comm = root->comm;
+	}
+	e.slots_max = COWTRACE_MAX_PROCS;
+	return e;
+}
+
+} // namespace
+
+int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
+{
+	check_config(cfg);
 	std::optional<cowscope::proc::Stat> root;
 	if (cfg.pid > 0) {
 		root = read_live(cfg.pid);
@@ -102,44 +152,13 @@ int serve(const ServeConfig &cfg, Options opts, volatile sig_atomic_t *stop)
 		opts.follow_children = false;
 	Tracer tracer(opts);
 
-	std::string target;
-	if (root) {
-		tracer.track(root->pid, root->ppid, root->comm);
-		target = fmt::format("-p {}{}", root->pid, opts.follow_children ? " --children" : "");
-	} else {
-		// processes already running; new ones the BPF hooks track
-		for (pid_t p : all_pids()) {
-			if (tracer.stats(p))
-				continue;	// tracked by the hooks meanwhile
-			auto f = read_live(p);
-			if (!f || (!cfg.all && f->comm != cfg.comm))
-				continue;
-			try {
-				tracer.track(f->pid, f->ppid, f->comm);
-			} catch (const cowscope::Error &e) {
-				std::fprintf(stderr, "cowtrace: %s\n", e.what());
-				break;	// every slot taken
-			}
-		}
-		target = cfg.all ? "--all" : "--comm " + cfg.comm;
-	}
+	std::string target = track_target(tracer, cfg, root, opts);
 	std::fprintf(stderr, "cowtrace: %s\ncowtrace: serving %s (%s; %s; at most %u connections, %u s idle)\n",
 		     tracer.plan().describe().c_str(), http.url().c_str(), target.c_str(), cfg.web.describe().c_str(),
 		     http.limits().connections, http.limits().timeout_s);
 
 	SeriesSet set(cfg.max_series, cfg.grace_s);
-	Exposition e;
-	e.method = method_name(tracer.plan().method);
-	e.copies_by = tracer.plan().copies_by();
-	e.reuses_by = tracer.plan().reuses_by();
-	e.zero_fills_by = tracer.plan().zero_fills_by() ? tracer.plan().zero_fills_by() : "";
-	e.target = target;
-	e.tree = root && opts.follow_children;
-	if (root) {
-		e.root_pid = root->pid;
-		e.root_comm = root->comm;
-	}
-	e.slots_max = COWTRACE_MAX_PROCS;
+	Exposition e = exposition_of(tracer, target, root, opts);
 	bool root_gone = false;
 
 	Tracer::Usage usage;
