@@ -1013,6 +1013,8 @@ TEST(Churn, ThousandsOfChildrenFoldedExactly)
 	EXPECT_EQ(a.errors.stack_fail, 0U);
 	EXPECT_EQ(a.errors.no_maps, 0U);
 	EXPECT_LE(usage.procs, o.fold_batch + 2) << "the tracking maps hold the folded processes";
+	// no child had children: no folded pid's root is still needed
+	EXPECT_EQ(folding.roots.size(), 0U) << "the folded roots grow with the churn";
 
 	// every child's copies, live or folded: the family's counts
 	std::uint64_t copies = 0, unclassified = 0;

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <iterator>
 #include <map>
+#include <set>
 #include <vector>
 
 #include <bpf/libbpf.h>
@@ -87,6 +88,14 @@ std::size_t Folder::fold(bool force)
 		if (watcher_)
 			watcher_->forget(p.pid);
 	}
+	// a folded pid's root is needed while a tracked process names it as
+	// its parent (it has no children to come: it exited); the others go,
+	// so that the map stays the size of the live tree, not of the churn
+	std::set<pid_t> parents;
+	for (const auto &[pid, info] : infos)
+		if (!members.count(pid))
+			parents.insert(static_cast<pid_t>(info.ppid));
+	std::erase_if(folding_.roots, [&](const auto &e) { return !parents.count(e.first); });
 	return procs.size();
 }
 

@@ -113,8 +113,9 @@ struct Folded {
 };
 
 // Everything folded in a session: by family root, and the root of each
-// folded pid (so that a live process whose parent was folded still finds
-// its family).
+// folded pid that a traced process names as its parent (so that a live
+// process whose parent was folded still finds its family; the tracer drops
+// the others, keeping the map the size of the live tree).
 struct Folding {
 	std::map<pid_t, Folded> families;
 	std::map<pid_t, pid_t> roots;
