@@ -33,8 +33,9 @@ when the machine lacks something, with the reason):
   abuse        from loopback, three rounds of: 1,000 connections that send
                nothing, an 8 MB header, a request line with no end, a
                request head sent a byte at a time (slow loris); meanwhile
-               well-behaved scrapes all succeed and their median stays
-               within 2x of the median without the abuse; the exporter's
+               well-behaved scrapes all succeed, none waiting behind the
+               abusers (each under 1 s; their median is printed beside the
+               median without the abuse, as a figure); the exporter's
                VmRSS does not grow from round to round; the idle connections
                are closed by the connection timeout (10 s)
 Every process started here is stopped on every exit path.
@@ -701,7 +702,10 @@ def case_abuse(args, tmp):
                  else ""))
         check(exporter.poll() is None, f"the exporter died: {stderr_of(err)}")
         check(held >= 1000, f"the exporter held {held} sockets, not the 1,000 idle connections")
-        check(md <= 2 * m0, f"scrapes under abuse: median {md:.2f} ms, more than 2x {m0:.2f} ms")
+        # not a timing target (the bench measures latency, on a quiet
+        # machine): a scrape that queued behind the abusers would wait for
+        # the connection timeout (10 s), and one that failed would raise
+        check(max(during) < 1000, f"a scrape under abuse took {max(during):.0f} ms: it waited behind the abusers")
     print(f"  VmRSS before {rss0} KiB; after the rounds {[r[4] for r in rounds]} KiB")
     # flat: the later rounds leave no more memory taken than the first left
     grew = max(r[4] for r in rounds[1:]) - rounds[0][4]
