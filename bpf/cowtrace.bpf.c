@@ -57,6 +57,11 @@ const volatile bool sites = false;
  * first slot in `stacks` (31: all of them). Fewer force collisions, which
  * must be detected and kept apart (tests/bpf/test_cowtrace.cpp). */
 const volatile __u32 stack_hash_bits = 31;
+/* --unwind: 1 in unwind_period wp faults of each thread (0: none) sends its
+ * registers and unwind_pages pages of its user stack, from the page of rsp
+ * up (at most COWTRACE_UNWIND_STACK_MAX / 4096), to `samples`. */
+const volatile __u32 unwind_period = 0;
+const volatile __u32 unwind_pages = 1;
 
 /* x86 page fault error code bits (arch/x86/include/asm/trap_pf.h). */
 #define X86_PF_PROT	(1UL << 0)
@@ -192,6 +197,16 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 64 * 1024);
 } events SEC(".maps");
+
+/* --unwind: struct cow_sample and struct cow_sample_kind records (1 page
+ * when off: the loader sizes it) */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} samples SEC(".maps");
+
+__u64 unwind_lost;	/* samples not sent: `samples` full */
+__u64 unwind_noread;	/* samples sent without stack bytes: the read failed */
 
 static __always_inline void send_event(__u32 tgid, __u32 kind)
 {
@@ -357,10 +372,71 @@ static __always_inline bool same_stack(const struct stack_ips *a, const struct s
 	return true;
 }
 
-static __always_inline void attr_stack(void *ctx, struct pend *p)
+/* --unwind: 1 in unwind_period faults of the thread sends its user
+ * registers and the user stack from the page of rsp up, a whole page at a
+ * time (a read fails whole where a page is missing, at the stack's end
+ * among others: bpf_find_vma() cannot tell the end here, its mmap_lock
+ * trylock fails while interrupts are off), to `samples`. The fault's kind
+ * follows in attr_sample_kind(). */
+static __always_inline void attr_sample(struct pend *p, __u32 tgid, struct pt_regs *regs)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	struct cow_sample *s;
+	__u64 base;
+	__u32 i, len = 0;
+
+	p->sample = COWTRACE_SAMPLE_NONE;
+	if (!unwind_period || ++p->unwind_tick < unwind_period)
+		return;
+	p->unwind_tick = 0;
+	s = bpf_ringbuf_reserve(&samples, sizeof(*s) + unwind_pages * COWTRACE_UNWIND_PAGE, 0);
+	if (!s) {
+		__sync_fetch_and_add(&unwind_lost, 1);
+		return;
+	}
+	s->type = COWTRACE_SAMPLE_STACK;
+	s->tgid = tgid;
+	s->tid = p->tid;
+	s->stackid = p->stackid;
+	s->pad = 0;
+	bpf_probe_read_kernel(s->regs, sizeof(s->regs), regs);
+	base = regs->sp & ~(__u64)(COWTRACE_UNWIND_PAGE - 1);
+	s->stack_addr = base;
+	for (i = 0; i < COWTRACE_UNWIND_STACK_MAX / COWTRACE_UNWIND_PAGE && i < unwind_pages; i++) {
+		if (bpf_probe_read_user(s->stack + i * COWTRACE_UNWIND_PAGE, COWTRACE_UNWIND_PAGE, (void *)(base + i * COWTRACE_UNWIND_PAGE)))
+			break;
+		len += COWTRACE_UNWIND_PAGE;
+	}
+	if (!len)
+		__sync_fetch_and_add(&unwind_noread, 1);
+	s->stack_len = len;
+	bpf_ringbuf_submit(s, 0);
+	p->sample = COWTRACE_SAMPLE_SENT;
+}
+
+/* --unwind: the kind of the thread's sampled fault, once classified. */
+static __always_inline void attr_sample_kind(struct pend *p, __u32 kind)
+{
+	struct cow_sample_kind *k;
+
+	if (p->sample == COWTRACE_SAMPLE_NONE ||
+	    (kind == COWTRACE_KIND_COPY_WAS_ZERO) != (p->sample == COWTRACE_SAMPLE_COPY))
+		return;
+	p->sample = kind == COWTRACE_KIND_COPY ? COWTRACE_SAMPLE_COPY : COWTRACE_SAMPLE_NONE;
+	k = bpf_ringbuf_reserve(&samples, sizeof(*k), 0);
+	if (!k) {
+		/* the userspace side sees the sample unclassified */
+		__sync_fetch_and_add(&unwind_lost, 1);
+		return;
+	}
+	k->type = COWTRACE_SAMPLE_KIND;
+	k->tid = p->tid;
+	k->kind = kind;
+	k->pad = 0;
+	bpf_ringbuf_submit(k, 0);
+}
+
+static __always_inline void attr_stack_ips(struct pend *p, struct pt_regs *regs)
+{
 	__u32 zero = 0, h = 2166136261u;
 	struct stack_ips *st = bpf_map_lookup_elem(&stack_scratch, &zero);
 	__u64 fp, sp, lim, frame[2];
@@ -421,6 +497,18 @@ static __always_inline void attr_stack(void *ctx, struct pend *p)
 	__sync_fetch_and_add(&stack_fail, 1);	/* every probed slot taken by others */
 }
 
+static __always_inline void attr_stack(void *ctx, struct pend *p, __u32 tgid)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+
+	attr_stack_ips(p, regs);
+	if (regs)
+		attr_sample(p, tgid, regs);
+	else
+		p->sample = COWTRACE_SAMPLE_NONE;
+}
+
 /* One classified fault into `n`; `undo` takes back a copy counted before. */
 static __always_inline void count_kind(struct kind_counts *n, enum wp_kind kind, bool undo)
 {
@@ -438,6 +526,8 @@ static __always_inline void count_kind(struct kind_counts *n, enum wp_kind kind,
  * `undo` (tracepoint method) takes back a copy counted before. */
 static __always_inline void attr_count(struct pend *p, __u32 tgid, enum wp_kind kind, bool undo)
 {
+	if (unwind_period)	/* enum wp_kind numbers as COWTRACE_KIND_* */
+		attr_sample_kind(p, undo ? COWTRACE_KIND_COPY_WAS_ZERO : (__u32)kind);
 	if (by_mapping) {
 		struct vma_key k = {.tgid = tgid, .start = p->vma};
 		struct vma_val *v = bpf_map_lookup_elem(&vmas, &k);
@@ -533,7 +623,7 @@ static __always_inline int on_user_fault(void *ctx, unsigned long error_code, un
 	if (by_mapping)
 		attr_vma_at(p, id >> 32, address);
 	if (sites)
-		attr_stack(ctx, p);
+		attr_stack(ctx, p, id >> 32);
 	return 0;
 }
 
@@ -820,7 +910,7 @@ static __always_inline int vme_fault(void *ctx, unsigned long error_code, unsign
 	if (by_mapping)
 		attr_vma_at(p, tgid, address);
 	if (sites)
-		attr_stack(ctx, p);
+		attr_stack(ctx, p, tgid);
 	p->flags = PF_VME;
 	return 0;
 }
@@ -936,7 +1026,7 @@ static __always_inline int wp_enter(void *ctx, struct vm_fault *vmf)
 	if (by_mapping)
 		attr_vma_of(p, id >> 32, BPF_CORE_READ(vmf, vma));
 	if (sites)
-		attr_stack(ctx, p);
+		attr_stack(ctx, p, id >> 32);
 	return 0;
 }
 

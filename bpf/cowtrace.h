@@ -75,6 +75,8 @@ struct pend {
 	__s32 stackid;		/* --sites: user stack of the fault, its key in
 				 * `stacks` (a 31-bit hash of the ips, or a
 				 * rehash after a collision; < 0: none) */
+	__u32 sample;		/* --unwind: enum cowtrace_sample_state of the fault */
+	__u32 unwind_tick;	/* --unwind: faults since the thread's last sample */
 	__u32 pad;
 };
 
@@ -117,6 +119,56 @@ struct stack_ips {
 
 struct site_val {
 	struct kind_counts n;
+};
+
+/* --unwind: a sampled fault's user registers and the user stack from rsp,
+ * for the loader's CFI unwinder (ring buffer `samples`), sent when the fault
+ * begins; its kind follows in a struct cow_sample_kind once it is
+ * classified (the vmevent method classifies at the thread's next fault or
+ * switch, when the registers are another fault's). */
+#define COWTRACE_UNWIND_PAGE 4096	/* the stack is read a page at a time */
+#define COWTRACE_UNWIND_STACK_MAX 16384	/* --unwind-stack: most bytes captured */
+#define COWTRACE_PT_REGS_WORDS 21	/* x86-64 struct pt_regs: r15 .. ss */
+
+enum cowtrace_sample_type {
+	COWTRACE_SAMPLE_STACK = 1,	/* struct cow_sample */
+	COWTRACE_SAMPLE_KIND = 2,	/* struct cow_sample_kind */
+};
+
+/* pend.sample: where the thread's fault stands with its sample */
+enum cowtrace_sample_state {
+	COWTRACE_SAMPLE_NONE = 0,	/* not sampled */
+	COWTRACE_SAMPLE_SENT = 1,	/* its stack sent, its kind not yet */
+	COWTRACE_SAMPLE_COPY = 2,	/* sent as a copy: the tracepoint method may
+					 * still find it was a zero fill */
+};
+
+/* enum wp_kind of cowtrace.bpf.c, and the tracepoint method's correction */
+enum cowtrace_sample_kinds {
+	COWTRACE_KIND_COPY = 0,
+	COWTRACE_KIND_REUSE = 1,
+	COWTRACE_KIND_ZERO = 2,
+	COWTRACE_KIND_COPY_WAS_ZERO = 3,	/* the copy sent before was a zero fill */
+};
+
+struct cow_sample {
+	__u32 type;		/* COWTRACE_SAMPLE_STACK */
+	__u32 tgid;
+	__u32 tid;
+	__s32 stackid;		/* the fault's frame-pointer stack in `stacks` */
+	__u64 regs[COWTRACE_PT_REGS_WORDS];	/* struct pt_regs of the user entry */
+	__u64 stack_addr;	/* where stack[] was read from: rsp's page */
+	__u32 stack_len;	/* bytes of stack[] read, whole pages up to the
+				 * first missing one (0: none) */
+	__u32 pad;
+	__u8 stack[];		/* unwind_pages pages reserved */
+};
+
+struct cow_sample_kind {
+	__u32 type;		/* COWTRACE_SAMPLE_KIND */
+	__u32 tid;		/* of the thread's last struct cow_sample */
+	__u32 kind;		/* enum cowtrace_sample_kinds */
+	__u32 pad;
 };
 
 /* Cold per-process facts (BPF_MAP_TYPE_HASH keyed by tgid). */

@@ -21,6 +21,8 @@ using cowscope::Error;
 
 namespace cowtrace {
 
+static_assert(kUnwindStackMax == COWTRACE_UNWIND_STACK_MAX && kUnwindPage == COWTRACE_UNWIND_PAGE);
+
 namespace {
 
 // Open the object for plan `p` and set its read-only globals and map sizes.
@@ -40,6 +42,17 @@ cowtrace_bpf *open_for(const Options &opts, const Plan &p, std::int64_t vme_delt
 	s->rodata->by_mapping = opts.by_mapping;
 	s->rodata->sites = opts.sites;
 	s->rodata->stack_hash_bits = std::min(opts.stack_hash_bits, 31U);
+	if (opts.sites && opts.unwind_period) {
+		if (opts.unwind_bytes == 0 || opts.unwind_bytes > kUnwindStackMax || opts.unwind_bytes % kUnwindPage)
+			throw Error(fmt::format("unwind stack bytes: {} is not whole pages from {} to {}",
+						opts.unwind_bytes, kUnwindPage, kUnwindStackMax));
+		s->rodata->unwind_period = opts.unwind_period;
+		s->rodata->unwind_pages = opts.unwind_bytes / kUnwindPage;
+		// room for ~2,000 samples of 8 KiB between two polls
+		bpf_map__set_max_entries(s->maps.samples, 16U << 20);
+	} else {
+		bpf_map__set_max_entries(s->maps.samples, static_cast<__u32>(sysconf(_SC_PAGESIZE)));
+	}
 	// maps of a feature that is off: one entry (a page for the ring buffer)
 	if (!opts.by_mapping)
 		bpf_map__set_max_entries(s->maps.vmas, 1);

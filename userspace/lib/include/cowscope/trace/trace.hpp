@@ -27,6 +27,11 @@
 
 namespace cowtrace {
 
+// --unwind-stack: a sample captures the user stack in whole pages from the
+// page of rsp up, at most kUnwindStackMax bytes.
+constexpr unsigned kUnwindPage = 4096;
+constexpr unsigned kUnwindStackMax = 16384;
+
 struct Options {
 	bool follow_children = false;
 	bool verbose = false;		// print probe results on stderr
@@ -35,6 +40,13 @@ struct Options {
 	// stack that faulted. Off, the BPF code for them is not loaded.
 	bool by_mapping = false;
 	bool sites = false;
+	// --unwind (needs sites): 1 in unwind_period write-protect faults of
+	// each thread sends its user registers and unwind_bytes of its user
+	// stack from the page of rsp up (whole pages, at most kUnwindStackMax)
+	// to a ring buffer, unwound from the CFI of its files in userspace
+	// (0: none).
+	unsigned unwind_period = 0;
+	unsigned unwind_bytes = 8192;
 	// --serve: also track every process created from now on (--all), or
 	// every process whose comm is match_comm at fork or exec (--comm).
 	bool track_all = false;
