@@ -26,8 +26,11 @@ std::string hex(std::uint64_t v) { return fmt::format("0x{:x}", v); }
 
 json frame_json(const Frame &f)
 {
-	return {{"ip", hex(f.ip)}, {"func", f.func}, {"offset", f.offset}, {"module", f.module},
-		{"file", f.file}, {"line", f.line}, {"guess", f.guess}};
+	json j = {{"ip", hex(f.ip)}, {"func", f.func}, {"offset", f.offset}, {"module", f.module},
+		  {"file", f.file}, {"line", f.line}, {"guess", f.guess}};
+	if (!f.source.empty())
+		j["source"] = f.source;
+	return j;
 }
 
 json site_json(const Site &s)
@@ -42,6 +45,8 @@ json site_json(const Site &s)
 		j["pid"] = s.pid;
 	else
 		j["processes"] = s.pids;
+	if (s.samples)
+		j["unwind"] = {{"samples", s.samples}, {"stop", s.unwind_stop}, {"why", s.unwind_why}};
 	return j;
 }
 
@@ -193,6 +198,12 @@ json report_json(const std::vector<ProcStats> &procs, const Plan &plan, const At
 		}
 		out["symbolize_ms"] = a->symbolize_ms;
 		out["symbolized_addresses"] = a->addresses;
+		const Unwinding &u = a->unwinding;
+		if (u.period)
+			out["unwinding"] = {{"period", u.period},   {"stack_bytes", u.stack_bytes},
+					    {"samples", u.samples}, {"lost", u.lost},
+					    {"no_stack", u.no_stack}, {"no_maps", u.no_maps},
+					    {"chains_dropped", u.chains_dropped}, {"unwind_ms", u.unwind_ms}};
 	}
 	return out;
 }
@@ -317,6 +328,7 @@ struct Reader {
 		x.file = get<std::string>(f, "file", where);
 		x.line = get<int>(f, "line", where);
 		x.guess = get<bool>(f, "guess", where);
+		x.source = get_or<std::string>(f, "source", "", where);
 		return x;
 	}
 
@@ -334,6 +346,12 @@ struct Reader {
 		for (std::size_t i = 0; i < fr.size(); i++)
 			x.frames.push_back(frame(fr[i], fmt::format("{}, frame {}", where, i)));
 		x.unwound = get<std::size_t>(s, "unwound", where);
+		if (s.contains("unwind")) {
+			const json &u = at(s, "unwind", where);
+			x.samples = get<std::uint64_t>(u, "samples", where + ", unwind");
+			x.unwind_stop = get<std::string>(u, "stop", where + ", unwind");
+			x.unwind_why = get<std::string>(u, "why", where + ", unwind");
+		}
 		return x;
 	}
 
@@ -432,6 +450,18 @@ struct Reader {
 				a.merged.push_back(site(s, "merged_sites"));
 			a.symbolize_ms = get<double>(j, "symbolize_ms", "");
 			a.addresses = get_or<std::size_t>(j, "symbolized_addresses", 0, "");
+			if (j.contains("unwinding")) {
+				const json &u = at(j, "unwinding", "");
+				const std::string w = "unwinding";
+				a.unwinding = {.period = get<unsigned>(u, "period", w),
+					       .stack_bytes = get<unsigned>(u, "stack_bytes", w),
+					       .samples = get<std::uint64_t>(u, "samples", w),
+					       .lost = get<std::uint64_t>(u, "lost", w),
+					       .no_stack = get<std::uint64_t>(u, "no_stack", w),
+					       .no_maps = get<std::uint64_t>(u, "no_maps", w),
+					       .chains_dropped = get<std::uint64_t>(u, "chains_dropped", w),
+					       .unwind_ms = get<double>(u, "unwind_ms", w)};
+			}
 		}
 		return a;
 	}

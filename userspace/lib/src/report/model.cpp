@@ -27,10 +27,11 @@ std::string join_names(const std::vector<Frame> &frames)
 	return k;
 }
 
-// What sites are merged by: their frames' names (no stack: one key).
+// What sites are merged by: their frames' names (no stack: one key); a
+// CFI-unwound chain is never merged with a frame-pointer stack.
 std::string site_key(const Site &s)
 {
-	return s.stackid < 0 ? std::string("[no stack]") : join_names(s.frames);
+	return s.stackid < 0 ? std::string("[no stack]") : (s.samples ? "cfi:" : "") + join_names(s.frames);
 }
 
 // The rows of one process, in their order.
@@ -113,6 +114,7 @@ std::vector<Site> merge_sites(const std::vector<Site> &by_pid)
 		it->second.copies += s.copies;
 		it->second.reuses += s.reuses;
 		it->second.zero_fills += s.zero_fills;
+		it->second.samples += s.samples;
 		it->second.pids = static_cast<std::uint32_t>(pids.size());
 		if (it->second.comm != s.comm)
 			it->second.comm = "*";
@@ -167,6 +169,7 @@ void fold_sites(std::vector<Site> &into, const std::vector<Site> &from, pid_t ro
 		t.copies += s.copies;
 		t.reuses += s.reuses;
 		t.zero_fills += s.zero_fills;
+		t.samples += s.samples;
 		t.pids += s.pids;
 		if (t.comm != s.comm)
 			t.comm = "*";

@@ -119,10 +119,16 @@ std::string format_site_list(const std::vector<Site> &list, const SiteCount &by,
 			out += ": no user stack recorded\n";
 			continue;
 		}
-		out += fmt::format(", unwound {} of {} frames{}\n", s.unwound, s.frames.size(),
-				   s.unwound < s.frames.size() ? " (frame-pointer walk left the mapped files)" : "");
+		if (s.samples)
+			out += fmt::format(", CFI-unwound from {} sample{}, {} frames; stopped: {}\n", s.samples,
+					   s.samples == 1 ? "" : "s", s.frames.size(), s.unwind_why);
+		else
+			out += fmt::format(", unwound {} of {} frames{}\n", s.unwound, s.frames.size(),
+					   s.unwound < s.frames.size() ? " (frame-pointer walk left the mapped files)"
+								       : "");
 		for (std::size_t j = 0; j < s.frames.size(); j++)
-			out += fmt::format("        {}{:<2} {}\n", j == 0 ? "=" : "#", j, s.frames[j].text());
+			out += fmt::format("        {}{:<2} {}{}\n", j == 0 ? "=" : "#", j, s.frames[j].text(),
+					   s.frames[j].source.empty() ? "" : " [" + s.frames[j].source + "]");
 	}
 	return out;
 }
@@ -147,8 +153,22 @@ std::string format_sites(const Attribution &a, const std::vector<ProcStats> &pro
 	}
 	if (procs.size() > 1)
 		out += format_site_lists(a.merged, top, ", all processes merged");
-	out += "sites: frame 0 (=) is the faulting instruction, exact; later frames come from a "
-	       "frame-pointer walk, exact only through code built with frame pointers\n";
+	const Unwinding &u = a.unwinding;
+	if (u.period) {
+		out += fmt::format("sites: frame 0 (=) is the faulting instruction, exact; 1 in {} faults of each "
+				   "thread unwound from its registers and {} bytes of its stack through the CFI "
+				   "(.eh_frame, .debug_frame) of its files: [cfi] frames by their callee's CFI, [fp] "
+				   "by a frame pointer where it had none; such a stack's counts are its samples' "
+				   "share of its frame-pointer stack's exact counts\n",
+				   u.period, u.stack_bytes);
+		out += fmt::format("sites: {} samples unwound in {:.1f} ms; {} lost (ring buffer full), {} without "
+				   "stack bytes, {} without maps, {} over the chains kept per stack\n",
+				   u.samples, u.unwind_ms, u.lost, u.no_stack, u.no_maps, u.chains_dropped);
+	} else {
+		out += "sites: frame 0 (=) is the faulting instruction, exact; later frames come from a "
+		       "frame-pointer walk, exact only through code built with frame pointers (--unwind: "
+		       "through CFI)\n";
+	}
 	for (const Note &n : a.notes)
 		out += "sites: " + n.text() + "\n";
 	if (a.errors.stack_fail || a.errors.site_full || a.errors.no_maps)

@@ -13,6 +13,7 @@
 
 #include "cowtrace.h"
 #include "cowtrace.skel.h"
+#include "sampler.hpp"
 #include "session.hpp"
 #include "symbols.hpp"
 
@@ -36,6 +37,7 @@ struct Context {
 	std::set<pid_t> no_maps;	// pids with sites and no maps to resolve them
 	const std::set<pid_t> *only = nullptr;	// the pids read (null: all)
 	bool erase = false;	// delete the entries read (folding)
+	Sampler *sampler = nullptr;	// --unwind
 
 	bool wanted(__u32 tgid) const { return !only || only->count(static_cast<pid_t>(tgid)); }
 
@@ -44,16 +46,10 @@ struct Context {
 	// parent's.
 	std::shared_ptr<const ProcMemory> memory_of(pid_t pid) const
 	{
-		for (int hops = 0; hops < 64 && pid > 0; hops++) {
-			auto info = session.info(pid);
-			// maps read before its last exec are another program's
-			if (auto it = memory.find(pid); it != memory.end() && (!info || it->second->execs == info->execs))
-				return it->second;
-			if (!info || info->execs != 0)
-				break;
-			pid = static_cast<pid_t>(info->ppid);
-		}
-		return nullptr;
+		return cowtrace::memory_of(session, pid, [this](pid_t p) -> std::shared_ptr<const ProcMemory> {
+			auto it = memory.find(p);
+			return it != memory.end() ? it->second : nullptr;
+		});
 	}
 	std::string comm_of(pid_t pid) const
 	{
@@ -134,6 +130,24 @@ public:
 		static_assert(sizeof(__u64) == sizeof(std::uint64_t));
 		return sym_.frames(mem.get(), reinterpret_cast<const std::uint64_t *>(ips), COWTRACE_STACK_DEPTH);
 	}
+	// The frames of a chain unwound from a sample of `pid`, each with its
+	// source.
+	std::vector<Frame> frames(pid_t pid, const Unwound &u)
+	{
+		auto mem = c_.memory_of(pid);
+		std::vector<Frame> out;
+		if (!mem) {
+			c_.no_maps.insert(pid);
+			for (const UnwoundFrame &f : u.frames)
+				out.push_back(Frame{.ip = f.ip});
+		} else {
+			keep_.insert(mem);
+			out = symbolize(sym_, *mem, u);
+		}
+		for (std::size_t i = 0; i < out.size() && i < u.frames.size(); i++)
+			out[i].source = source_name(u.frames[i].source);
+		return out;
+	}
 	std::size_t addresses() const { return sym_.resolved(); }
 	const std::set<std::string> &guessed() const { return sym_.guessed(); }
 	// the maps of the processes resolved (folding: to forget)
@@ -144,6 +158,75 @@ private:
 	Symbolizer &sym_;
 	std::set<std::shared_ptr<const ProcMemory>> keep_;
 };
+
+// total * w / sum for each weight, the parts adding up to `total` (largest
+// remainders); all zero when the weights are.
+std::vector<std::uint64_t> share(std::uint64_t total, const std::vector<std::uint64_t> &w)
+{
+	unsigned __int128 sum = 0;
+	for (std::uint64_t x : w)
+		sum += x;
+	std::vector<std::uint64_t> out(w.size(), 0);
+	if (!sum)
+		return out;
+	std::vector<std::pair<unsigned __int128, std::size_t>> rest;
+	std::uint64_t given = 0;
+	for (std::size_t i = 0; i < w.size(); i++) {
+		unsigned __int128 x = static_cast<unsigned __int128>(total) * w[i];
+		out[i] = static_cast<std::uint64_t>(x / sum);
+		given += out[i];
+		rest.emplace_back(x % sum, i);
+	}
+	std::stable_sort(rest.begin(), rest.end(), [](const auto &x, const auto &y) { return x.first > y.first; });
+	for (std::size_t i = 0; given < total && i < rest.size(); i++, given++)
+		out[rest[i].second]++;
+	return out;
+}
+
+// --unwind: site `s` (a frame-pointer stack's exact counts) as the chains
+// its samples unwound to, each with the share of each kind of count its
+// samples of that kind carry; a kind no sample had stays with the
+// frame-pointer stack (pushed only then).
+void add_unwound(Context &c, Resolver &r, Site s, std::vector<Site> &out)
+{
+	std::vector<Chain> chains;
+	if (c.sampler && s.stackid >= 0)
+		chains = c.sampler->chains(s.pid, s.stackid, c.erase);
+	if (chains.empty()) {
+		out.push_back(std::move(s));
+		return;
+	}
+	std::vector<Site> parts(chains.size());
+	for (std::size_t i = 0; i < chains.size(); i++) {
+		Site &p = parts[i];
+		p.pid = s.pid;
+		p.comm = s.comm;
+		p.stackid = s.stackid;
+		p.frames = r.frames(s.pid, chains[i].unwound);
+		p.unwound = p.frames.size();
+		p.samples = chains[i].n.samples();
+		p.unwind_stop = stop_name(chains[i].unwound.stop);
+		p.unwind_why = chains[i].unwound.why;
+	}
+	auto split = [&](std::uint64_t Site::*n, std::uint64_t ChainCounts::*k) {
+		std::vector<std::uint64_t> w;
+		for (const Chain &ch : chains)
+			w.push_back(ch.n.*k);
+		std::vector<std::uint64_t> got = share(s.*n, w);
+		for (std::size_t i = 0; i < parts.size(); i++) {
+			parts[i].*n = got[i];
+			s.*n -= got[i];
+		}
+	};
+	split(&Site::copies, &ChainCounts::copies);
+	split(&Site::reuses, &ChainCounts::reuses);
+	split(&Site::zero_fills, &ChainCounts::zero_fills);
+	for (Site &p : parts)
+		if (p.copies || p.reuses || p.zero_fills)
+			out.push_back(std::move(p));
+	if (s.copies || s.reuses || s.zero_fills)
+		out.push_back(std::move(s));
+}
 
 // The sites of the wanted processes into a.sites_by_pid, unsorted.
 void read_sites(Context &c, Attribution &a, Resolver &r)
@@ -165,7 +248,7 @@ void read_sites(Context &c, Attribution &a, Resolver &r)
 			while (s.unwound < s.frames.size() && !s.frames[s.unwound].module.empty())
 				s.unwound++;
 		}
-		a.sites_by_pid.push_back(std::move(s));
+		add_unwound(c, r, std::move(s), a.sites_by_pid);
 	});
 }
 
@@ -176,7 +259,7 @@ bool by_copies(const Site &x, const Site &y)
 
 } // namespace
 
-void fold_attribution(const Session &s, const MemoryMap &memory, Symbolizer &sym,
+void fold_attribution(const Session &s, const MemoryMap &memory, Symbolizer &sym, Sampler *sampler,
 		      const std::vector<ProcStats> &procs, const std::map<pid_t, pid_t> &root_of, Attribution &into)
 {
 	if (!s.options().by_mapping && !s.options().sites)
@@ -185,7 +268,7 @@ void fold_attribution(const Session &s, const MemoryMap &memory, Symbolizer &sym
 	std::set<pid_t> pids;
 	for (const auto &[pid, root] : root_of)
 		pids.insert(pid);
-	Context c{s, memory, {}, {}, &pids, true};
+	Context c{s, memory, {}, {}, &pids, true, sampler};
 	for (const ProcStats &p : procs)
 		c.procs[p.pid] = p;
 	if (s.options().by_mapping) {
@@ -214,7 +297,8 @@ void fold_attribution(const Session &s, const MemoryMap &memory, Symbolizer &sym
 	// (symbolize_ms here: the time folding took, not in the final figure)
 }
 
-Attribution attribute(const Session &s, const MemoryMap &memory, Symbolizer &sym, const Attribution &folded)
+Attribution attribute(const Session &s, const MemoryMap &memory, Symbolizer &sym, Sampler *sampler,
+		      const Attribution &folded)
 {
 	Attribution a;
 	a.by_mapping = s.options().by_mapping;
@@ -231,7 +315,7 @@ Attribution attribute(const Session &s, const MemoryMap &memory, Symbolizer &sym
 		a.notes.push_back(Note{Note::Kind::no_reuses, ""});
 	else if (s.plan().huge_hook)
 		a.notes.push_back(Note{Note::Kind::huge_pmd, ""});
-	Context c{s, memory, {}, {}, nullptr, false};
+	Context c{s, memory, {}, {}, nullptr, false, sampler};
 	for (const ProcStats &p : s.snapshot())
 		c.procs[p.pid] = p;
 	if (a.by_mapping)

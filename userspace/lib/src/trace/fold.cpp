@@ -13,14 +13,15 @@
 #include "attribution.hpp"
 #include "cowtrace.h"
 #include "cowtrace.skel.h"
+#include "sampler.hpp"
 #include "session.hpp"
 #include "symbols.hpp"
 #include "watcher.hpp"
 
 namespace cowtrace {
 
-Folder::Folder(Session &s, Watcher *w, Symbolizer &sym, std::size_t batch)
-	: session_(s), watcher_(w), sym_(sym), batch_(batch)
+Folder::Folder(Session &s, Watcher *w, Sampler *sampler, Symbolizer &sym, std::size_t batch)
+	: session_(s), watcher_(w), sampler_(sampler), sym_(sym), batch_(batch)
 {
 	attr_.by_mapping = s.options().by_mapping;
 	attr_.sites = s.options().sites;
@@ -76,7 +77,10 @@ std::size_t Folder::fold(bool force)
 		it = s ? std::next(it) : members.erase(it);	// untracked meanwhile
 	}
 	// resolved while their facts and their parents' maps are still there
-	fold_attribution(session_, watcher_ ? watcher_->memory() : MemoryMap{}, sym_, procs, members, attr_);
+	if (sampler_)
+		sampler_->drain();	// their samples, before their sites are read
+	fold_attribution(session_, watcher_ ? watcher_->memory() : MemoryMap{}, sym_, sampler_, procs, members,
+			 attr_);
 	for (const ProcStats &p : procs) {
 		pid_t root = members.at(p.pid);
 		auto ri = infos.find(root);

@@ -24,13 +24,14 @@
 
 namespace cowtrace {
 
+class Sampler;
 class Session;
 class Symbolizer;
 class Watcher;
 
 class Folder {
 public:
-	Folder(Session &s, Watcher *w, Symbolizer &sym, std::size_t batch);
+	Folder(Session &s, Watcher *w, Sampler *sampler, Symbolizer &sym, std::size_t batch);
 
 	// Fold the exited members if `batch` of them wait, a table overflowed
 	// since the last fold, or `force`; how many were folded.
@@ -45,6 +46,7 @@ private:
 
 	Session &session_;
 	Watcher *watcher_;	// null without --by-mapping, --sites
+	Sampler *sampler_;	// --unwind (null: off)
 	Symbolizer &sym_;
 	std::size_t batch_;
 	Folding folding_;

@@ -3,6 +3,7 @@
 
 #include "attribution.hpp"
 #include "fold.hpp"
+#include "sampler.hpp"
 #include "session.hpp"
 #include "symbols.hpp"
 #include "watcher.hpp"
@@ -12,6 +13,7 @@ namespace cowtrace {
 struct Tracer::Impl {
 	Session session;
 	std::unique_ptr<Watcher> watcher;	// --by-mapping, --sites
+	std::unique_ptr<Sampler> sampler;	// --unwind; stops before the watcher
 	Symbolizer sym;		// shared by the folding and the attribution
 	std::unique_ptr<Folder> folder;	// not with long_running: --serve untracks
 	explicit Impl(const Options &opts) : session(opts) {}
@@ -21,9 +23,11 @@ Tracer::Tracer(const Options &opts) : impl_(std::make_unique<Impl>(opts))
 {
 	if (opts.by_mapping || opts.sites)
 		impl_->watcher = std::make_unique<Watcher>(impl_->session);
+	if (opts.sites && opts.unwind_period)
+		impl_->sampler = std::make_unique<Sampler>(impl_->session, *impl_->watcher);
 	if (!opts.long_running)
-		impl_->folder = std::make_unique<Folder>(impl_->session, impl_->watcher.get(), impl_->sym,
-							 opts.fold_batch);
+		impl_->folder = std::make_unique<Folder>(impl_->session, impl_->watcher.get(), impl_->sampler.get(),
+							 impl_->sym, opts.fold_batch);
 }
 
 Tracer::~Tracer() = default;	// the watcher stops before the session goes
@@ -62,8 +66,13 @@ std::pair<std::uint64_t, std::uint64_t> Tracer::run_stats() const
 Attribution Tracer::attribution() const
 {
 	static const Attribution none;
-	return attribute(impl_->session, impl_->watcher ? impl_->watcher->memory() : MemoryMap{}, impl_->sym,
-			 impl_->folder ? impl_->folder->attribution() : none);
+	if (impl_->sampler)
+		impl_->sampler->drain();
+	Attribution a = attribute(impl_->session, impl_->watcher ? impl_->watcher->memory() : MemoryMap{}, impl_->sym,
+				  impl_->sampler.get(), impl_->folder ? impl_->folder->attribution() : none);
+	if (impl_->sampler)
+		a.unwinding = impl_->sampler->unwinding();
+	return a;
 }
 
 std::size_t Tracer::fold_exited(bool force)

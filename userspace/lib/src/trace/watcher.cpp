@@ -95,6 +95,28 @@ MemoryMap Watcher::memory() const
 	return memory_;
 }
 
+std::shared_ptr<const ProcMemory> Watcher::find(pid_t pid) const
+{
+	std::lock_guard<std::mutex> g(mu_);
+	auto it = memory_.find(pid);
+	return it != memory_.end() ? it->second : nullptr;
+}
+
+std::shared_ptr<const ProcMemory> memory_of(
+	const Session &s, pid_t pid, const std::function<std::shared_ptr<const ProcMemory>(pid_t)> &find)
+{
+	for (int hops = 0; hops < 64 && pid > 0; hops++) {
+		auto info = s.info(pid);
+		// maps read before its last exec are another program's
+		if (auto mem = find(pid); mem && (!info || mem->execs == info->execs))
+			return mem;
+		if (!info || info->execs != 0)
+			break;
+		pid = static_cast<pid_t>(info->ppid);
+	}
+	return nullptr;
+}
+
 void Watcher::forget(pid_t pid)
 {
 	std::lock_guard<std::mutex> g(mu_);

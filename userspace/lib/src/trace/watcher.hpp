@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,6 +43,8 @@ public:
 	// Every tracked live process now (before stopping: late mappings).
 	void refresh();
 	MemoryMap memory() const;
+	// What is kept of `pid` alone (null: nothing).
+	std::shared_ptr<const ProcMemory> find(pid_t pid) const;
 	// Drop what is kept of `pid` (folded: untracked, its sites resolved).
 	void forget(pid_t pid);
 
@@ -66,5 +69,11 @@ private:
 	std::map<pid_t, std::pair<int, std::uint32_t>> refreshed_;
 	std::map<pid_t, int> snapshots_;
 };
+
+// The maps the addresses of `pid` resolve with: its own, read since its
+// last exec, else (a child that exited before its maps were read, and never
+// exec'd) its nearest such ancestor's; `find` gives what is kept of a pid.
+std::shared_ptr<const ProcMemory> memory_of(
+	const Session &s, pid_t pid, const std::function<std::shared_ptr<const ProcMemory>(pid_t)> &find);
 
 } // namespace cowtrace

@@ -155,6 +155,11 @@ struct Frame {
 	std::string file;	// source file (debug information), else ""
 	int line = 0;
 	bool guess = false;	// from .dynsym only: nearest exported symbol
+	// --unwind: how the frame was found: "regs" (the registers at the
+	// fault), "cfi" (the callee's .eh_frame/.debug_frame rule), "fp" (a
+	// frame pointer, where the callee has no CFI); "" without --unwind
+	// (the frame-pointer walk in BPF)
+	std::string source;
 	std::string text() const;	// "func+0x1a (module) file:line", "0x7f.. (module)", "[unknown 0x..]"
 	std::string name() const;	// func, or "module+0xoff", or "[unknown]"
 	bool operator==(const Frame &) const = default;
@@ -171,6 +176,14 @@ struct Site {
 	// (the frame-pointer walk went astray there, or ended), out of frames.size().
 	std::size_t unwound = 0;
 	std::uint32_t pids = 1;	// merged lists: processes that had this stack
+	// --unwind: the samples whose CFI unwinding gave these frames (0: the
+	// frame-pointer stack as recorded in BPF, not unwound); the counts are
+	// then the share of the frame-pointer stack's exact counts that these
+	// samples carry. Where and why the unwinding stopped ("outermost",
+	// "no_cfi", "slice_exhausted", "no_module", "depth_limit", "failed"),
+	// and in words.
+	std::uint64_t samples = 0;
+	std::string unwind_stop, unwind_why;
 	bool operator==(const Site &) const = default;
 };
 
@@ -201,8 +214,22 @@ struct Note {
 };
 
 // Everything --by-mapping and --sites found; symbolized after the run.
+// --unwind: how the sampled stacks fared.
+struct Unwinding {
+	unsigned period = 0;	// 1 in `period` wp faults of each thread sampled (0: off)
+	unsigned stack_bytes = 0;	// bytes of user stack captured per sample, at most
+	std::uint64_t samples = 0;	// received and unwound
+	std::uint64_t lost = 0;		// not sent, or their kind not: the ring buffer was full
+	std::uint64_t no_stack = 0;	// sent without stack bytes: the read of the stack failed
+	std::uint64_t no_maps = 0;	// no maps of the process to unwind by
+	std::uint64_t chains_dropped = 0;	// over the distinct chains kept per stack
+	double unwind_ms = 0;		// time spent unwinding
+	bool operator==(const Unwinding &) const = default;
+};
+
 struct Attribution {
 	bool by_mapping = false, sites = false;
+	Unwinding unwinding;	// period 0: no --unwind
 	std::vector<MappingStats> mappings;	// by pid, then copies (most first)
 	std::vector<Site> sites_by_pid;	// by pid, then copies
 	std::vector<Site> merged;	// stacks merged over every process by frame names
