@@ -51,6 +51,10 @@ struct Args {
 	bool by_mapping = false;
 	std::string sites;		// --sites [N]: N ("" for the default)
 	std::size_t top = 0;		// 0: no --sites
+	std::string unwind;		// --unwind [N]: N ("" for the default)
+	unsigned unwind_period = 0;	// 0: no --unwind
+	std::string unwind_stack = "8K";	// --unwind-stack SIZE
+	unsigned unwind_bytes = 8192;
 	bool per_process = false;
 	std::string folded;
 	std::vector<std::string> cmd;
@@ -266,6 +270,8 @@ int run(const Args &a)
 	opts.method = *method;
 	opts.by_mapping = a.by_mapping;
 	opts.sites = a.top > 0;
+	opts.unwind_period = a.unwind_period;
+	opts.unwind_bytes = a.unwind_bytes;
 
 	struct sigaction sa{};
 	sa.sa_handler = on_signal;
@@ -327,6 +333,15 @@ int main(int argc, char **argv)
 	app.add_option("--sites", a.sites, "show the top N user stacks that caused copies and reuses "
 					   "(default 10), symbolized after the run")
 		->type_name("[N]");
+	app.add_option("--unwind", a.unwind, "unwind the user stack of 1 in N write-protect faults of each thread "
+					     "(default 1: every one) from its registers and a slice of its stack "
+					     "through the CFI (.eh_frame, .debug_frame) of its files, after capture: "
+					     "call chains through code built without frame pointers; implies --sites")
+		->type_name("[N]");
+	app.add_option("--unwind-stack", a.unwind_stack, "with --unwind: bytes of user stack captured per "
+							 "sample from the page of the stack pointer up: 4K, 8K (the "
+							 "default), 12K or 16K; deeper chains need more")
+		->type_name("SIZE");
 	app.add_option("--folded", a.folded, "write the copy stacks as folded stacks (flame graphs, "
 					     "speedscope) to FILE; implies --sites")
 		->type_name("FILE");
@@ -347,11 +362,12 @@ int main(int argc, char **argv)
 		       "client_ca_file) and basic_auth_users (NAME: bcrypt or yescrypt hash); see cowtrace(1)")
 		->type_name("FILE");
 	app.add_option("command", a.cmd, "the command to run and trace, after --")->type_name("CMD ARGS...");
-	// --sites takes an optional N: "--sites N" -> "--sites=N", a bare
-	// "--sites" -> "--sites=10" (CLI11's optional values upset "--" here)
+	// --sites and --unwind take an optional N: "--sites N" -> "--sites=N",
+	// a bare "--sites" -> "--sites=10" (CLI11's optional values upset "--"
+	// here)
 	std::vector<std::string> args(argv + 1, argv + argc);
 	for (std::size_t i = 0; i < args.size() && args[i] != "--"; i++) {
-		if (args[i] != "--sites")
+		if (args[i] != "--sites" && args[i] != "--unwind")
 			continue;
 		const std::string next = i + 1 < args.size() ? args[i + 1] : "";
 		bool value = !next.empty() && (next[0] != '-' || (next.size() > 1 && std::isdigit(
@@ -360,7 +376,7 @@ int main(int argc, char **argv)
 			args[i] += "=" + args[i + 1];
 			args.erase(args.begin() + static_cast<std::ptrdiff_t>(i) + 1);
 		} else {
-			args[i] += "=10";	// the default
+			args[i] += args[i] == "--sites" ? "=10" : "=1";	// the defaults
 		}
 	}
 	std::reverse(args.begin(), args.end());	// CLI11 takes them last first
@@ -380,10 +396,23 @@ int main(int argc, char **argv)
 			a.top = a.sites.empty() ? 10
 						: cli::parse_count(a.sites, "--sites", 1, 100000,
 								   "N, how many stacks to show, a whole number > 0");
-		if (!a.folded.empty() && !a.top)
+		if (app.count("--unwind")) {
+			a.unwind_period = static_cast<unsigned>(
+				cli::parse_count(a.unwind, "--unwind", 1, 1000000,
+						 "N, unwind 1 in N faults, a whole number > 0"));
+			std::uint64_t b = cli::parse_size(a.unwind_stack, "--unwind-stack");
+			if (b < cowtrace::kUnwindPage || b > cowtrace::kUnwindStackMax || b % cowtrace::kUnwindPage)
+				throw UsageError(fmt::format(
+					"--unwind-stack: expected 4K, 8K, 12K or 16K (whole pages), got \"{}\"",
+					a.unwind_stack));
+			a.unwind_bytes = static_cast<unsigned>(b);
+		} else if (app.count("--unwind-stack")) {
+			throw UsageError("--unwind-stack: only with --unwind");
+		}
+		if ((!a.folded.empty() || a.unwind_period) && !a.top)
 			a.top = 10;
 		return run(a);
 	}, "usage: cowtrace [-p PID] [--children] [--json FILE|-] [-i SECONDS [COUNT]] [--by-mapping] "
-	   "[--sites [N]] [--folded FILE] [-- CMD ARGS...]\n"
+	   "[--sites [N]] [--unwind [N]] [--folded FILE] [-- CMD ARGS...]\n"
 	   "       cowtrace --serve [ADDR:]PORT (-p PID [--children] | --comm NAME | --all) [--web-config FILE]");
 }
