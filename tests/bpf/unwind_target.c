@@ -7,6 +7,11 @@
 // stdin (a pipe the test holds open), so the test knows the chain is built;
 // it then waits until /proc/PID/syscall says the process is in read(0, ...).
 //
+// `unwind_target cow N` (cowtrace --unwind, tests/bpf/test_cowtrace.cpp):
+// main writes N anonymous pages and forks; the child's f5 writes each page
+// once (N COW copies, each at the same instruction of f5, under the chain
+// f5 f4 f3 f2 f1 main) and exits; the parent waits for it.
+//
 // No function sets up rbp as a frame pointer, and f3 keeps six values live
 // across its call (rbx, rbp, r12-r15: rbp as a general register), so the
 // frame-pointer walk from f5's registers follows a data value, not a chain.
@@ -17,11 +22,16 @@
 //         mov sink(%rip),%ebp; or %edi,%ebp   (rbp = sink | x, a value)
 //   f2:   sub $0xa8,%rsp ... ret         f1: sub $0x68,%rsp ... ret
 //   main: sub $0x8,%rsp ... ret          (no "push %rbp; mov %rsp,%rbp" anywhere)
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define NOINLINE __attribute__((noinline, noclone))
 
 volatile int sink;
+static char *volatile cow_pages;	/* cow mode: the pages f5 writes */
+static long cow_n;
 
 NOINLINE int f5(int x)
 {
@@ -29,6 +39,11 @@ NOINLINE int f5(int x)
 	char c;
 	pad[0] = (char)x;
 	pad[sizeof(pad) - 1] = (char)x;
+	if (cow_pages) {
+		for (long i = 0; i < cow_n; i++)
+			cow_pages[i * 4096] = (char)(x + i);
+		return pad[0] + pad[sizeof(pad) - 1];
+	}
 	if (write(1, "R", 1) != 1)
 		return -1;
 	if (read(0, &c, 1) < 0)	/* the test stops the process here */
@@ -75,9 +90,33 @@ NOINLINE int f1(int x)
 	return r + pad[0] + pad[sizeof(pad) - 1];
 }
 
+static int cow_mode(long n)
+{
+	char *p = mmap(NULL, (size_t)n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int status;
+
+	if (p == MAP_FAILED)
+		return 1;
+	for (long i = 0; i < n; i++)
+		p[i * 4096] = 1;
+	cow_n = n;
+	pid_t pid = fork();
+	if (pid < 0)
+		return 1;
+	if (pid == 0) {
+		cow_pages = p;
+		sink = f1(1);
+		_exit(0);
+	}
+	if (waitpid(pid, &status, 0) != pid)
+		return 1;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
-	(void)argv;
+	if (argc == 3 && argv[1][0] == 'c')
+		return cow_mode(atol(argv[2]));
 	int r = f1(argc);
 	sink = r;
 	return r < 0 ? 1 : 0;
