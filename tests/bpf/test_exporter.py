@@ -16,7 +16,17 @@ when the machine lacks something, with the reason):
   bounded      a forking load (hundreds of short-lived children, -p PID
                --children --max-series 10 --grace 2) never shows more than
                10 series, counts the dropped ones, reuses BPF slots, and the
-               exporter keeps serving after its target exited
+               exporter keeps serving after its target exited; the load's
+               family series (every child, with a series or not) equals the
+               tree totals in every scrape
+  families     a root forks children without exec that write known numbers
+               of pages and exit, then spawns cowtrace_target (an exec: a
+               family of its own, whose child writes too): each family's
+               counters equal the sum of its members' process series (their
+               last values, also after those series were dropped) and cover
+               the known writes; they never decrease across scrapes; the
+               families sum to cowtrace_tree_*; a family goes --grace after
+               its last member exited; promtool accepts the scrapes
   sigterm      SIGTERM stops the exporter with status 0 and its BPF programs
                are gone (bpftool prog show)
   tls          --web-config with TLS and basic auth (certificates made here
@@ -267,9 +277,20 @@ def case_bounded(args, tmp):
     load.stdin.flush()
     most = 0
     samples = 0
+    family = {"scrapes": 0, "seen": 0}  # the load's one family: the whole tree
+
+    def family_is_tree(text):
+        fam = {c: metric(text, f"cowtrace_family_{c}_total", f'root_pid="{load.pid}"') for c in FAMILY_COUNTERS}
+        if fam["wp_faults"]:
+            for c in FAMILY_COUNTERS:
+                check(fam[c] == metric(text, f"cowtrace_tree_{c}_total"),
+                      f"{c}: family {fam[c]}, tree {metric(text, f'cowtrace_tree_{c}_total')}")
+            family["scrapes"] += 1
+            family["seen"] = metric(text, "cowtrace_family_processes_seen_total", f'root_pid="{load.pid}"')[0]
     while load.poll() is None:
         _, text = http_get(f"http://127.0.0.1:{port}/metrics")
         most = max(most, metric(text, "cowtrace_series")[0])
+        family_is_tree(text)
         samples += 1
         time.sleep(0.05)
     check(load.returncode == 0, f"forking load failed: {load.returncode}")
@@ -279,6 +300,7 @@ def case_bounded(args, tmp):
         _, text = http_get(f"http://127.0.0.1:{port}/metrics")
         samples += 1
         most = max(most, metric(text, "cowtrace_series")[0])
+        family_is_tree(text)
         if (metric(text, "cowtrace_series")[0] == 0 and metric(text, "cowtrace_tracked_processes")[0] == 0) \
                 or time.time() > deadline:
             break
@@ -291,16 +313,165 @@ def case_bounded(args, tmp):
     tree = metric(text, "cowtrace_tree_wp_faults_total")
     print(f"  {n} children: at most {most:.0f} series in {samples} scrapes (limit 10), now {now:.0f}; dropped "
           f"exited {exited:.0f}, limit {limited:.0f}; BPF slots used {slots:.0f}, tracked now {tracked:.0f}; "
-          f"tree wp faults {tree}")
+          f"tree wp faults {tree}; the family equal to the tree in {family['scrapes']} scrapes, "
+          f"{family['seen']:.0f} processes seen in it")
     check(most <= 10, f"{most} series, limit 10")
     check(limited > 0, "the limit was never reached: the load is too slow to test it")
     check(exited + limited >= n - 10, f"dropped {exited} + {limited} of {n} children")
     check(now == 0 and tracked == 0, f"{now} series, {tracked} tracked after every process exited")
     check(slots < n / 2, f"{slots} BPF slots for {n} children: not reused")
     check(tree and tree[0] >= n, f"tree totals {tree}")
+    # the family kept every child, those without a series too
+    check(family["scrapes"] > 0 and family["seen"] == n + 1, f"family: {family}")
     check(exporter.poll() is None, "the exporter stopped when its target exited")
     check(f"pid {load.pid} exited" in stderr_of(err), stderr_of(err))
     check(stop(exporter) == 0, "exporter exit status")
+
+
+FAMILY_FORKER = r"""
+import mmap, os, sys
+n, k, target = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+buf = mmap.mmap(-1, k * 4096, flags=mmap.MAP_PRIVATE)
+buf.write(b"\1" * (k * 4096))             # present before the forks: a child's write copies
+sys.stdin.readline()                      # go
+for i in range(n):
+    pid = os.fork()
+    if pid == 0:                          # a member of this process's family
+        for off in range(0, k * 4096, 4096):
+            buf[off] = 2
+        os._exit(0)
+    os.waitpid(pid, 0)
+# an exec (vfork-like: nothing written before it): a family of its own
+pid = os.posix_spawn(target, [target, "200", "0", "300", "0"], os.environ)
+_, st = os.waitpid(pid, 0)
+print("done", os.waitstatus_to_exitcode(st), pid, flush=True)
+sys.stdin.readline()                      # exit
+"""
+FAMILY_COUNTERS = ("wp_faults", "cow_copies", "cow_reuses", "zero_fills")
+
+
+def families_of(text):
+    """{(root_pid, root_comm): {counter: value}} of a scrape's family series."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'cowtrace_family_(\w+?)(?:_total)?\{root_pid="(\d+)",root_comm="([^"]*)"\} (\S+)$', line)
+        if m:
+            out.setdefault((int(m.group(2)), m.group(3)), {})[m.group(1)] = float(m.group(4))
+    return out
+
+
+def processes_of(text):
+    """{pid: {counter: value}} of a scrape's process series."""
+    out = {}
+    for c in FAMILY_COUNTERS:
+        for line in text.splitlines():
+            m = re.match(rf'cowtrace_{c}_total\{{pid="(\d+)",ppid="(\d+)",comm="[^"]*"\}} (\S+)$', line)
+            if m:
+                out.setdefault(int(m.group(1)), {"ppid": int(m.group(2))})[c] = float(m.group(3))
+    return out
+
+
+def case_families(args, tmp):
+    n, k, grace = 20, 100, 3
+    load = start("forker", [sys.executable, "-c", FAMILY_FORKER, str(n), str(k), args.target],
+                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    exporter, port, err = start_exporter(args, ["-p", str(load.pid), "--children", "--grace", str(grace)])
+    last = {}       # pid -> its process series' last values (final once it exited)
+    high = {}       # family -> counter -> highest value seen
+    summed = 0      # scrapes where the families summed to the tree
+    scrapes = []
+
+    def scrape():
+        _, text = http_get(f"http://127.0.0.1:{port}/metrics")
+        scrapes.append(text)
+        fams = families_of(text)
+        for pid, v in processes_of(text).items():
+            last[pid] = v
+        for f, v in fams.items():
+            for c, x in v.items():
+                if c in FAMILY_COUNTERS or c == "processes_seen":
+                    was = high.setdefault(f, {}).get(c, 0)
+                    check(x >= was, f"family {f} {c} went down: {was} -> {x}")
+                    high[f][c] = x
+        if metric(text, "cowtrace_family_series_dropped_total", 'reason="exited"') == [0]:
+            for c in FAMILY_COUNTERS:
+                tree = metric(text, f"cowtrace_tree_{c}_total")
+                check(tree and sum(v[c] for v in fams.values()) == tree[0],
+                      f"{c}: families {[(f, v[c]) for f, v in fams.items()]} sum to other than the tree's {tree}")
+            nonlocal summed
+            summed += 1
+        return text, fams
+
+    load.stdin.write("go\n")
+    load.stdin.flush()
+    done = []
+    reader = threading.Thread(target=lambda: done.append(load.stdout.readline()))
+    reader.start()
+    while reader.is_alive():
+        scrape()
+        time.sleep(0.1)
+    check(done and done[0].startswith("done 0 "), f"the forking load: {done}")
+    spawned = int(done[0].split()[2])
+    # every child's series is dropped --grace after it exited, the spawned
+    # target's family --grace after both its processes exited
+    deadline = time.time() + 6 * grace + 10
+    while True:
+        text, fams = scrape()
+        gone = metric(text, "cowtrace_series") == [1] and metric(text, "cowtrace_family_series") == [1]
+        if gone or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    check(gone, f"{metric(text, 'cowtrace_series')} process series, {metric(text, 'cowtrace_family_series')} "
+          f"families {list(fams)} after every process but the root exited")
+    children = [p for p, v in last.items() if v["ppid"] == load.pid and p != spawned]
+    target_pids = [spawned] + [p for p, v in last.items() if v["ppid"] == spawned]
+    check(len(children) == n, f"{len(children)} children's series seen, forked {n}")
+    check(len(target_pids) == 2, f"the spawned cowtrace_target and its child: {target_pids}")
+    roots = [f for f in fams if f[0] == load.pid]
+    check(len(roots) == 1, f"no family of the root {load.pid}: {list(fams)}")
+    root = roots[0]
+    kept = fams[root]
+    # the root's family: the root's series now plus its children's last values
+    print(f"  {n} children writing {k} pages each, then cowtrace_target {spawned} (exec): {len(scrapes)} scrapes, "
+          f"{summed} with the families summing to the tree; family {root} now: "
+          + ", ".join(f"{c} {kept[c]:.0f}" for c in FAMILY_COUNTERS)
+          + f", processes seen {kept['processes_seen']:.0f}, alive {kept['processes_alive']:.0f}")
+    # the spawned process may have been seen once before its exec: then it
+    # joined this family too, with what it had counted by then (posix_spawn
+    # copies nothing; a write it made to the parent's memory is a reuse)
+    early = kept["processes_seen"] - (n + 1)
+    check(early in (0, 1) and kept["processes_alive"] == 1,
+          f"processes seen {kept['processes_seen']}, alive {kept['processes_alive']}")
+    tf = (spawned, "cowtrace_target")
+    check(tf in high, f"no family {tf} was ever exported: {list(high)}")
+    for c in FAMILY_COUNTERS:
+        want = last[load.pid][c] + sum(last[p][c] for p in children)
+        twant = sum(last[p][c] for p in target_pids)
+        if early:  # the split between the two families is the snapshot's; the sum is exact
+            check(kept[c] + high[tf][c] == want + twant, f"{c}: families {root} {kept[c]} and {tf} "
+                  f"{high[tf][c]}, their members' series sum to {want} and {twant}")
+        else:
+            check(kept[c] == want, f"family {root} {c} {kept[c]}, its members' series sum to {want}")
+            check(high[tf][c] == twant, f"family {tf} {c} {high[tf][c]}, its members' series sum to {twant}")
+    check(all(last[p]["cow_copies"] >= k for p in children), f"a child copied fewer than {k} pages")
+    check(kept["cow_copies"] >= n * k, f"family copies {kept['cow_copies']}, the children wrote {n * k} pages")
+    check(kept["cow_copied_bytes"] == kept["cow_copies"] * 4096, f"copied bytes {kept['cow_copied_bytes']}")
+    # the target's family while it was there: 200 + 300 pages written
+    # after its fork
+    check(500 <= high[tf]["cow_copies"] <= 500 + 2 * SLACK, f"family {tf} copies {high[tf]['cow_copies']}, "
+          f"wrote 500 pages")
+    check(summed >= 3, f"the families summed to the tree in {summed} scrapes only")
+    check(metric(text, "cowtrace_family_series_dropped_total", 'reason="exited"') == [1], "dropped families")
+    check(metric(text, "cowtrace_family_series_dropped_total", 'reason="limit"') == [0], "limit")
+    for t in (scrapes[len(scrapes) // 2], text):
+        r = subprocess.run([args.promtool, "check", "metrics"], input=t, capture_output=True, text=True)
+        check(r.returncode == 0, f"promtool: {r.stdout}{r.stderr}")
+    _, om = http_get(f"http://127.0.0.1:{port}/metrics", accept=OPENMETRICS_ACCEPT)
+    check("# TYPE cowtrace_family_cow_copies counter\n" in om and om.endswith("# EOF\n"), "OpenMetrics families")
+    load.stdin.write("exit\n")
+    load.stdin.flush()
+    check(load.wait(30) == 0, f"the forking load: {load.returncode}")
+    check(stop(exporter) == 0, f"exporter exit status {exporter.returncode}: {stderr_of(err)}")
 
 
 def bpf_ids(pid):
@@ -716,7 +887,8 @@ def case_abuse(args, tmp):
 
 
 CASES = {"prometheus": case_prometheus, "promtool": case_promtool, "port-in-use": case_port_in_use,
-         "bounded": case_bounded, "sigterm": case_sigterm, "tls": case_tls, "client-cert": case_client_cert,
+         "bounded": case_bounded, "families": case_families, "sigterm": case_sigterm, "tls": case_tls,
+         "client-cert": case_client_cert,
          "prometheus-tls": case_prometheus_tls, "abuse": case_abuse}
 
 

@@ -225,6 +225,233 @@ TEST(ExporterSeries, PidReuseStartsANewSeries)
 	EXPECT_EQ(set.totals().cow_copies, 102u);
 }
 
+// Families (FamilySet, fed by SeriesSet::update): the report's rule, the
+// root a member of its own family.
+namespace {
+
+ProcStats fproc(pid_t pid, pid_t ppid, std::uint64_t copies, std::uint32_t execs = 0, const char *comm = "postgres",
+		bool exited = false)
+{
+	ProcStats s = proc(pid, copies, exited, comm);
+	s.ppid = ppid;
+	s.execs = execs;
+	return s;
+}
+
+// The family counters of `set` summed over the families.
+Counts family_sum(const SeriesSet &set)
+{
+	Counts c;
+	for (const auto &[root, f] : set.families().families())
+		c += f.counts;
+	return c;
+}
+
+void expect_sum_is_tree(const SeriesSet &set)
+{
+	Counts f = family_sum(set), t = set.totals();
+	EXPECT_EQ(f.wp_faults, t.wp_faults);
+	EXPECT_EQ(f.cow_copies, t.cow_copies);
+	EXPECT_EQ(f.cow_reuses, t.cow_reuses);
+	EXPECT_EQ(f.zero_fills, t.zero_fills);
+}
+
+} // namespace
+
+TEST(ExporterFamilies, TheReportsRuleWithTheRootInItsFamily)
+{
+	// as tests/unit/test_report.cpp's: 10 exec'd (parent 1 untraced) forks
+	// 11..15, 12 forks 16; 20 was exec'd by 10 and forks 21
+	std::vector<ProcStats> procs = {fproc(10, 1, 5, 1),  fproc(11, 10, 10), fproc(12, 10, 20),
+					fproc(13, 10, 30),    fproc(14, 10, 40), fproc(15, 10, 100),
+					fproc(16, 12, 1, 0, "helper"), fproc(20, 10, 7, 1, "sh"), fproc(21, 20, 3, 0, "sh")};
+	EXPECT_EQ(family_roots(procs), (std::vector<pid_t>{10, 10, 10, 10, 10, 10, 10, 20, 20}));
+	SeriesSet set(100, 60);
+	set.update(procs, 0);
+	const auto &fams = set.families().families();
+	ASSERT_EQ(fams.size(), 2u);
+	EXPECT_EQ(fams.at(10).root_comm, "postgres");
+	EXPECT_EQ(fams.at(10).counts.cow_copies, 206u);
+	EXPECT_EQ(fams.at(10).counts.wp_faults, 206u + 7 * 3);
+	EXPECT_EQ(fams.at(10).processes_seen, 7u);
+	EXPECT_EQ(fams.at(10).alive, 7u);
+	EXPECT_EQ(fams.at(20).root_comm, "sh");
+	EXPECT_EQ(fams.at(20).counts.cow_copies, 10u);
+	EXPECT_EQ(fams.at(20).processes_seen, 2u);
+	expect_sum_is_tree(set);
+	// the exposition
+	Exposition e = expo();
+	std::string t = format_metrics(set, e, Format::prometheus);
+	expect_in(t, {"# HELP cowtrace_family_cow_copies_total ", "# TYPE cowtrace_family_cow_copies_total counter\n",
+		      "cowtrace_family_cow_copies_total{root_pid=\"10\",root_comm=\"postgres\"} 206\n",
+		      "cowtrace_family_cow_copies_total{root_pid=\"20\",root_comm=\"sh\"} 10\n",
+		      "cowtrace_family_wp_faults_total{root_pid=\"10\",root_comm=\"postgres\"} 227\n",
+		      "cowtrace_family_cow_reuses_total{root_pid=\"10\",root_comm=\"postgres\"} 7\n",
+		      "cowtrace_family_zero_fills_total{root_pid=\"10\",root_comm=\"postgres\"} 14\n",
+		      "cowtrace_family_cow_copied_bytes_total{root_pid=\"20\",root_comm=\"sh\"} 40960\n",
+		      "# TYPE cowtrace_family_processes_seen_total counter\n",
+		      "cowtrace_family_processes_seen_total{root_pid=\"10\",root_comm=\"postgres\"} 7\n",
+		      "# TYPE cowtrace_family_processes_alive gauge\n",
+		      "cowtrace_family_processes_alive{root_pid=\"20\",root_comm=\"sh\"} 2\n", "cowtrace_family_series 2\n",
+		      "cowtrace_family_series_dropped_total{reason=\"exited\"} 0\n",
+		      "cowtrace_family_series_dropped_total{reason=\"limit\"} 0\n"});
+	std::string om = format_metrics(set, e, Format::openmetrics);
+	expect_in(om, {"# TYPE cowtrace_family_processes_seen counter\n", "# TYPE cowtrace_family_processes_alive gauge\n",
+		       "# UNIT cowtrace_family_cow_copied_bytes bytes\n",
+		       "cowtrace_family_processes_seen_total{root_pid=\"10\",root_comm=\"postgres\"} 7\n"});
+	// a root's comm escaped as the process series' are
+	SeriesSet odd(10, 60);
+	odd.update({fproc(7, 1, 1, 1, "a\"b\\c")}, 0);
+	expect_in(format_metrics(odd, e, Format::prometheus),
+		  {"cowtrace_family_cow_copies_total{root_pid=\"7\",root_comm=\"a\\\"b\\\\c\"} 1\n"});
+}
+
+// A member that exits is untracked (its process series gone); its counts
+// stay in its family; a child of an untracked member still finds the family.
+TEST(ExporterFamilies, CountsStayWhenMembersExitAndAreUntracked)
+{
+	SeriesSet set(100, 2);
+	std::map<pid_t, ProcStats> state;	// what the tracer holds
+	double t = 0;
+	std::uint64_t last = 0;
+	auto step = [&] {
+		std::vector<ProcStats> snap;
+		for (const auto &[p, s] : state)
+			snap.push_back(s);
+		for (pid_t gone : set.update(snap, t))
+			state.erase(gone);
+		t += 1;
+		ASSERT_EQ(set.families().families().count(10), 1u);
+		std::uint64_t now = set.families().families().at(10).counts.cow_copies;
+		EXPECT_GE(now, last);	// monotonic
+		last = now;
+		expect_sum_is_tree(set);
+	};
+	state[10] = fproc(10, 1, 5, 1);
+	state[11] = fproc(11, 10, 3);
+	state[12] = fproc(12, 10, 2);
+	step();
+	state[11] = fproc(11, 10, 4, 0, "postgres", true);
+	state[13] = fproc(13, 12, 6);	// forked by 12 without exec
+	step();
+	state[12] = fproc(12, 10, 2, 0, "postgres", true);
+	for (int i = 0; i < 4; i++)
+		step();	// 11 and 12 past their grace: untracked
+	EXPECT_EQ(state.count(11) + state.count(12), 0u);
+	state[14] = fproc(14, 13, 1);	// 13's parent 12 is gone: its root found through it
+	state[13].cow_copies = 7;
+	step();
+	step();
+	const auto &f = set.families().families().at(10);
+	EXPECT_EQ(f.counts.cow_copies, 5u + 4 + 2 + 7 + 1);
+	EXPECT_EQ(f.processes_seen, 5u);
+	EXPECT_EQ(f.alive, 3u);	// 10, 13, 14
+	EXPECT_EQ(set.families().families().size(), 1u);
+	EXPECT_EQ(set.families().gone_roots(), 1u);	// 12: 13's parent
+	EXPECT_EQ(set.families().processes(), 3u);
+	state.erase(13);
+	state.erase(14);
+	step();
+	step();
+	EXPECT_EQ(set.families().gone_roots(), 0u);	// no tracked process names 12 any more
+	EXPECT_EQ(set.families().processes(), 1u);
+	EXPECT_EQ(set.families().families().at(10).counts.cow_copies, 19u);
+}
+
+TEST(ExporterFamilies, ExecMovesAMemberToAFamilyOfItsOwn)
+{
+	SeriesSet set(100, 60);
+	set.update({fproc(10, 1, 5, 1), fproc(11, 10, 3)}, 0);
+	EXPECT_EQ(set.families().families().at(10).counts.cow_copies, 8u);
+	set.update({fproc(10, 1, 5, 1), fproc(11, 10, 9, 1, "sh")}, 1);	// 11 exec'd sh, then copied 6 more
+	const auto &fams = set.families().families();
+	EXPECT_EQ(fams.at(10).counts.cow_copies, 8u);	// kept
+	EXPECT_EQ(fams.at(11).counts.cow_copies, 6u);
+	EXPECT_EQ(fams.at(11).root_comm, "sh");
+	EXPECT_EQ(fams.at(11).processes_seen, 1u);
+	EXPECT_EQ(fams.at(10).processes_seen, 2u);	// a counter: 11 joined it once
+	EXPECT_EQ(fams.at(10).alive, 1u);
+	expect_sum_is_tree(set);
+}
+
+TEST(ExporterFamilies, DroppedAGraceAfterEveryMemberExited)
+{
+	SeriesSet set(100, 5);
+	set.update({fproc(10, 1, 5, 1), fproc(11, 10, 3)}, 0);
+	set.update({fproc(10, 1, 5, 1), fproc(11, 10, 3, 0, "postgres", true)}, 1);
+	EXPECT_FALSE(set.families().families().at(10).gone_at);	// the root lives on
+	set.update({fproc(10, 1, 6, 1, "postgres", true), fproc(11, 10, 3, 0, "postgres", true)}, 2);
+	set.update({fproc(10, 1, 6, 1, "postgres", true), fproc(11, 10, 3, 0, "postgres", true)}, 6.9);
+	ASSERT_EQ(set.families().families().count(10), 1u);
+	EXPECT_EQ(set.families().families().at(10).alive, 0u);
+	EXPECT_EQ(set.families().families().at(10).counts.cow_copies, 9u);
+	set.update({fproc(10, 1, 6, 1, "postgres", true), fproc(11, 10, 3, 0, "postgres", true)}, 7);
+	EXPECT_EQ(set.families().families().count(10), 0u);
+	EXPECT_EQ(set.families().dropped_exited(), 1u);
+	// a new root under pid 10 in a later family's place
+	set.update({fproc(10, 1, 1, 1, "redis")}, 8);
+	ASSERT_EQ(set.families().families().count(10), 1u);
+	EXPECT_EQ(set.families().families().at(10).root_comm, "redis");
+	EXPECT_EQ(set.families().families().at(10).counts.cow_copies, 1u);
+}
+
+TEST(ExporterFamilies, ARootsPidReusedStartsANewFamily)
+{
+	SeriesSet set(100, 60);
+	set.update({fproc(5, 1, 100, 1, "old")}, 0);
+	set.update({fproc(5, 1, 100, 1, "old", true)}, 1);
+	set.update({fproc(5, 1, 2, 1, "new")}, 2);	// within the old family's grace
+	ASSERT_EQ(set.families().families().count(5), 1u);
+	EXPECT_EQ(set.families().families().at(5).root_comm, "new");
+	EXPECT_EQ(set.families().families().at(5).counts.cow_copies, 2u);
+	EXPECT_EQ(set.families().dropped_exited(), 1u);
+}
+
+TEST(ExporterFamilies, LimitRefusesNewFamiliesAndCountsThemOnce)
+{
+	SeriesSet set(2, 60);
+	set.update({fproc(1, 0, 1, 1), fproc(2, 0, 2, 1), fproc(3, 0, 3, 1)}, 0);
+	EXPECT_EQ(set.families().families().size(), 2u);
+	EXPECT_EQ(set.families().dropped_limit(), 1u);
+	set.update({fproc(1, 0, 1, 1), fproc(2, 0, 2, 1), fproc(3, 0, 4, 1)}, 1);
+	EXPECT_EQ(set.families().dropped_limit(), 1u);	// once per family
+	EXPECT_EQ(set.families().families().count(3), 0u);
+	// the tree keeps 3's counts; the families what they had room for
+	EXPECT_EQ(set.totals().cow_copies, 7u);
+	EXPECT_EQ(family_sum(set).cow_copies, 3u);
+}
+
+// A fork-per-connection server for a long time: one family, bounded memory.
+TEST(ExporterFamilies, BoundedUnderAForkingLoad)
+{
+	SeriesSet set(50, 2);
+	std::map<pid_t, ProcStats> state;
+	state[100] = fproc(100, 1, 10, 1, "server");
+	std::uint64_t expect = 10;
+	double t = 0;
+	std::size_t most = 0;
+	for (pid_t pid = 1000; pid < 6000; pid++) {
+		state[pid] = fproc(pid, 100, 3, 0, "server");	// each connection copies 3 pages
+		expect += 3;
+		if (pid >= 1020)
+			state[pid - 20].exited = true;
+		std::vector<ProcStats> snap;
+		for (const auto &[p, s] : state)
+			snap.push_back(s);
+		for (pid_t gone : set.update(snap, t))
+			state.erase(gone);
+		most = std::max(most, set.families().processes() + set.families().gone_roots());
+		t += 0.1;
+	}
+	ASSERT_EQ(set.families().families().size(), 1u);
+	const auto &f = set.families().families().at(100);
+	EXPECT_EQ(f.counts.cow_copies, expect);
+	EXPECT_EQ(f.processes_seen, 5001u);
+	EXPECT_EQ(set.totals().cow_copies, expect);
+	EXPECT_LE(most, 50u + 20u + 1);	// the live tree, not the churn
+	EXPECT_EQ(set.families().gone_roots(), 0u);
+}
+
 TEST(ExporterListen, ParsesAddresses)
 {
 	auto a = parse_listen("9477");

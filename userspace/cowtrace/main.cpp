@@ -352,9 +352,12 @@ int main(int argc, char **argv)
 	app.add_option("--comm", a.comm, "with --serve: every process with this command name, also later ones")
 		->type_name("NAME");
 	app.add_flag("--all", a.all, "with --serve: every process");
-	app.add_option("--max-series", a.max_series, "with --serve: most process series kept (default 1000)")
+	app.add_option("--max-series", a.max_series,
+		       "with --serve: most process series kept, and most family series (default 1000)")
 		->type_name("N");
-	app.add_option("--grace", a.grace, "with --serve: seconds an exited process's series stays (default 60)")
+	app.add_option("--grace", a.grace,
+		       "with --serve: seconds an exited process's series stays, and a family's after its last "
+		       "member exited (default 60)")
 		->type_name("SECONDS");
 	app.add_option("--web-config", a.web_config,
 		       "with --serve: TLS and basic auth from FILE, a YAML file with the keys of Prometheus "

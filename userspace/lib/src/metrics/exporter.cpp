@@ -37,7 +37,96 @@ void subtract(Counts &a, const Counts &b)
 	a.zero_fills -= std::min(a.zero_fills, b.zero_fills);
 }
 
+bool nonzero(const Counts &c)
+{
+	return c.wp_faults || c.cow_copies || c.cow_reuses || c.zero_fills;
+}
+
 } // namespace
+
+bool pid_reused(const ProcStats &old, const ProcStats &now)
+{
+	return (old.exited && !now.exited) || now.wp_faults < old.wp_faults || now.cow_copies < old.cow_copies ||
+	       now.cow_reuses < old.cow_reuses || now.zero_fills < old.zero_fills;
+}
+
+void FamilySet::update(const std::vector<ProcStats> &procs, double now)
+{
+	std::map<pid_t, const ProcStats *> by_pid;
+	std::set<pid_t> parents;
+	for (const ProcStats &s : procs) {
+		by_pid[s.pid] = &s;
+		parents.insert(s.ppid);
+	}
+	// processes the tracer no longer lists: freed; their roots stay while
+	// a tracked process names one as its parent (so that its family is
+	// found through it), the others go: the map is the size of the live
+	// tree, not of the churn
+	for (auto it = procs_.begin(); it != procs_.end();) {
+		if (by_pid.count(it->first)) {
+			++it;
+			continue;
+		}
+		gone_[it->first] = it->second.root;
+		it = procs_.erase(it);
+	}
+	std::erase_if(gone_, [&](const auto &e) { return !parents.count(e.first) || by_pid.count(e.first); });
+
+	std::vector<pid_t> roots = family_roots(procs, &gone_);
+	for (auto &[r, f] : families_)
+		f.alive = 0;
+	std::set<pid_t> wanted;	// roots of the processes listed now
+	for (std::size_t i = 0; i < procs.size(); i++) {
+		const ProcStats &s = procs[i];
+		pid_t r = roots[i];
+		wanted.insert(r);
+		auto m = procs_.find(s.pid);
+		bool fresh = m == procs_.end() || pid_reused(m->second.last, s);
+		bool joined = fresh || m->second.root != r;
+		Counts delta = counts_of(s);
+		if (!fresh)
+			subtract(delta, counts_of(m->second.last));
+		auto f = families_.find(r);
+		// a new root under the pid of a family whose members all exited:
+		// that family is over
+		if (fresh && r == s.pid && f != families_.end() && f->second.gone_at) {
+			dropped_exited_++;
+			families_.erase(f);
+			f = families_.end();
+		}
+		if (f == families_.end() && (joined || nonzero(delta))) {
+			if (families_.size() < limit_) {
+				auto root = by_pid.find(r);	// a root no longer listed: its member's comm
+				f = families_.emplace(r, Family{}).first;
+				f->second.root_comm = root != by_pid.end() ? root->second->comm : s.comm;
+				refused_.erase(r);
+			} else if (refused_.insert(r).second) {
+				dropped_limit_++;
+			}
+		}
+		if (f != families_.end()) {
+			f->second.counts += delta;
+			f->second.processes_seen += joined;
+			f->second.alive += !s.exited;
+		}
+		procs_[s.pid] = Member{s, r};
+	}
+	for (auto it = families_.begin(); it != families_.end();) {
+		Family &f = it->second;
+		if (f.alive) {
+			f.gone_at.reset();
+		} else if (!f.gone_at) {
+			f.gone_at = now;
+		}
+		if (f.gone_at && now - *f.gone_at >= grace_) {
+			dropped_exited_++;
+			it = families_.erase(it);
+		} else {
+			++it;
+		}
+	}
+	std::erase_if(refused_, [&](pid_t r) { return !wanted.count(r); });
+}
 
 void SeriesSet::retire(const ProcStats &s)
 {
@@ -55,10 +144,7 @@ std::vector<pid_t> SeriesSet::update(const std::vector<ProcStats> &procs, double
 		auto it = series_.find(s.pid);
 		if (it != series_.end()) {
 			const ProcStats &old = it->second.last;
-			bool reused = (old.exited && !s.exited) || s.wp_faults < old.wp_faults ||
-				      s.cow_copies < old.cow_copies || s.cow_reuses < old.cow_reuses ||
-				      s.zero_fills < old.zero_fills;
-			if (!reused) {
+			if (!pid_reused(old, s)) {
 				it->second.last = s;
 				if (s.exited && !it->second.exited_at)
 					it->second.exited_at = now;
@@ -112,6 +198,7 @@ std::vector<pid_t> SeriesSet::update(const std::vector<ProcStats> &procs, double
 			++it;
 		}
 	}
+	families_.update(procs, now);
 	return done;
 }
 
@@ -349,6 +436,49 @@ void write_processes(Writer &w, const SeriesSet &set, const Exposition &e)
 	}
 }
 
+// The counters of each family with a series (FamilySet), its processes.
+void write_families(Writer &w, const FamilySet &fams)
+{
+	using Family = FamilySet::Family;
+	struct PerFamily {
+		const char *base;
+		Kind kind;
+		const char *unit;
+		const char *help;
+		std::uint64_t (*value)(const Family &);
+	};
+	static const PerFamily per_family[] = {
+		{"cowtrace_family_wp_faults", Kind::counter, "",
+		 "Write-protect faults of a process family: its root (a process that exec'd, or whose parent "
+		 "is not traced) and the processes forked from it without exec, exited ones included.",
+		 [](const Family &f) { return f.counts.wp_faults; }},
+		{"cowtrace_family_cow_copies", Kind::counter, "", "COW copies of a process family.",
+		 [](const Family &f) { return f.counts.cow_copies; }},
+		{"cowtrace_family_cow_reuses", Kind::counter, "", "COW reuses of a process family.",
+		 [](const Family &f) { return f.counts.cow_reuses; }},
+		{"cowtrace_family_zero_fills", Kind::counter, "",
+		 "Zero-page fills of a process family (not copies).",
+		 [](const Family &f) { return f.counts.zero_fills; }},
+		{"cowtrace_family_cow_copied_bytes", Kind::counter, "bytes",
+		 "Bytes copied by COW faults of a process family (4096 per copy).",
+		 [](const Family &f) { return f.counts.cow_copies * kPageBytes; }},
+		{"cowtrace_family_processes_seen", Kind::counter, "",
+		 "Processes that joined a process family since its series began (the root included; a member "
+		 "that exec()s leaves for a family of its own).",
+		 [](const Family &f) { return f.processes_seen; }},
+		{"cowtrace_family_processes_alive", Kind::gauge, "",
+		 "Members of a process family not exited (the family's series goes --grace seconds after this "
+		 "is 0).",
+		 [](const Family &f) { return static_cast<std::uint64_t>(f.alive); }},
+	};
+	for (const PerFamily &m : per_family) {
+		w.header(m.base, m.kind, m.unit, m.help);
+		for (const auto &[root, f] : fams.families())
+			w.sample(fmt::format("root_pid=\"{}\",root_comm=\"{}\"", root, escape_label(f.root_comm)),
+				 m.value(f));
+	}
+}
+
 // How the tracer counts, and its BPF programs' cost where the kernel keeps it.
 void write_tracer(Writer &w, const Exposition &e)
 {
@@ -386,6 +516,16 @@ void write_health(Writer &w, const SeriesSet &set, const Exposition &e)
 		 "processes that found --max-series series when seen (once each; one may get a series later).");
 	w.sample("reason=\"exited\"", set.dropped_exited());
 	w.sample("reason=\"limit\"", set.dropped_limit());
+	w.header("cowtrace_family_series", Kind::gauge, "",
+		 "Process family series exported now (at most --max-series, counted apart from the process "
+		 "series).");
+	w.sample("", set.families().families().size());
+	w.header("cowtrace_family_series_dropped", Kind::counter, "",
+		 "Process family series dropped: reason=exited --grace seconds after every member had exited "
+		 "(or the root's pid reused); reason=limit: families that found --max-series family series when "
+		 "seen (once until their processes are gone; one may get a series later).");
+	w.sample("reason=\"exited\"", set.families().dropped_exited());
+	w.sample("reason=\"limit\"", set.families().dropped_limit());
 	w.header("cowtrace_untracked_processes", Kind::counter, "",
 		 "Processes not traced at all because every BPF process slot was taken.");
 	w.sample("", e.untracked);
@@ -417,8 +557,9 @@ void write_health(Writer &w, const SeriesSet &set, const Exposition &e)
 std::string format_metrics(const SeriesSet &set, const Exposition &e, Format f)
 {
 	Writer w{f, {}, {}};
-	w.out.reserve(256 + set.series().size() * 4 * 96);
+	w.out.reserve(256 + (set.series().size() + set.families().families().size()) * 4 * 96);
 	write_processes(w, set, e);
+	write_families(w, set.families());
 	write_tracer(w, e);
 	write_health(w, set, e);
 	if (f == Format::openmetrics)

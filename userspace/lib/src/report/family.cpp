@@ -62,14 +62,11 @@ void set_copies_stats(Family &f, const std::map<std::uint64_t, std::uint64_t> &c
 
 } // namespace
 
-std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t min_members, const Folding *folding)
+std::vector<pid_t> family_roots(const std::vector<ProcStats> &procs, const std::map<pid_t, pid_t> *gone)
 {
 	std::map<pid_t, const ProcStats *> by_pid;
 	for (const ProcStats &p : procs)
 		by_pid[p.pid] = &p;
-	// A process forked without exec from a traced parent belongs to its
-	// parent's family root (a folded parent: its recorded root); climbing
-	// is bounded by the processes (a pid cycle from reused pids cannot loop).
 	auto root_of = [&](const ProcStats &p) -> pid_t {
 		const ProcStats *cur = &p;
 		for (std::size_t hops = 0; hops <= procs.size(); hops++) {
@@ -77,8 +74,8 @@ std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t mi
 				return cur->pid;
 			auto parent = by_pid.find(cur->ppid);
 			if (parent == by_pid.end() || parent->second == cur) {
-				if (folding && parent == by_pid.end())
-					if (auto r = folding->roots.find(cur->ppid); r != folding->roots.end())
+				if (gone && parent == by_pid.end())
+					if (auto r = gone->find(cur->ppid); r != gone->end())
 						return r->second;
 				return cur->pid;
 			}
@@ -86,11 +83,27 @@ std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t mi
 		}
 		return cur->pid;
 	};
+	std::vector<pid_t> out;
+	out.reserve(procs.size());
+	for (const ProcStats &p : procs)
+		out.push_back(root_of(p));
+	return out;
+}
+
+std::vector<Family> families(const std::vector<ProcStats> &procs, std::size_t min_members, const Folding *folding)
+{
+	std::map<pid_t, const ProcStats *> by_pid;
+	for (const ProcStats &p : procs)
+		by_pid[p.pid] = &p;
+	// a process forked without exec from a traced parent belongs to its
+	// parent's family root (a folded parent: its recorded root)
+	std::vector<pid_t> roots = family_roots(procs, folding ? &folding->roots : nullptr);
 	std::map<pid_t, Family> fams;
 	// copies of one member -> members that copied that many
 	std::map<pid_t, std::map<std::uint64_t, std::uint64_t>> copies;
-	for (const ProcStats &p : procs) {
-		pid_t r = root_of(p);
+	for (std::size_t i = 0; i < procs.size(); i++) {
+		const ProcStats &p = procs[i];
+		pid_t r = roots[i];
 		if (r == p.pid)
 			continue;
 		Family &f = fams[r];

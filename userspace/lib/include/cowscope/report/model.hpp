@@ -124,6 +124,16 @@ struct Folding {
 	void add(pid_t root, const std::string &root_comm, const ProcStats &p);
 };
 
+// The family root of each of `procs` (in their order): a process that
+// exec'd, or whose parent is not among `procs`, is its own root; one forked
+// without exec from a process of `procs` has its parent's root. A parent
+// that is no longer among `procs` but is in `gone` (pid -> its root: the
+// Folding's roots, the exporter's untracked processes) gives that root.
+// Pure, from pid, ppid and execs; climbing is bounded by the processes (a
+// pid cycle from reused pids cannot loop). families() and the exporter's
+// family series (metrics/exporter.hpp) both group by it.
+std::vector<pid_t> family_roots(const std::vector<ProcStats> &procs, const std::map<pid_t, pid_t> *gone = nullptr);
+
 // The families of `procs` with at least `min_members` members (folded
 // ones included), most copies first (pure: from pid, ppid and execs, and
 // the folded members' roots).
