@@ -2,8 +2,9 @@
 # The VM harness must tell pass from fail from a VM that never finished:
 # exit 0 for a passing suite, 1 for a failing test, 2 for a kernel panic or
 # a hang (with the console's last lines), and `run` must pass the command's
-# own exit status through. A kernel report (BUG, WARNING, KASAN, lockdep...)
-# on the console fails a suite whose tests all passed, quoted.
+# own exit status through; --with packs a program with its libraries. A
+# kernel report (BUG, WARNING, KASAN, lockdep...) on the console fails a
+# suite whose tests all passed, quoted.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 kernel=${1:-6.12}
@@ -37,6 +38,12 @@ has 'died before /init \(attempt 2' "a boot that died before /init is retried"
 expect 3 "run passes the command's exit status through" "$vm" --kernel "$kernel" --no-module run 'echo hello; exit 3'
 has '^hello$' "run prints the command's output"
 expect 2 "a bad --kernel is a usage error" "$vm" --kernel 5.10 run true
+# --with: a program the image lacks (Debian's bash; the guest has busybox's
+# sh) runs at its own path with the shared libraries it loads (libtinfo)
+expect 0 "--with packs a program and its shared libraries" "$vm" --kernel "$kernel" --no-module --with bash \
+	run 'bash -c "echo with-bash \$BASH_VERSION"'
+has '^with-bash [0-9]' "the packed bash ran"
+expect 2 "--with an unknown program is a usage error" "$vm" --kernel "$kernel" --with no-such-program-here run true
 
 [ $fails -eq 0 ] && echo "VM harness self-test: all passed" || echo "VM harness self-test: $fails failed"
 [ $fails -eq 0 ]
