@@ -17,6 +17,11 @@
 #    at most 1500 ns per copied page); wall ratio with --sites (target
 #    <= 1.15, interleaved with the runs above); symbolization time (after the
 #    run, from cowtrace's own line).
+#  - CFI unwinding (issue 23), same run: bpf_ns_per_copied_page with
+#    --unwind 1 (every fault's registers and 8 KiB of stack captured; target
+#    <= 2000 ns) and with --unwind 16 (1 in 16 sampled; target <= 500 ns);
+#    the samples unwound and lost; wall ratio with --unwind 16 (target
+#    <= 1.15, interleaved with the runs above).
 set -uo pipefail
 bench_name=cowtrace_bench
 . "$(dirname "$0")/cowtrace-common.bash"
@@ -58,11 +63,23 @@ attr_ns() { # ARGS...: bpf_run_time_ns of one traced workload run
 		{ cat "$tmp/a.err" >&2; echo 0; return; }
 	sed -n 's/.*bpf_run_time_ns=\([0-9]*\).*/\1/p' "$tmp/a.err"
 }
+a_copies() { # the workload child's copies in the last attr_ns run
+	python3 -c 'import json,sys; print(max(p["cow_copies"] for p in json.load(open(sys.argv[1]))["processes"]))' "$tmp/a.json" 2>/dev/null || echo 0
+}
 bm_ns=$(attr_ns --by-mapping)
 st_ns=$(attr_ns --sites 5)
-st_copies=$(python3 -c 'import json,sys; print(max(p["cow_copies"] for p in json.load(open(sys.argv[1]))["processes"]))' "$tmp/a.json" 2>/dev/null || echo 0)
+st_copies=$(a_copies)
 sym=$(sed -n 's/^sites: symbolized \([0-9]*\) addresses in \([0-9.]*\) ms.*/\1 \2/p' "$tmp/a.out")
 sed -n 's/^cowtrace: prog /cowtrace_sites_prog /p' "$tmp/a.err"
+# "ns copies samples lost unwind_ms" of a --unwind N run
+unwind_run() {
+	local ns c
+	ns=$(attr_ns --sites 5 --unwind "$1")
+	c=$(a_copies)
+	python3 -c 'import json,sys; u=json.load(open(sys.argv[1])).get("unwinding") or {}; print(sys.argv[2], sys.argv[3], u.get("samples",0), u.get("lost",0), u.get("unwind_ms",0))' "$tmp/a.json" "${ns:-0}" "$c" 2>/dev/null || echo "0 0 0 0 0"
+}
+un1=$(unwind_run 1)
+un16=$(unwind_run 16)
 
 # 2. The bpftrace one-liner in the same run; bt_why says why not.
 bt_ns="" bt_cnt="" bt_why=""
@@ -128,19 +145,23 @@ fi
 
 # 3. Wall clock, interleaved: without, with (bpf_stats off: it costs time).
 sysctl -q kernel.bpf_stats_enabled=0
-base=() traced=() sited=()
+base=() traced=() sited=() unwound=()
 for _ in $(seq "$runs"); do
 	base+=("$("$tmp/w" "$pages")")
 	"$cowtrace" -- "$tmp/w" "$pages" >"$tmp/one" 2>/dev/null
 	traced+=("$(head -n1 "$tmp/one")")
 	"$cowtrace" --sites 5 -- "$tmp/w" "$pages" >"$tmp/one" 2>/dev/null
 	sited+=("$(head -n1 "$tmp/one")")
+	"$cowtrace" --sites 5 --unwind 16 -- "$tmp/w" "$pages" >"$tmp/one" 2>/dev/null
+	unwound+=("$(head -n1 "$tmp/one")")
 done
 
 python3 - "$pages" "$copies" "$ct_ns" "$ct_cnt" "${bt_ns:-}" "${bt_cnt:-}" "$method" \
-	"${base[*]}" "${traced[*]}" "${bm_ns:-0}" "${st_ns:-0}" "${st_copies:-0}" "${sym:-}" "${sited[*]}" "$bt_why" <<'PY'
+	"${base[*]}" "${traced[*]}" "${bm_ns:-0}" "${st_ns:-0}" "${st_copies:-0}" "${sym:-}" "${sited[*]}" "$bt_why" \
+	"$un1" "$un16" "${unwound[*]}" <<'PY'
 import statistics as st, sys
-pages, copies, ct_ns, ct_cnt, bt_ns, bt_cnt, method, base, traced, bm_ns, st_ns, st_copies, sym, sited, bt_why = sys.argv[1:]
+(pages, copies, ct_ns, ct_cnt, bt_ns, bt_cnt, method, base, traced, bm_ns, st_ns, st_copies, sym, sited, bt_why,
+ un1, un16, unwound) = sys.argv[1:]
 pages, copies, ct_ns, ct_cnt = int(pages), int(copies), int(ct_ns or 0), int(ct_cnt or 0)
 print(f"cowtrace_method={method}")
 print(f"cow_faults_workload={pages} cowtrace_cow_copies={copies}")
@@ -176,4 +197,19 @@ if s:
 if sym:
     n, ms = sym.split()
     print(f"sites_symbolize_addresses={n} sites_symbolize_ms={ms} (after the run)")
+for period, run, target in ((1, un1, 2000), (16, un16, 500)):
+    ns, c, samples, lost, ums = run.split()
+    ns, c, samples, lost = int(ns), int(c), int(samples), int(lost)
+    if not c:
+        print(f"unwind{period}_bpf_ns_per_copied_page=unknown (the --unwind {period} run failed) MISSED")
+        continue
+    print(f"unwind{period}_bpf_ns_per_copied_page={ns / c:.1f} copies={c} target<={target} "
+          f"{'ok' if ns / c <= target else 'MISSED'}")
+    print(f"unwind{period}_samples={samples} lost={lost} unwind_ms={float(ums):.1f}"
+          + (f" unwind_us_per_sample={float(ums) * 1e3 / samples:.1f}" if samples else ""))
+u = [int(x) for x in unwound.split() if x.isdigit()]
+if u:
+    ru = st.median(u) / mb
+    print(f"unwind16_wall_child_ms_median={st.median(u) / 1e6:.1f} unwind16_wall_overhead_ratio={ru:.3f} "
+          f"target<=1.15 {'ok' if ru <= 1.15 else 'MISSED'}")
 PY

@@ -48,7 +48,9 @@ void Sampler::run()
 {
 	while (!stop_) {
 		pollfd fds[2] = {{ring_buffer__epoll_fd(rb_), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-		poll(fds, 2, 100);
+		// 10 ms: the BPF side wakes this thread only once a quarter of
+		// the ring is full (BPF_RB_NO_WAKEUP otherwise)
+		poll(fds, 2, 10);
 		drain();
 	}
 }
