@@ -57,6 +57,10 @@ const volatile bool sites = false;
  * first slot in `stacks` (31: all of them). Fewer force collisions, which
  * must be detected and kept apart (tests/bpf/test_cowtrace.cpp). */
 const volatile __u32 stack_hash_bits = 31;
+/* Tests only: the tid bits that choose a thread's pending slot (at most 14:
+ * COWTRACE_PEND_SLOTS); fewer make tracked threads share slots, which must
+ * lose no count (SharedPendingSlotsLoseNoCount). */
+const volatile __u32 pend_slot_bits = 14;
 /* --unwind: 1 in unwind_period wp faults of each thread (0: none) sends its
  * registers and unwind_pages pages of its user stack, from the page of rsp
  * up (at most COWTRACE_UNWIND_STACK_MAX / 4096), to `samples`. */
@@ -586,7 +590,7 @@ static __always_inline struct cow_counts *counts_of(__u32 tgid)
 
 static __always_inline struct pend *pend_of(__u32 tid)
 {
-	return &pending[tid & (COWTRACE_PEND_SLOTS - 1)];
+	return &pending[tid & ((1U << pend_slot_bits) - 1) & (COWTRACE_PEND_SLOTS - 1)];
 }
 
 /* Is the current thread still inside the user fault at `ip`? The user
@@ -893,6 +897,18 @@ static __always_inline int vme_fault(void *ctx, unsigned long error_code, unsign
 
 		if (!slot)
 			return 0;
+		/* The slot holds another tracked thread's fault (its id equal
+		 * modulo COWTRACE_PEND_SLOTS), not yet resolved: it is resolved
+		 * at that thread's next fault or switch, so the window is long
+		 * (a child of a churn test writing while its parent's maps
+		 * watcher faulted lost one copy so). Its outcome goes with the
+		 * slot: unclassified, so that the counts still add up. */
+		if (p->tid && (p->flags & PF_VME)) {
+			struct cow_counts *oc = counts_at(p->slot);
+
+			if (oc)
+				oc->unclassified++;
+		}
 		p->tid = tid;
 		p->tgid = tgid;
 		p->slot = *slot;

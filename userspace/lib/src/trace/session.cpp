@@ -42,6 +42,8 @@ cowtrace_bpf *open_for(const Options &opts, const Plan &p, std::int64_t vme_delt
 	s->rodata->by_mapping = opts.by_mapping;
 	s->rodata->sites = opts.sites;
 	s->rodata->stack_hash_bits = std::min(opts.stack_hash_bits, 31U);
+	static_assert(COWTRACE_PEND_SLOTS == 1U << 14);
+	s->rodata->pend_slot_bits = std::min(opts.pend_slot_bits, 14U);
 	if (opts.sites && opts.unwind_period) {
 		if (opts.unwind_bytes == 0 || opts.unwind_bytes > kUnwindStackMax || opts.unwind_bytes % kUnwindPage)
 			throw Error(fmt::format("unwind stack bytes: {} is not whole pages from {} to {}",

@@ -57,6 +57,9 @@ struct Options {
 	// Tests only: the stack hash bits that choose a stack's first slot
 	// (fewer force collisions, which must be counted and kept apart).
 	unsigned stack_hash_bits = 31;
+	// Tests only: the thread-id bits that choose a thread's slot for its
+	// fault in progress (at most 14; fewer make threads share slots).
+	unsigned pend_slot_bits = 14;
 	// The maps watcher's rounds (--by-mapping, --sites): its poll of the
 	// tracked processes besides the fork/exec events. Tests only set it
 	// longer, so that only the events can get a process's maps read.
