@@ -86,8 +86,10 @@ const volatile __u32 unwind_pages = 1;
  * slot is found from the thread id alone (no task storage, no hash lookup),
  * and unlike a per-CPU slot it survives the thread being preempted and
  * migrated in the middle of its fault. Two tracked threads whose ids are
- * equal modulo COWTRACE_PEND_SLOTS and that fault at the same moment share a
- * slot; the second overwrites the first, whose copy is then not seen. */
+ * equal modulo COWTRACE_PEND_SLOTS share a slot; the second to fault takes
+ * it over: vmevent counts the first's fault, if still pending, as
+ * unclassified; the other methods' windows end within the fault, and a
+ * fault that overlaps its slot-mate's to the instruction loses its copy. */
 #define PF_TP_PENDING	1	/* tracepoint method: inside a wp fault at `ip` */
 #define PF_WINDOW	2	/* fentry/kprobe: inside do_wp_page */
 #define PF_COPIED	4	/* a copy was counted in this window */
