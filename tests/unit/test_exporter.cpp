@@ -64,6 +64,17 @@ std::size_t count(const std::string &hay, const std::string &needle)
 	return n;
 }
 
+// One update of `set` with the processes the tracer holds (`state`) at time
+// `t`; the ones the set untracked leave `state`, as the tracer frees them.
+void update_from(SeriesSet &set, std::map<pid_t, ProcStats> &state, double t)
+{
+	std::vector<ProcStats> snap;
+	for (const auto &[p, s] : state)
+		snap.push_back(s);
+	for (pid_t gone : set.update(snap, t))
+		state.erase(gone);
+}
+
 // Every one of `parts` somewhere in the exposition `t`.
 void expect_in(const std::string &t, std::initializer_list<std::string_view> parts)
 {
@@ -182,11 +193,7 @@ TEST(ExporterSeries, BoundedUnderAForkingLoad)
 		expect_total += 3;
 		if (pid >= 120)
 			state[pid - 20].exited = true;
-		std::vector<ProcStats> snap;
-		for (const auto &[p, s] : state)
-			snap.push_back(s);
-		for (pid_t gone : set.update(snap, t))
-			state.erase(gone);
+		update_from(set, state, t);
 		EXPECT_LE(set.series().size(), 50u);
 		t += 0.1;
 	}
@@ -315,11 +322,7 @@ TEST(ExporterFamilies, CountsStayWhenMembersExitAndAreUntracked)
 	double t = 0;
 	std::uint64_t last = 0;
 	auto step = [&] {
-		std::vector<ProcStats> snap;
-		for (const auto &[p, s] : state)
-			snap.push_back(s);
-		for (pid_t gone : set.update(snap, t))
-			state.erase(gone);
+		update_from(set, state, t);
 		t += 1;
 		ASSERT_EQ(set.families().families().count(10), 1u);
 		std::uint64_t now = set.families().families().at(10).counts.cow_copies;
@@ -435,11 +438,7 @@ TEST(ExporterFamilies, BoundedUnderAForkingLoad)
 		expect += 3;
 		if (pid >= 1020)
 			state[pid - 20].exited = true;
-		std::vector<ProcStats> snap;
-		for (const auto &[p, s] : state)
-			snap.push_back(s);
-		for (pid_t gone : set.update(snap, t))
-			state.erase(gone);
+		update_from(set, state, t);
 		most = std::max(most, set.families().processes() + set.families().gone_roots());
 		t += 0.1;
 	}
