@@ -49,8 +49,9 @@ std::string format_table(const std::vector<ProcStats> &procs, const Plan &plan)
 	for (const auto &p : procs)
 		if (p.unclassified)
 			out += fmt::format("pid {}: {} write faults neither copy nor reuse: the kernel moved the thread "
-					   "during the fault without a sched_switch event (not counted in COW_COPIES "
-					   "or COW_REUSES)\n", p.pid, p.unclassified);
+					   "during the fault without a sched_switch event, or a thread whose id is "
+					   "equal modulo 16384 took its pending slot (not counted in COW_COPIES or "
+					   "COW_REUSES)\n", p.pid, p.unclassified);
 	if (!plan.zero_fills_by())
 		out += "ZERO_FILLS -: this method cannot tell writes to the shared zero page from copies on this "
 		       "kernel; they are in COW_COPIES\n";

@@ -58,8 +58,8 @@ struct ProcStats {
 	std::uint64_t cow_copies = 0;
 	std::uint64_t cow_reuses = 0;	// counted, or wp_faults - cow_copies (Plan::reuses_by)
 	// vmevent: wp faults told neither copy nor reuse (the scheduler moved
-	// the thread mid-fault without a sched_switch event); in no mapping
-	// or site either
+	// the thread mid-fault without a sched_switch event, or another thread
+	// took its pending slot); in no mapping or site either
 	std::uint64_t unclassified = 0;
 	// wp faults on the shared zero page (or a raw PFN mapping): a fresh
 	// zeroed page, nothing copied, nothing shared with another process.
