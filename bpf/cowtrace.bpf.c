@@ -213,6 +213,14 @@ struct {
 
 __u64 unwind_lost;	/* samples not sent: `samples` full */
 
+/* --unwind: the CPython 3.11 processes' frame offsets (struct py_target) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, COWTRACE_MAX_PROCS);
+	__type(key, __u32);
+	__type(value, struct py_target);
+} pyprocs SEC(".maps");
+
 /* --unwind: no wakeup per record (an irq_work and a switch to the loader's
  * thread each, which more than doubled the cost of a sample); the loader
  * drains `samples` every 10 ms, and is woken once a quarter of it is full. */
@@ -388,6 +396,47 @@ static __always_inline bool same_stack(const struct stack_ips *a, const struct s
 	return true;
 }
 
+/* --unwind: the Python frames of thread `tid` of a CPython 3.11 process
+ * (pyprocs), innermost first: its thread state found by native id among the
+ * main interpreter's, then cframe->current_frame and ->previous. Every
+ * read can fail (racing, paged out): the frames read until then are kept;
+ * the loader checks each code object before it believes it. */
+static __always_inline void attr_py(struct cow_sample *s, __u32 tgid, __u32 tid)
+{
+	struct py_target *t = bpf_map_lookup_elem(&pyprocs, &tgid);
+	__u64 interp = 0, ts = 0, id = 0, cf = 0, fr = 0;
+	__u8 entry;
+	__u32 i;
+
+	s->py_n = 0;
+	s->py_entry = 0;
+	if (!t || bpf_probe_read_user(&interp, sizeof(interp), (void *)t->interp_head) || !interp ||
+	    bpf_probe_read_user(&ts, sizeof(ts), (void *)(interp + t->interp_threads_head)))
+		return;
+	for (i = 0; i < COWTRACE_PY_THREADS && ts; i++) {
+		if (bpf_probe_read_user(&id, sizeof(id), (void *)(ts + t->tstate_native_thread_id)))
+			return;
+		if (id == tid)
+			break;
+		if (bpf_probe_read_user(&ts, sizeof(ts), (void *)(ts + t->tstate_next)))
+			return;
+	}
+	if (!ts || id != tid || bpf_probe_read_user(&cf, sizeof(cf), (void *)(ts + t->tstate_cframe)) || !cf ||
+	    bpf_probe_read_user(&fr, sizeof(fr), (void *)(cf + t->cframe_current_frame)))
+		return;
+	for (i = 0; i < COWTRACE_PY_FRAMES && fr; i++) {
+		if (bpf_probe_read_user(&s->py[i].code, sizeof(__u64), (void *)(fr + t->frame_code)) ||
+		    bpf_probe_read_user(&s->py[i].instr, sizeof(__u64), (void *)(fr + t->frame_prev_instr)) ||
+		    bpf_probe_read_user(&entry, sizeof(entry), (void *)(fr + t->frame_is_entry)))
+			break;
+		if (entry)
+			s->py_entry |= 1U << i;
+		s->py_n = i + 1;
+		if (bpf_probe_read_user(&fr, sizeof(fr), (void *)(fr + t->frame_previous)))
+			break;
+	}
+}
+
 /* --unwind: 1 in unwind_period faults of the thread sends its user
  * registers and the user stack from the page of rsp up, a whole page at a
  * time (a read fails whole where a page is missing, at the stack's end
@@ -414,6 +463,7 @@ static __always_inline void attr_sample(struct pend *p, __u32 tgid, struct pt_re
 	s->tid = p->tid;
 	s->stackid = p->stackid;
 	s->pad = 0;
+	attr_py(s, tgid, p->tid);
 	bpf_probe_read_kernel(s->regs, sizeof(s->regs), regs);
 	base = regs->sp & ~(__u64)(COWTRACE_UNWIND_PAGE - 1);
 	s->stack_addr = base;
@@ -1271,8 +1321,14 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	}
 	info.ppid = ptgid;
-	if (track_new(ctgid, &info))
+	if (track_new(ctgid, &info)) {
+		struct py_target *py = unwind_period ? bpf_map_lookup_elem(&pyprocs, &ptgid) : NULL;
+
+		/* the same address space: the same interpreter, from the start */
+		if (py)
+			bpf_map_update_elem(&pyprocs, &ctgid, py, BPF_ANY);
 		send_event(ctgid, COWTRACE_EV_FORK);
+	}
 	return 0;
 }
 
@@ -1286,6 +1342,8 @@ int BPF_PROG(on_exec, struct task_struct *p)
 	/* the thread's cached VMA range was the old program's */
 	if (pd->tid == tid)
 		pd->vlo = pd->vhi = 0;
+	if (unwind_period)	/* another program: not the interpreter it had */
+		bpf_map_delete_elem(&pyprocs, &tgid);
 	if (info) {
 		BPF_CORE_READ_STR_INTO(&info->comm, p, comm);
 		__sync_fetch_and_add(&info->execs, 1);

@@ -151,11 +151,34 @@ enum cowtrace_sample_kinds {
 	COWTRACE_KIND_COPY_WAS_ZERO = 3,	/* the copy sent before was a zero fill */
 };
 
+/* --unwind, CPython 3.11: where a process keeps its frames (the map
+ * `pyprocs` by tgid, filled by the loader from the interpreter's DWARF,
+ * copied to a child at fork). Offsets in bytes. */
+#define COWTRACE_PY_FRAMES 16	/* Python frames read per sample, innermost first */
+#define COWTRACE_PY_THREADS 64	/* thread states searched for the faulting thread */
+
+struct py_target {
+	__u64 interp_head;		/* address of _PyRuntime.interpreters.head */
+	__u32 interp_threads_head;	/* PyInterpreterState.threads.head */
+	__u32 tstate_next, tstate_native_thread_id, tstate_cframe;	/* PyThreadState */
+	__u32 cframe_current_frame;	/* _PyCFrame */
+	__u32 frame_code, frame_previous, frame_prev_instr, frame_is_entry;	/* _PyInterpreterFrame */
+};
+
+struct cow_py_frame {
+	__u64 code;		/* PyCodeObject * */
+	__u64 instr;		/* prev_instr: the instruction it is running */
+};
+
 struct cow_sample {
 	__u32 type;		/* COWTRACE_SAMPLE_STACK */
 	__u32 tgid;
 	__u32 tid;
 	__s32 stackid;		/* the fault's frame-pointer stack in `stacks` */
+	__u32 py_n;		/* Python frames in py[] (0: none, not Python) */
+	__u32 py_entry;		/* bit i: py[i] is the first frame of its
+				 * _PyEval_EvalFrameDefault call */
+	struct cow_py_frame py[COWTRACE_PY_FRAMES];
 	__u64 regs[COWTRACE_PT_REGS_WORDS];	/* struct pt_regs of the user entry */
 	__u64 stack_addr;	/* where stack[] was read from: rsp's page */
 	__u32 stack_len;	/* bytes of stack[] read, whole pages up to the

@@ -38,6 +38,7 @@
 #include "cowscope/base/meta.hpp"
 #include "cowscope/proc/pagemap.hpp"
 #include "cowscope/trace/trace.hpp"
+#include "python.hpp"	// userspace/lib/src/trace: python_layout(), to skip without DWARF
 
 namespace {
 
@@ -862,6 +863,89 @@ TEST_F(Unwind, StrippedCopyGuessesNamesAtExactOffsets)
 		EXPECT_TRUE(s["guess"].get<bool>()) << s;
 		EXPECT_EQ(s["offset"], w["offset"]) << "frame " << i << ": stripped " << s << ", whole " << w;
 	}
+}
+
+// CPython 3.11 (Debian's python3.11, its DWARF from python3.11-dbg): the
+// child of py_cow_target.py copies the list's and the objects' pages while
+// touch() reads them (reference counts), on the line marked COPY-LINE,
+// called from Worker.run and main. The Python frames stand in the chain in
+// place of _PyEval_EvalFrameDefault, with function and line.
+TEST_F(Unwind, PythonFramesNameTheFunctionAndLine)
+{
+	const std::string python = "/usr/bin/python3.11", script = std::string(COWTRACE_TESTS) + "/py_cow_target.py";
+	if (access(python.c_str(), X_OK) != 0)
+		GTEST_SKIP() << "no " << python << " here";
+	if (access(script.c_str(), R_OK) != 0)
+		GTEST_SKIP() << "no " << script << " here (the source tree)";
+	try {
+		cowtrace::python_layout(python);
+	} catch (const std::exception &e) {
+		GTEST_SKIP() << "no DWARF for " << python << ": " << e.what();
+	}
+	int copy_line = 0;	// the line marked COPY-LINE
+	{
+		std::istringstream in(cowscope::read_file(script));
+		std::string line;
+		for (int n = 1; std::getline(in, line); n++)
+			if (line.find("# COPY-LINE") != std::string::npos)
+				copy_line = n;
+	}
+	ASSERT_GT(copy_line, 0) << script;
+	cowtrace::Options o;
+	o.sites = true;
+	o.unwind_period = 1;
+	cowtrace::Tracer t(traced_options(o));
+	const std::string go = dir + "/go";
+	cowtrace::Command cmd({python, script, "400000", go});
+	t.track(cmd.pid(), getpid(), "python3.11");
+	cmd.start();
+	// the interpreter registered before the target forks (polled to a
+	// deadline: no event says so)
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+	while (t.python_processes() == 0 && std::chrono::steady_clock::now() < deadline)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	ASSERT_GT(t.python_processes(), 0U) << "the interpreter's frames were never read";
+	cowscope::write_file_atomic(go, "");
+	int status = cmd.wait();
+	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+	auto procs = t.snapshot();
+	auto a = t.attribution();
+	std::printf("%s", cowtrace::format_sites(a, procs, 3).c_str());
+	pid_t child = 0;
+	std::uint64_t child_copies = 0;
+	for (const auto &p : procs)
+		if (p.ppid == cmd.pid())
+			child = p.pid, child_copies = p.cow_copies;
+	ASSERT_NE(child, 0) << "the target's child was not traced";
+	std::uint64_t at_line = 0;
+	for (const cowtrace::Site &s : a.sites_of(child)) {
+		auto py = std::find_if(s.frames.begin(), s.frames.end(),
+				       [](const cowtrace::Frame &f) { return f.source == "py"; });
+		if (py == s.frames.end() || py->func != "touch" || py->line != copy_line)
+			continue;
+		at_line += s.copies;
+		// the callers: Worker.run (a qualified name), main, <module>
+		const char *callers[] = {"Worker.run", "main", "<module>"};
+		for (std::size_t i = 0; i < std::size(callers); i++) {
+			auto f = py + 1 + static_cast<std::ptrdiff_t>(i);
+			ASSERT_TRUE(f < s.frames.end() && f->source == "py") << "frame " << i << " after touch";
+			EXPECT_EQ(f->func, callers[i]);
+			EXPECT_NE(f->file.find("py_cow_target.py"), std::string::npos) << f->file;
+			EXPECT_GT(f->line, 0);
+		}
+		EXPECT_NE(py->file.find("py_cow_target.py"), std::string::npos) << py->file;
+	}
+	// the list and 400,000 objects: about 1,560 pages, nearly all of the
+	// child's copies (the rest: its fork and exit paths)
+	EXPECT_GE(at_line, 1000U);
+	EXPECT_GE(at_line * 10, child_copies * 8) << at_line << " of " << child_copies << " at touch:" << copy_line;
+	// frames of code objects freed before the loader read them (a
+	// module's body after its import) do not resolve: counted, said
+	EXPECT_GT(a.unwinding.py_frames, at_line);
+	std::printf("[ python   ] %llu of the child's %llu copies at touch:%d; %llu Python frames resolved, %llu not\n",
+		    static_cast<unsigned long long>(at_line), static_cast<unsigned long long>(child_copies), copy_line,
+		    static_cast<unsigned long long>(a.unwinding.py_frames),
+		    static_cast<unsigned long long>(a.unwinding.py_unresolved));
 }
 
 // Symbolization is by file: each (file, offset) once, whichever process it

@@ -203,7 +203,9 @@ json report_json(const std::vector<ProcStats> &procs, const Plan &plan, const At
 			out["unwinding"] = {{"period", u.period},   {"stack_bytes", u.stack_bytes},
 					    {"samples", u.samples}, {"lost", u.lost},
 					    {"no_stack", u.no_stack}, {"no_maps", u.no_maps},
-					    {"chains_dropped", u.chains_dropped}, {"unwind_ms", u.unwind_ms}};
+					    {"chains_dropped", u.chains_dropped}, {"unwind_ms", u.unwind_ms},
+					    {"python", {{"processes", u.py_processes}, {"frames", u.py_frames},
+							{"unresolved", u.py_unresolved}, {"note", u.py_note}}}};
 	}
 	return out;
 }
@@ -460,7 +462,19 @@ struct Reader {
 					       .no_stack = get<std::uint64_t>(u, "no_stack", w),
 					       .no_maps = get<std::uint64_t>(u, "no_maps", w),
 					       .chains_dropped = get<std::uint64_t>(u, "chains_dropped", w),
-					       .unwind_ms = get<double>(u, "unwind_ms", w)};
+					       .unwind_ms = get<double>(u, "unwind_ms", w),
+					       .py_processes = 0,
+					       .py_frames = 0,
+					       .py_unresolved = 0,
+					       .py_note = ""};
+				if (u.contains("python")) {
+					const json &py = at(u, "python", w);
+					const std::string pw = w + ", python";
+					a.unwinding.py_processes = get<std::uint64_t>(py, "processes", pw);
+					a.unwinding.py_frames = get<std::uint64_t>(py, "frames", pw);
+					a.unwinding.py_unresolved = get<std::uint64_t>(py, "unresolved", pw);
+					a.unwinding.py_note = get<std::string>(py, "note", pw);
+				}
 			}
 		}
 		return a;

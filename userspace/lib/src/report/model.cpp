@@ -78,6 +78,8 @@ std::string Frame::name() const
 std::string Frame::text() const
 {
 	std::string s;
+	if (source == "py")	// a CPython frame: its function, file and line
+		return fmt::format("{} {}:{}", func.empty() ? "[python]" : func, file.empty() ? "?" : file, line);
 	if (!func.empty())
 		s = fmt::format("{}+0x{:x}{}", func, offset, guess ? " [guess]" : "");
 	else

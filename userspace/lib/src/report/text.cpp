@@ -165,6 +165,11 @@ std::string format_sites(const Attribution &a, const std::vector<ProcStats> &pro
 		out += fmt::format("sites: {} samples unwound in {:.1f} ms; {} lost (ring buffer full), {} without "
 				   "stack bytes, {} without maps, {} over the chains kept per stack\n",
 				   u.samples, u.unwind_ms, u.lost, u.no_stack, u.no_maps, u.chains_dropped);
+		if (u.py_processes || !u.py_note.empty())
+			out += fmt::format("sites: CPython 3.11 frames [py] read in {} process{}: {} resolved, {} not "
+					   "(not a code object when read){}\n",
+					   u.py_processes, u.py_processes == 1 ? "" : "es", u.py_frames, u.py_unresolved,
+					   u.py_note.empty() ? "" : "; " + u.py_note);
 	} else {
 		out += "sites: frame 0 (=) is the faulting instruction, exact; later frames come from a "
 		       "frame-pointer walk, exact only through code built with frame pointers (--unwind: "

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include <fmt/format.h>
@@ -187,6 +188,58 @@ std::vector<std::uint64_t> share(std::uint64_t total, const std::vector<std::uin
 // its samples unwound to, each with the share of each kind of count its
 // samples of that kind carry; a kind no sample had stays with the
 // frame-pointer stack (pushed only then).
+// CPython frames in place of the interpreter's, as py-spy --native shows
+// them (python.hpp gives the rule): from the outermost, the k-th native
+// _PyEval_EvalFrameDefault stands for the k-th run of Python frames (a run
+// ends, on its outer side, at the frame its call was entered with). Runs
+// left over (the native chain stopped early) go where the innermost
+// interpreter frame is, or at the end. Frame 0 (the faulting instruction)
+// stays, its Python frames after it.
+void merge_python(std::vector<Frame> &frames, const std::vector<PyFrame> &py)
+{
+	if (py.empty())
+		return;
+	std::vector<std::pair<std::size_t, std::size_t>> runs;	// [first, last], innermost first
+	for (std::size_t b = 0, i = 0; i < py.size(); i++)
+		if (py[i].entry || i + 1 == py.size()) {
+			runs.emplace_back(b, i);
+			b = i + 1;
+		}
+	std::vector<std::size_t> evals;	// native frames of the interpreter, innermost first
+	for (std::size_t i = 0; i < frames.size(); i++)
+		if (frames[i].func == "_PyEval_EvalFrameDefault")
+			evals.push_back(i);
+	auto frames_of = [&](std::pair<std::size_t, std::size_t> run) {
+		std::vector<Frame> v;
+		for (std::size_t j = run.first; j <= run.second; j++)
+			v.push_back({.ip = py[j].instr, .func = py[j].function, .file = py[j].file, .line = py[j].line,
+				     .source = "py"});
+		return v;
+	};
+	std::map<std::size_t, std::vector<Frame>> in_place;	// native index -> its Python frames
+	const std::size_t matched = std::min(runs.size(), evals.size());
+	for (std::size_t k = 0; k < matched; k++)
+		in_place[evals[evals.size() - 1 - k]] = frames_of(runs[runs.size() - 1 - k]);
+	std::vector<Frame> left;	// the inner runs no native frame stands for
+	for (std::size_t k = 0; k + matched < runs.size(); k++)
+		for (Frame &f : frames_of(runs[k]))
+			left.push_back(std::move(f));
+	const std::size_t at = matched ? evals[evals.size() - matched] : frames.size();
+	std::vector<Frame> out;
+	for (std::size_t i = 0; i <= frames.size(); i++) {
+		if (i == at)
+			out.insert(out.end(), left.begin(), left.end());
+		if (i == frames.size())
+			break;
+		auto p = in_place.find(i);
+		if (p == in_place.end() || i == 0)	// frame 0, the faulting instruction, stays
+			out.push_back(std::move(frames[i]));
+		if (p != in_place.end())
+			out.insert(out.end(), p->second.begin(), p->second.end());
+	}
+	frames = std::move(out);
+}
+
 void add_unwound(Context &c, Resolver &r, Site s, std::vector<Site> &out)
 {
 	std::vector<Chain> chains;
@@ -203,6 +256,7 @@ void add_unwound(Context &c, Resolver &r, Site s, std::vector<Site> &out)
 		p.comm = s.comm;
 		p.stackid = s.stackid;
 		p.frames = r.frames(s.pid, chains[i].unwound);
+		merge_python(p.frames, chains[i].py);
 		p.unwound = p.frames.size();
 		p.samples = chains[i].n.samples();
 		p.unwind_stop = stop_name(chains[i].unwound.stop);

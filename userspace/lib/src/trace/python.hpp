@@ -20,9 +20,10 @@
 //  - PyReader::thread_frames(tid): walk a live thread's chain from
 //    _PyRuntime (the tests; a process stopped at a point of interest);
 //  - PyReader::resolve(code, instr): the (code object, instruction
-//    pointer) pairs the BPF side will record per frame at a copy fault
-//    (bpf_probe_read_user over the same chain, with PyOffsets handed to it
-//    as plain integers). resolve() caches each code object by address:
+//    pointer) pairs the BPF side records per frame at a sampled fault
+//    (attr_py() in bpf/cowtrace.bpf.c: bpf_probe_read_user over the same
+//    chain, with PyOffsets handed to it as plain integers in `pyprocs`;
+//    sampler.cpp registers and resolves). resolve() caches each code object by address:
 //    code objects live as long as their function, and a forked family
 //    shares them, so one PyReader can serve a whole family (a code object
 //    freed and another created at the same address in one member would
@@ -32,7 +33,8 @@
 // so a racing or hostile process gets an Error or "line unknown", never a
 // loop or an unbounded allocation.
 //
-// The merge with native frames (not done here), as py-spy --native does:
+// The merge with native frames (attribution.cpp, merge_python()), as
+// py-spy --native does:
 // each native frame inside _PyEval_EvalFrameDefault stands for the run of
 // Python frames from one frame up to and including the next one whose
 // `entry` is set (the frame that call of _PyEval_EvalFrameDefault was

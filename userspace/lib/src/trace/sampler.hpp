@@ -10,6 +10,14 @@
 // attribution then shares a site's exact counts among its chains in
 // proportion to their samples (with every fault sampled and none lost, the
 // chains' own counts).
+//
+// CPython 3.11 (python.hpp): the first sample of a process whose maps hold
+// the interpreter registers its frame offsets in the BPF map `pyprocs` (a
+// fork copies them to the child); later samples carry the thread's Python
+// frames as (code object, instruction) pairs, resolved here at once to
+// function, file and line through a PyReader of the process (or of its
+// parent: a forked family shares its code objects), and kept with the
+// chain.
 #pragma once
 
 #include <sys/types.h>
@@ -25,6 +33,7 @@
 
 #include "cowscope/base/fd.hpp"
 #include "cowscope/report/model.hpp"
+#include "python.hpp"
 #include "unwind.hpp"
 
 struct ring_buffer;
@@ -43,6 +52,7 @@ struct ChainCounts {
 
 struct Chain {
 	Unwound unwound;	// its frames and stop (`why` of its first sample)
+	std::vector<PyFrame> py;	// CPython frames, innermost first (none: not Python)
 	ChainCounts n;
 };
 
@@ -69,16 +79,23 @@ public:
 		std::uint64_t chains_dropped = 0;	// samples of chains over max_chains_per_site
 		std::uint64_t kinds_orphaned = 0;	// kinds with no sample of their thread
 		std::uint64_t unwind_ns = 0;	// time spent unwinding
+		std::uint64_t py_processes = 0;	// CPython processes registered in pyprocs
+		std::uint64_t py_frames = 0;	// Python frames resolved
+		std::uint64_t py_unresolved = 0;	// ... that did not resolve (not a code object)
 	};
 	Stats stats() const;
 	// The same with the BPF side's counts, as reported.
 	Unwinding unwinding() const;
+	// Why a CPython process's frames are not read ("" when nothing failed).
+	std::string py_note() const;
 
 private:
 	void run();
 	static int on_record(void *ctx, void *data, std::size_t size);
 	void on_sample(const void *data, std::size_t size);
 	void on_kind(const void *data, std::size_t size);
+	void python_of(pid_t tgid);	// register its interpreter, once
+	std::vector<PyFrame> python_frames(pid_t tgid, const void *sample);
 
 	using Key = std::pair<pid_t, std::int32_t>;
 	struct Pending {
@@ -96,6 +113,9 @@ private:
 	mutable std::mutex mu_;	// guards what follows, and the consuming
 	std::map<Key, std::vector<Chain>> chains_;
 	std::unordered_map<std::uint32_t, Pending> pending_;	// by tid: its last sample
+	std::map<pid_t, std::uint32_t> py_checked_;	// tgid -> its exec count when looked at
+	std::map<pid_t, PyReader> py_readers_;	// by the process whose memory it reads
+	std::map<std::string, std::string> py_errors_;	// ELF -> why its frames are not read
 	Stats stats_;
 };
 

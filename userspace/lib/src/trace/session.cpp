@@ -54,6 +54,7 @@ cowtrace_bpf *open_for(const Options &opts, const Plan &p, std::int64_t vme_delt
 		bpf_map__set_max_entries(s->maps.samples, 16U << 20);
 	} else {
 		bpf_map__set_max_entries(s->maps.samples, static_cast<__u32>(sysconf(_SC_PAGESIZE)));
+		bpf_map__set_max_entries(s->maps.pyprocs, 1);
 	}
 	// maps of a feature that is off: one entry (a page for the ring buffer)
 	if (!opts.by_mapping)

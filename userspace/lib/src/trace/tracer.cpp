@@ -46,6 +46,10 @@ std::uint64_t Tracer::dropped() const { return impl_->session.dropped(); }
 bool Tracer::untrack(pid_t tgid) { return impl_->session.untrack(tgid); }
 std::size_t Tracer::recycle() { return impl_->session.recycle(); }
 Tracer::Usage Tracer::usage() const { return impl_->session.usage(); }
+std::uint64_t Tracer::python_processes() const
+{
+	return impl_->sampler ? impl_->sampler->stats().py_processes : 0;
+}
 std::vector<ProgStats> Tracer::prog_stats() const { return impl_->session.prog_stats(); }
 
 std::vector<ProcStats> Tracer::snapshot_batch(Usage *usage) const

@@ -167,8 +167,10 @@ struct Frame {
 	bool guess = false;	// from .dynsym only: nearest exported symbol
 	// --unwind: how the frame was found: "regs" (the registers at the
 	// fault), "cfi" (the callee's .eh_frame/.debug_frame rule), "fp" (a
-	// frame pointer, where the callee has no CFI); "" without --unwind
-	// (the frame-pointer walk in BPF)
+	// frame pointer, where the callee has no CFI), "py" (a CPython frame:
+	// func is its qualified name, file and line its source, ip its
+	// instruction; it stands in place of _PyEval_EvalFrameDefault); ""
+	// without --unwind (the frame-pointer walk in BPF)
 	std::string source;
 	std::string text() const;	// "func+0x1a (module) file:line", "0x7f.. (module)", "[unknown 0x..]"
 	std::string name() const;	// func, or "module+0xoff", or "[unknown]"
@@ -234,6 +236,10 @@ struct Unwinding {
 	std::uint64_t no_maps = 0;	// no maps of the process to unwind by
 	std::uint64_t chains_dropped = 0;	// over the distinct chains kept per stack
 	double unwind_ms = 0;		// time spent unwinding
+	// CPython 3.11: processes whose frames were read, Python frames
+	// resolved and not, why a process's frames could not be read
+	std::uint64_t py_processes = 0, py_frames = 0, py_unresolved = 0;
+	std::string py_note;
 	bool operator==(const Unwinding &) const = default;
 };
 

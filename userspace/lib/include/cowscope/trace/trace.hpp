@@ -106,6 +106,8 @@ public:
 	const Plan &plan() const;
 	// Children not tracked because every process slot was taken.
 	std::uint64_t dropped() const;
+	// --unwind: the CPython processes whose frames are read so far.
+	std::uint64_t python_processes() const;
 	// Sum of run_time_ns / run_cnt over the attached programs (needs
 	// kernel.bpf_stats_enabled=1 to be non-zero).
 	std::pair<std::uint64_t, std::uint64_t> run_stats() const;

@@ -1,0 +1,44 @@
+"""cowtrace --unwind's CPython target (tests/bpf/test_cowtrace.cpp,
+Unwind.PythonFramesNameTheFunctionAndLine).
+
+    python3.11 py_cow_target.py N [GO]
+
+The parent builds a list of N objects, waits for the file GO to exist
+when given (the test creates it once cowtrace reads this interpreter's
+frames: reading its DWARF the first time takes up to a second; 60 s at
+most), and forks; the child's Worker.run()
+calls touch(), whose loop, on the line marked COPY-LINE, reads every object:
+each read writes the object's reference count, so the child copies the
+pages of the list and of the objects there. The parent waits for it.
+"""
+import os
+import sys
+import time
+
+
+def touch(data):
+    for _ in data: pass  # COPY-LINE
+
+
+class Worker:
+    def run(self, data):
+        touch(data)
+
+
+def main():
+    data = [object() for _ in range(int(sys.argv[1]))]
+    if len(sys.argv) > 2:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(sys.argv[2]):
+            if time.monotonic() > deadline:
+                sys.exit("py_cow_target: no " + sys.argv[2] + " after 60 s")
+            time.sleep(0.01)
+    pid = os.fork()
+    if pid == 0:
+        Worker().run(data)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    sys.exit(0 if status == 0 else 1)
+
+
+main()
