@@ -1106,7 +1106,9 @@ TEST_F(Attribution, SharedPendingSlotsLoseNoCount)
 		const std::uint64_t want = p.pid == cmd.pid() ? 800 : 900;
 		child_seen |= p.ppid == cmd.pid();
 		EXPECT_GE(p.cow_copies + p.unclassified, want) << "pid " << p.pid;
-		EXPECT_LE(p.cow_copies, want + kSlack) << "pid " << p.pid;
+		// on one CPU the two interleave at every page: more of their own
+		// stack and libc pages copied than alone (817 for 800 on 6.1)
+		EXPECT_LE(p.cow_copies, want + 2 * kSlack) << "pid " << p.pid;
 	}
 	EXPECT_TRUE(child_seen) << "the target's child was not traced";
 	std::printf("[ shared   ] one pending slot for every thread: %llu faults unclassified\n",
