@@ -770,6 +770,8 @@ class Unwind : public Attribution {
 protected:
 	static constexpr std::uint64_t kPages = 200;
 	static constexpr const char *kChain[] = {"f5", "f4", "f3", "f2", "f1", "main"};
+	// cow-thread: the chain in the thread the child starts
+	static constexpr const char *kThreadChain[] = {"f5", "f4", "f3", "f2", "f1", "thread_main"};
 	void SetUp() override
 	{
 		Attribution::SetUp();
@@ -778,18 +780,24 @@ protected:
 		if (access((bin_dir() + "/unwind_target").c_str(), X_OK) != 0)
 			GTEST_SKIP() << "no unwind_target beside the test";
 	}
-	// The child's f5 copies through `target`: the site of its chain, after
-	// checking its counts and that every copy of every process is in a
-	// site and in a folded stack.
-	nlohmann::json chain_site(const std::string &target, std::string *out = nullptr)
+	// The child's f5 copies through `target` (mode cow: in its main
+	// thread; cow-thread: in a thread it starts): the site of its chain,
+	// after checking its counts, that every copy of every process is in a
+	// site and in a folded stack, and that no stack read was cut short
+	// (BPF knows where each of those stacks ends: none took a fault).
+	nlohmann::json chain_site(const std::string &target, std::string *out = nullptr, const std::string &mode = "cow",
+				  const std::string &opts = "")
 	{
-		auto j = run(target, "cow " + std::to_string(kPages), out, " --unwind");
+		const bool in_thread = mode == "cow-thread";
+		const auto &chain = in_thread ? kThreadChain : kChain;
+		auto j = run(target, mode + " " + std::to_string(kPages), out, " --unwind" + opts);
 		auto [parent, child] = parent_child(j, "unwind_target");
 		if (child.is_null())
 			return {};
 		EXPECT_EQ(j["unwinding"]["period"], 1) << j["unwinding"];
 		EXPECT_EQ(j["unwinding"]["lost"], 0) << j["unwinding"];
 		EXPECT_EQ(j["unwinding"]["no_stack"], 0) << j["unwinding"];
+		EXPECT_EQ(j["unwinding"]["short_stack"], 0) << j["unwinding"];
 		const std::uint64_t cu = unclassified(child);
 		expect_near(func_copies(child, "f5") + cu, kPages, "child f5 copies");
 		std::uint64_t total = 0, in_folded = 0;
@@ -804,7 +812,9 @@ protected:
 		for (std::string line; std::getline(in, line);)
 			in_folded += std::stoull(line.substr(line.rfind(' ') + 1));
 		EXPECT_EQ(in_folded, total) << folded;
-		EXPECT_NE(folded.find(";main;f1;f2;f3;f4;f5 "), std::string::npos) << folded;
+		EXPECT_NE(folded.find(in_thread ? ";thread_main;f1;f2;f3;f4;f5 " : ";main;f1;f2;f3;f4;f5 "),
+			  std::string::npos)
+			<< folded;
 		nlohmann::json best;
 		for (const auto &s : child["sites"])
 			if (!s["frames"].empty() && s["frames"][0]["func"] == "f5" &&
@@ -817,9 +827,9 @@ protected:
 		expect_near(best["copies"].get<std::uint64_t>() + cu, kPages, "the chain's copies");
 		EXPECT_GE(best["unwind"]["samples"].get<std::uint64_t>(), kPages - cu) << best.dump(1);
 		const auto &fr = best["frames"];
-		EXPECT_GE(fr.size(), std::size(kChain)) << best.dump(1);
-		for (std::size_t i = 0; i < std::size(kChain) && i < fr.size(); i++) {
-			EXPECT_EQ(fr[i]["func"], kChain[i]) << "frame " << i << ": " << best.dump(1);
+		EXPECT_GE(fr.size(), std::size(chain)) << best.dump(1);
+		for (std::size_t i = 0; i < std::size(chain) && i < fr.size(); i++) {
+			EXPECT_EQ(fr[i]["func"], chain[i]) << "frame " << i << ": " << best.dump(1);
 			EXPECT_EQ(fr[i]["source"], i == 0 ? "regs" : "cfi") << "frame " << i << ": " << fr[i];
 			EXPECT_NE(fr[i]["module"].get<std::string>().find("unwind_target"), std::string::npos)
 				<< fr[i];
@@ -841,6 +851,29 @@ TEST_F(Unwind, CfiGivesTheChainWithoutFramePointers)
 	}
 	EXPECT_NE(out.find("CFI-unwound from"), std::string::npos) << out;
 	EXPECT_NE(out.find("[cfi]"), std::string::npos) << out;
+}
+
+// The stack slice ends where the stack does: 16 KiB from the page of rsp
+// would pass the main thread's stack end (and the unwritten gap of up to
+// 8 KiB below its strings), or a thread's stack block, and the read of the
+// first missing page faults. BPF stops at mm->start_stack's page (main) or
+// the TCB's (fsbase: a thread), so no read is cut short, and the chains
+// still reach their outermost frame: _start, glibc's thread start.
+TEST_F(Unwind, StackSliceEndsWhereTheStackDoes)
+{
+	for (const char *mode : {"cow", "cow-thread"}) {
+		SCOPED_TRACE(mode);
+		auto site = chain_site(bin_dir() + "/unwind_target", nullptr, mode, " --unwind-stack 16K");
+		if (site.is_null())
+			continue;
+		EXPECT_EQ(site["unwind"]["stop"], "outermost") << site.dump(1);
+		const auto &fr = site["frames"];
+		ASSERT_GT(fr.size(), std::size(kChain)) << site.dump(1);
+		// beyond main or thread_main: glibc's start of the program or thread
+		EXPECT_NE(fr.back()["module"].get<std::string>().find(mode == std::string("cow") ? "unwind_target" : "libc"),
+			  std::string::npos)
+			<< fr.back();
+	}
 }
 
 // A stripped copy (objcopy --strip-all at build time, tests/bpf/CMakeLists.txt;

@@ -11,6 +11,9 @@
 // main writes N anonymous pages and forks; the child's f5 writes each page
 // once (N COW copies, each at the same instruction of f5, under the chain
 // f5 f4 f3 f2 f1 main) and exits; the parent waits for it.
+// `unwind_target cow-thread N`: the same, but the child's writes run in a
+// thread it starts (f5 f4 f3 f2 f1 thread_main, then glibc's thread start),
+// on a stack whose end BPF takes from the thread's TCB (fsbase).
 //
 // No function sets up rbp as a frame pointer, and f3 keeps six values live
 // across its call (rbx, rbp, r12-r15: rbp as a general register), so the
@@ -22,7 +25,9 @@
 //         mov sink(%rip),%ebp; or %edi,%ebp   (rbp = sink | x, a value)
 //   f2:   sub $0xa8,%rsp ... ret         f1: sub $0x68,%rsp ... ret
 //   main: sub $0x8,%rsp ... ret          (no "push %rbp; mov %rsp,%rbp" anywhere)
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -90,7 +95,13 @@ NOINLINE int f1(int x)
 	return r + pad[0] + pad[sizeof(pad) - 1];
 }
 
-static int cow_mode(long n)
+static void *thread_main(void *arg)
+{
+	sink = f1(1);
+	return arg;
+}
+
+static int cow_mode(long n, int in_thread)
 {
 	char *p = mmap(NULL, (size_t)n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int status;
@@ -104,8 +115,13 @@ static int cow_mode(long n)
 	if (pid < 0)
 		return 1;
 	if (pid == 0) {
+		pthread_t t;
+
 		cow_pages = p;
-		sink = f1(1);
+		if (!in_thread)
+			sink = f1(1);
+		else if (pthread_create(&t, NULL, thread_main, NULL) || pthread_join(t, NULL))
+			_exit(1);
 		_exit(0);
 	}
 	if (waitpid(pid, &status, 0) != pid)
@@ -115,8 +131,8 @@ static int cow_mode(long n)
 
 int main(int argc, char **argv)
 {
-	if (argc == 3 && argv[1][0] == 'c')
-		return cow_mode(atol(argv[2]));
+	if (argc == 3 && (!strcmp(argv[1], "cow") || !strcmp(argv[1], "cow-thread")))
+		return cow_mode(atol(argv[2]), !strcmp(argv[1], "cow-thread"));
 	int r = f1(argc);
 	sink = r;
 	return r < 0 ? 1 : 0;

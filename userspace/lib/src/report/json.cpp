@@ -202,7 +202,8 @@ json report_json(const std::vector<ProcStats> &procs, const Plan &plan, const At
 		if (u.period)
 			out["unwinding"] = {{"period", u.period},   {"stack_bytes", u.stack_bytes},
 					    {"samples", u.samples}, {"lost", u.lost},
-					    {"no_stack", u.no_stack}, {"no_maps", u.no_maps},
+					    {"no_stack", u.no_stack}, {"short_stack", u.short_stack},
+					    {"no_maps", u.no_maps},
 					    {"chains_dropped", u.chains_dropped}, {"unwind_ms", u.unwind_ms},
 					    {"python", {{"processes", u.py_processes}, {"frames", u.py_frames},
 							{"unresolved", u.py_unresolved}, {"note", u.py_note}}}};
@@ -460,6 +461,8 @@ struct Reader {
 					       .samples = get<std::uint64_t>(u, "samples", w),
 					       .lost = get<std::uint64_t>(u, "lost", w),
 					       .no_stack = get<std::uint64_t>(u, "no_stack", w),
+					       // not in cowtrace 0.6.0's JSON
+					       .short_stack = get_or<std::uint64_t>(u, "short_stack", 0, w),
 					       .no_maps = get<std::uint64_t>(u, "no_maps", w),
 					       .chains_dropped = get<std::uint64_t>(u, "chains_dropped", w),
 					       .unwind_ms = get<double>(u, "unwind_ms", w),

@@ -163,8 +163,10 @@ std::string format_sites(const Attribution &a, const std::vector<ProcStats> &pro
 				   "share of its frame-pointer stack's exact counts\n",
 				   u.period, u.stack_bytes);
 		out += fmt::format("sites: {} samples unwound in {:.1f} ms; {} lost (ring buffer full), {} without "
-				   "stack bytes, {} without maps, {} over the chains kept per stack\n",
-				   u.samples, u.unwind_ms, u.lost, u.no_stack, u.no_maps, u.chains_dropped);
+				   "stack bytes, {} cut short (a page of the slice could not be read), {} without "
+				   "maps, {} over the chains kept per stack\n",
+				   u.samples, u.unwind_ms, u.lost, u.no_stack, u.short_stack, u.no_maps,
+				   u.chains_dropped);
 		if (u.py_processes || !u.py_note.empty())
 			out += fmt::format("sites: CPython 3.11 frames [py] read in {} process{}: {} resolved, {} not "
 					   "(not a code object when read){}\n",

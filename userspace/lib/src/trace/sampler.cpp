@@ -285,6 +285,7 @@ Unwinding Sampler::unwinding() const
 		.samples = st.samples,
 		.lost = __atomic_load_n(&bss->unwind_lost, __ATOMIC_RELAXED),
 		.no_stack = __atomic_load_n(&bss->unwind_noread, __ATOMIC_RELAXED),
+		.short_stack = __atomic_load_n(&bss->unwind_short, __ATOMIC_RELAXED),
 		.no_maps = st.no_maps,
 		.chains_dropped = st.chains_dropped,
 		.unwind_ms = static_cast<double>(st.unwind_ns) / 1e6,

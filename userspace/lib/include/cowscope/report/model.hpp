@@ -233,6 +233,9 @@ struct Unwinding {
 	std::uint64_t samples = 0;	// received and unwound
 	std::uint64_t lost = 0;		// not sent, or their kind not: the ring buffer was full
 	std::uint64_t no_stack = 0;	// sent without stack bytes: the read of the stack failed
+	// sent with part of the slice: a page below the stack's end (where
+	// BPF knew it) could not be read; each such stop is a fault taken
+	std::uint64_t short_stack = 0;
 	std::uint64_t no_maps = 0;	// no maps of the process to unwind by
 	std::uint64_t chains_dropped = 0;	// over the distinct chains kept per stack
 	double unwind_ms = 0;		// time spent unwinding
