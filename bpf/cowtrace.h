@@ -76,8 +76,7 @@ struct pend {
 				 * `stacks` (a 31-bit hash of the ips, or a
 				 * rehash after a collision; < 0: none) */
 	__u32 sample;		/* --unwind: enum cowtrace_sample_state of the fault */
-	__u32 unwind_tick;	/* --unwind: faults since the thread's last sample */
-	__u32 pad;
+	__u32 pad[2];
 };
 
 /* --by-mapping: copies and reuses per (tgid, VMA start); the VMA's facts are

@@ -876,6 +876,40 @@ TEST_F(Unwind, StackSliceEndsWhereTheStackDoes)
 	}
 }
 
+// --unwind N samples 1 in N faults at random, not every Nth: the child of
+// `unwind_target cow-alt 200` writes its pages strictly alternating between
+// write_even() and write_odd(), so every 2nd fault would always be at the
+// same one of the two. At --unwind 2 both must have CFI-unwound chains
+// (about 50 samples each; fewer than 10 has odds under 1e-17).
+TEST_F(Unwind, SamplingDoesNotAliasAlternatingSites)
+{
+	auto j = run(bin_dir() + "/unwind_target", "cow-alt " + std::to_string(kPages), nullptr, " --unwind 2");
+	auto [parent, child] = parent_child(j, "unwind_target");
+	ASSERT_FALSE(child.is_null()) << j.dump(1);
+	EXPECT_EQ(j["unwinding"]["period"], 2) << j["unwinding"];
+	EXPECT_EQ(j["unwinding"]["lost"], 0) << j["unwinding"];
+	const std::uint64_t cu = unclassified(child);
+	for (const char *fn : {"write_even", "write_odd"}) {
+		SCOPED_TRACE(fn);
+		std::uint64_t copies = 0, samples = 0;
+		for (const auto &s : child["sites"]) {
+			if (s["frames"].empty() || s["frames"][0]["func"] != fn)
+				continue;
+			copies += s["copies"].get<std::uint64_t>();
+			if (!s.contains("unwind"))
+				continue;
+			samples += s["unwind"]["samples"].get<std::uint64_t>();
+			ASSERT_GE(s["frames"].size(), 2U) << s.dump(1);
+			EXPECT_EQ(s["frames"][1]["func"], "f5") << s.dump(1);
+			EXPECT_EQ(s["frames"][1]["source"], "cfi") << s.dump(1);
+		}
+		expect_near(copies + cu, kPages / 2, fn);
+		EXPECT_GE(samples, 10U) << "copies " << copies << "; " << child["sites"].dump(1);
+		std::printf("[ sampled  ] %s: %llu copies, %llu samples\n", fn, static_cast<unsigned long long>(copies),
+			    static_cast<unsigned long long>(samples));
+	}
+}
+
 // A stripped copy (objcopy --strip-all at build time, tests/bpf/CMakeLists.txt;
 // -rdynamic keeps the names in .dynsym): the same chain, the names marked
 // guesses, the offsets exact.

@@ -14,6 +14,9 @@
 // `unwind_target cow-thread N`: the same, but the child's writes run in a
 // thread it starts (f5 f4 f3 f2 f1 thread_main, then glibc's thread start),
 // on a stack whose end BPF takes from the thread's TCB (fsbase).
+// `unwind_target cow-alt N`: the child's f5 writes the even pages through
+// write_even() and the odd ones through write_odd(), strictly alternating:
+// every other fault at each of two sites (--unwind 2 must sample both).
 //
 // No function sets up rbp as a frame pointer, and f3 keeps six values live
 // across its call (rbx, rbp, r12-r15: rbp as a general register), so the
@@ -37,6 +40,17 @@
 volatile int sink;
 static char *volatile cow_pages;	/* cow mode: the pages f5 writes */
 static long cow_n;
+static int cow_alternate;	/* cow-alt: through write_even(), write_odd() */
+
+NOINLINE void write_even(char *p, char v)
+{
+	*p = v;
+}
+
+NOINLINE void write_odd(char *p, char v)
+{
+	*p = (char)(v ^ 1);
+}
 
 NOINLINE int f5(int x)
 {
@@ -45,8 +59,14 @@ NOINLINE int f5(int x)
 	pad[0] = (char)x;
 	pad[sizeof(pad) - 1] = (char)x;
 	if (cow_pages) {
-		for (long i = 0; i < cow_n; i++)
-			cow_pages[i * 4096] = (char)(x + i);
+		for (long i = 0; i < cow_n; i++) {
+			if (!cow_alternate)
+				cow_pages[i * 4096] = (char)(x + i);
+			else if (i & 1)
+				write_odd(cow_pages + i * 4096, (char)(x + i));
+			else
+				write_even(cow_pages + i * 4096, (char)(x + i));
+		}
 		return pad[0] + pad[sizeof(pad) - 1];
 	}
 	if (write(1, "R", 1) != 1)
@@ -131,7 +151,9 @@ static int cow_mode(long n, int in_thread)
 
 int main(int argc, char **argv)
 {
-	if (argc == 3 && (!strcmp(argv[1], "cow") || !strcmp(argv[1], "cow-thread")))
+	if (argc == 3 && !strcmp(argv[1], "cow-alt"))
+		cow_alternate = 1;
+	if (argc == 3 && (!strcmp(argv[1], "cow") || !strcmp(argv[1], "cow-thread") || cow_alternate))
 		return cow_mode(atol(argv[2]), !strcmp(argv[1], "cow-thread"));
 	int r = f1(argc);
 	sink = r;

@@ -333,7 +333,7 @@ int main(int argc, char **argv)
 	app.add_option("--sites", a.sites, "show the top N user stacks that caused copies and reuses "
 					   "(default 10), symbolized after the run")
 		->type_name("[N]");
-	app.add_option("--unwind", a.unwind, "unwind the user stack of 1 in N write-protect faults of each thread "
+	app.add_option("--unwind", a.unwind, "unwind the user stack of 1 in N write-protect faults, at random "
 					     "(default 1: every one) from its registers and a slice of its stack "
 					     "through the CFI (.eh_frame, .debug_frame) of its files, after capture: "
 					     "call chains through code built without frame pointers; implies --sites")

@@ -156,8 +156,8 @@ std::string format_sites(const Attribution &a, const std::vector<ProcStats> &pro
 		out += format_site_lists(a.merged, top, ", all processes merged");
 	const Unwinding &u = a.unwinding;
 	if (u.period) {
-		out += fmt::format("sites: frame 0 (=) is the faulting instruction, exact; 1 in {} faults of each "
-				   "thread unwound from its registers and {} bytes of its stack through the CFI "
+		out += fmt::format("sites: frame 0 (=) is the faulting instruction, exact; 1 in {} faults (at random) "
+				   "unwound from the thread's registers and {} bytes of its stack through the CFI "
 				   "(.eh_frame, .debug_frame) of its files: [cfi] frames by their callee's CFI, [fp] "
 				   "by a frame pointer where it had none; such a stack's counts are its samples' "
 				   "share of its frame-pointer stack's exact counts\n",
