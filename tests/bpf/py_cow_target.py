@@ -3,17 +3,16 @@ Unwind.PythonFramesNameTheFunctionAndLine).
 
     python3.11 py_cow_target.py N [GO]
 
-The parent builds a list of N objects, waits for the file GO to exist
-when given (the test creates it once cowtrace reads this interpreter's
-frames: reading its DWARF the first time takes up to a second; 60 s at
-most), and forks; the child's Worker.run()
+The parent builds a list of N objects, reads a byte from the FIFO GO when
+given (the test writes it once cowtrace reads this interpreter's frames:
+reading its DWARF the first time takes up to a second), and forks; the
+child's Worker.run()
 calls touch(), whose loop, on the line marked COPY-LINE, reads every object:
 each read writes the object's reference count, so the child copies the
 pages of the list and of the objects there. The parent waits for it.
 """
 import os
 import sys
-import time
 
 
 def touch(data):
@@ -28,11 +27,9 @@ class Worker:
 def main():
     data = [object() for _ in range(int(sys.argv[1]))]
     if len(sys.argv) > 2:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(sys.argv[2]):
-            if time.monotonic() > deadline:
-                sys.exit("py_cow_target: no " + sys.argv[2] + " after 60 s")
-            time.sleep(0.01)
+        with open(sys.argv[2], "rb") as go:  # blocks until the test opens it
+            if go.read(1) != b"g":
+                sys.exit("py_cow_target: " + sys.argv[2] + " closed without the go byte")
     pid = os.fork()
     if pid == 0:
         Worker().run(data)

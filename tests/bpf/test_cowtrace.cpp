@@ -7,11 +7,13 @@
 
 #include "run_command.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -962,17 +964,18 @@ TEST_F(Unwind, PythonFramesNameTheFunctionAndLine)
 	o.sites = true;
 	o.unwind_period = 1;
 	cowtrace::Tracer t(traced_options(o));
-	const std::string go = dir + "/go";
+	const std::string go = dir + "/go";	// a FIFO: the script forks once it reads "g"
+	ASSERT_EQ(mkfifo(go.c_str(), 0600), 0) << go << ": " << std::strerror(errno);
 	cowtrace::Command cmd({python, script, "400000", go});
 	t.track(cmd.pid(), getpid(), "python3.11");
 	cmd.start();
-	// the interpreter registered before the target forks (polled to a
-	// deadline: no event says so)
-	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-	while (t.python_processes() == 0 && std::chrono::steady_clock::now() < deadline)
-		std::this_thread::sleep_for(std::chrono::milliseconds(10));
-	ASSERT_GT(t.python_processes(), 0U) << "the interpreter's frames were never read";
-	cowscope::write_file_atomic(go, "");
+	// the interpreter registered before the target forks
+	ASSERT_TRUE(t.wait_python_processes(std::chrono::seconds(30))) << "the interpreter's frames were never read";
+	// O_RDWR: opens without waiting for the reader, and the byte stays in
+	// the FIFO until the script reads it (the fd is kept open till then)
+	cowscope::UniqueFd gofd(open(go.c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_TRUE(gofd) << go << ": " << std::strerror(errno);
+	ASSERT_EQ(write(gofd.get(), "g", 1), 1) << std::strerror(errno);
 	int status = cmd.wait();
 	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 	auto procs = t.snapshot();

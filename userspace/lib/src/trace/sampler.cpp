@@ -206,8 +206,10 @@ void Sampler::python_of(pid_t tgid)
 		     .frame_previous = o.frame_previous,
 		     .frame_prev_instr = o.frame_prev_instr,
 		     .frame_is_entry = o.frame_is_entry};
-		if (bpf_map_update_elem(fd, &key, &t, BPF_ANY) == 0)
+		if (bpf_map_update_elem(fd, &key, &t, BPF_ANY) == 0) {
 			stats_.py_processes++;
+			py_registered_.notify_all();
+		}
 		if (py_readers_.size() >= 64)
 			py_readers_.clear();
 		py_readers_.try_emplace(tgid, tgid, std::move(l));
@@ -267,6 +269,12 @@ std::string Sampler::py_note() const
 {
 	std::lock_guard<std::mutex> g(mu_);
 	return py_errors_.empty() ? "" : "pid " + py_errors_.begin()->first + ": " + py_errors_.begin()->second;
+}
+
+bool Sampler::wait_python(std::chrono::milliseconds timeout) const
+{
+	std::unique_lock<std::mutex> g(mu_);
+	return py_registered_.wait_for(g, timeout, [this] { return stats_.py_processes > 0; });
 }
 
 Sampler::Stats Sampler::stats() const

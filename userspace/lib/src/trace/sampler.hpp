@@ -23,6 +23,8 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -84,6 +86,9 @@ public:
 		std::uint64_t py_unresolved = 0;	// ... that did not resolve (not a code object)
 	};
 	Stats stats() const;
+	// Wait until a CPython process is registered (Stats::py_processes > 0);
+	// false if none was within `timeout`.
+	bool wait_python(std::chrono::milliseconds timeout) const;
 	// The same with the BPF side's counts, as reported.
 	Unwinding unwinding() const;
 	// Why a CPython process's frames are not read ("" when nothing failed).
@@ -111,6 +116,7 @@ private:
 	std::atomic<bool> stop_{false};
 	Unwinder unwinder_;	// the thread's, and drain()'s under mu_
 	mutable std::mutex mu_;	// guards what follows, and the consuming
+	mutable std::condition_variable py_registered_;	// stats_.py_processes grew
 	std::map<Key, std::vector<Chain>> chains_;
 	std::unordered_map<std::uint32_t, Pending> pending_;	// by tid: its last sample
 	std::map<pid_t, std::uint32_t> py_checked_;	// tgid -> its exec count when looked at

@@ -50,6 +50,10 @@ std::uint64_t Tracer::python_processes() const
 {
 	return impl_->sampler ? impl_->sampler->stats().py_processes : 0;
 }
+bool Tracer::wait_python_processes(std::chrono::milliseconds timeout) const
+{
+	return impl_->sampler && impl_->sampler->wait_python(timeout);
+}
 std::vector<ProgStats> Tracer::prog_stats() const { return impl_->session.prog_stats(); }
 
 std::vector<ProcStats> Tracer::snapshot_batch(Usage *usage) const

@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -108,6 +109,9 @@ public:
 	std::uint64_t dropped() const;
 	// --unwind: the CPython processes whose frames are read so far.
 	std::uint64_t python_processes() const;
+	// --unwind: wait until the frames of at least one CPython process are
+	// read; false if none was within `timeout` (or --unwind is off).
+	bool wait_python_processes(std::chrono::milliseconds timeout) const;
 	// Sum of run_time_ns / run_cnt over the attached programs (needs
 	// kernel.bpf_stats_enabled=1 to be non-zero).
 	std::pair<std::uint64_t, std::uint64_t> run_stats() const;
