@@ -448,8 +448,8 @@ static __always_inline void attr_py(struct cow_sample *s, __u32 tgid, __u32 tid)
  * whose pages are not there; a glibc thread's stack block ends with its
  * static TLS and TCB (fsbase). A read of a missing page is not wrong, it
  * fails whole, but the fault it takes cost more than all the rest of a
- * sample (6 us of 8 on the PVM dev host, 3 runs in 8 of the bench's
- * workload). */
+ * sample (6 us of 8 on the PVM dev host, in 7 of 24 runs of the bench's
+ * workload: rsp's page the last one below the gap). */
 static __always_inline __u64 user_stack_end(struct task_struct *t, __u64 sp)
 {
 	__u64 top = BPF_CORE_READ(t, mm, start_stack);
